@@ -1,0 +1,229 @@
+"""One transformer class for compiled and learned weights.
+
+A plain attention-only-plus-MLP transformer in the shape Tracr compiles to:
+no layer norm, ReLU MLPs, scaled dot-product attention, an optional causal
+mask and a key mask for padding. Parameters use TransformerLens names and
+shapes, so the state dict *is* the artifact (``model.safetensors``).
+
+Shape glossary:
+    B batch, T positions (BOS included), D d_model, H n_heads, K d_head,
+    M d_mlp, V d_vocab, O d_vocab_out.
+
+Hook points (TransformerLens names), each addressable by name for caching
+and interventions:
+    hook_embed, hook_pos_embed                              [B, T, D]
+    blocks.{l}.hook_resid_pre / hook_resid_mid / hook_resid_post  [B, T, D]
+    blocks.{l}.attn.hook_pattern                            [B, H, T, T]
+    blocks.{l}.attn.hook_z                                  [B, T, H, K]
+    blocks.{l}.attn.hook_result                             [B, T, H, D]
+    blocks.{l}.hook_attn_out, blocks.{l}.hook_mlp_out       [B, T, D]
+    blocks.{l}.mlp.hook_post                                [B, T, M]
+A hook is ``fn(tensor, name) -> tensor | None``; returning a tensor replaces
+the activation (an intervention), ``None`` leaves it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Callable, Mapping
+
+import torch
+from torch import nn
+
+Hook = Callable[[torch.Tensor, str], "torch.Tensor | None"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Shape and vocabularies; saved as ``config`` in ``model.json``.
+
+    ``vocab`` holds the input token strings in id order (BOS and pad
+    included); ``output_vocab`` the output values (as strings) in id order.
+    """
+
+    n_layers: int
+    n_heads: int
+    d_model: int
+    d_head: int
+    d_mlp: int
+    n_ctx: int
+    d_vocab: int
+    d_vocab_out: int
+    vocab: tuple[str, ...]
+    output_vocab: tuple[str, ...]
+    bos_token: str
+    pad_token: str
+    causal: bool
+    act_fn: str = "relu"
+
+    def __post_init__(self):
+        if len(self.vocab) != self.d_vocab or len(self.output_vocab) != self.d_vocab_out:
+            raise ValueError("vocab sizes disagree with d_vocab / d_vocab_out")
+        if self.act_fn != "relu":
+            raise ValueError(f"only act_fn='relu' is supported, got {self.act_fn!r}")
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "ModelConfig":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - fields
+        if unknown:
+            raise ValueError(f"unknown config keys {sorted(unknown)}")
+        d = dict(d)
+        d["vocab"], d["output_vocab"] = tuple(d["vocab"]), tuple(d["output_vocab"])
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["vocab"], d["output_vocab"] = list(self.vocab), list(self.output_vocab)
+        return d
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every parameter name with its shape: the artifact's schema."""
+        H, D, K, M = self.n_heads, self.d_model, self.d_head, self.d_mlp
+        shapes = {
+            "embed.W_E": (self.d_vocab, D),
+            "pos_embed.W_pos": (self.n_ctx, D),
+            "unembed.W_U": (D, self.d_vocab_out),
+            "unembed.b_U": (self.d_vocab_out,),
+        }
+        for l in range(self.n_layers):
+            p = f"blocks.{l}."
+            shapes.update({
+                p + "attn.W_Q": (H, D, K), p + "attn.W_K": (H, D, K), p + "attn.W_V": (H, D, K),
+                p + "attn.b_Q": (H, K), p + "attn.b_K": (H, K), p + "attn.b_V": (H, K),
+                p + "attn.W_O": (H, K, D), p + "attn.b_O": (D,),
+                p + "mlp.W_in": (D, M), p + "mlp.b_in": (M,),
+                p + "mlp.W_out": (M, D), p + "mlp.b_out": (D,),
+            })
+        return shapes
+
+    def shape_key(self) -> str:
+        """Canonical JSON of everything two comparable models must share."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+class _Params(nn.Module):
+    def __init__(self, shapes: Mapping[str, tuple[int, ...]]):
+        super().__init__()
+        for name, shape in shapes.items():
+            self.register_parameter(name.replace(".", "__"), nn.Parameter(torch.zeros(shape)))
+
+
+class Transformer(nn.Module):
+    """The model. ``forward`` returns logits ``[B, T, O]``; see ``run_with_cache``."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self._shapes = cfg.param_shapes()
+        self.p = _Params(self._shapes)
+
+    # -- parameters by TransformerLens name ---------------------------------
+    def param(self, name: str) -> torch.Tensor:
+        return getattr(self.p, name.replace(".", "__"))
+
+    def tl_state_dict(self) -> dict[str, torch.Tensor]:
+        """``{TransformerLens name: tensor}``, the artifact's contents."""
+        return {name: self.param(name).detach() for name in self._shapes}
+
+    def load_tl_state_dict(self, sd: Mapping[str, torch.Tensor]) -> None:
+        """Loads parameters by name; raises ``ValueError`` on a missing, extra or mis-shaped one."""
+        missing, extra = set(self._shapes) - set(sd), set(sd) - set(self._shapes)
+        if missing or extra:
+            raise ValueError(f"parameter names differ: missing {sorted(missing)[:3]}, unexpected {sorted(extra)[:3]}")
+        for name, shape in self._shapes.items():
+            if tuple(sd[name].shape) != shape:
+                raise ValueError(f"parameter {name} has shape {tuple(sd[name].shape)}, expected {shape}")
+        with torch.no_grad():
+            for name in self._shapes:
+                self.param(name).copy_(sd[name])
+
+    def init_weights(self, generator: torch.Generator) -> None:
+        """Random initialisation for training (GPT-2 style normal, zero biases)."""
+        with torch.no_grad():
+            for name, shape in self._shapes.items():
+                w = self.param(name)
+                if ".b_" in name:
+                    w.zero_()
+                else:
+                    fan_in = shape[-2] if len(shape) >= 2 else shape[0]
+                    std = 1.0 / math.sqrt(fan_in)
+                    if name.endswith(("W_O", "W_out")):
+                        std /= math.sqrt(2 * self.cfg.n_layers)
+                    if name in ("embed.W_E", "pos_embed.W_pos"):
+                        std = 0.1  # one-hot-like inputs: keep embeddings small and D-independent
+                    w.copy_(torch.randn(shape, generator=generator, dtype=w.dtype) * std)
+
+    # -- forward --------------------------------------------------------------
+    def forward(self, tokens: torch.Tensor, hooks: Mapping[str, Hook] | None = None,
+                cache: dict[str, torch.Tensor] | None = None,
+                cache_names: Callable[[str], bool] | None = None) -> torch.Tensor:
+        """Runs the model.
+
+        Args:
+            tokens: ``[B, T]`` token ids, BOS first; pad ids are masked as keys.
+            hooks: ``{hook name: fn}``, see the module docstring.
+            cache: if given, filled with ``{hook name: activation}``.
+            cache_names: optional filter on which hook names to cache.
+
+        Returns:
+            logits ``[B, T, O]``.
+        """
+        hooks = hooks or {}
+
+        def hp(name: str, x: torch.Tensor) -> torch.Tensor:
+            fn = hooks.get(name)
+            if fn is not None:
+                out = fn(x, name)
+                if out is not None:
+                    x = out
+            if cache is not None and (cache_names is None or cache_names(name)):
+                cache[name] = x
+            return x
+
+        cfg = self.cfg
+        B, T = tokens.shape
+        if T > cfg.n_ctx:
+            raise ValueError(f"sequence of {T} positions exceeds n_ctx={cfg.n_ctx}")
+        pad_id = cfg.vocab.index(cfg.pad_token)
+        keep = (tokens != pad_id)[:, None, None, :]  # [B, 1, 1, T] key mask
+        if cfg.causal:
+            keep = keep & torch.ones(T, T, dtype=torch.bool, device=tokens.device).tril()
+        embed = hp("hook_embed", self.param("embed.W_E")[tokens])  # [B, T, D]
+        pos = hp("hook_pos_embed", self.param("pos_embed.W_pos")[:T].expand(B, T, -1))  # [B, T, D]
+        resid = embed + pos
+        scale = 1.0 / math.sqrt(cfg.d_head)
+        for l in range(cfg.n_layers):
+            p = f"blocks.{l}."
+            W = lambda n: self.param(p + n)  # noqa: E731
+            resid = hp(p + "hook_resid_pre", resid)
+            q = torch.einsum("btd,hdk->bthk", resid, W("attn.W_Q")) + W("attn.b_Q")  # [B, T, H, K]
+            k = torch.einsum("btd,hdk->bthk", resid, W("attn.W_K")) + W("attn.b_K")
+            v = torch.einsum("btd,hdk->bthk", resid, W("attn.W_V")) + W("attn.b_V")
+            scores = torch.einsum("bqhk,bshk->bhqs", q, k) * scale  # [B, H, T, T]
+            scores = scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
+            pattern = hp(p + "attn.hook_pattern", scores.softmax(dim=-1))  # [B, H, T, T]
+            z = hp(p + "attn.hook_z", torch.einsum("bhqs,bshk->bqhk", pattern, v))  # [B, T, H, K]
+            result = hp(p + "attn.hook_result", torch.einsum("bthk,hkd->bthd", z, W("attn.W_O")))  # [B, T, H, D]
+            attn_out = hp(p + "hook_attn_out", result.sum(dim=2) + W("attn.b_O"))  # [B, T, D]
+            resid = hp(p + "hook_resid_mid", resid + attn_out)
+            post = hp(p + "mlp.hook_post", torch.relu(resid @ W("mlp.W_in") + W("mlp.b_in")))  # [B, T, M]
+            mlp_out = hp(p + "hook_mlp_out", post @ W("mlp.W_out") + W("mlp.b_out"))  # [B, T, D]
+            resid = hp(p + "hook_resid_post", resid + mlp_out)
+        return resid @ self.param("unembed.W_U") + self.param("unembed.b_U")  # [B, T, O]
+
+    def run_with_cache(self, tokens: torch.Tensor, hooks: Mapping[str, Hook] | None = None,
+                       names: Callable[[str], bool] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``forward`` that also returns ``{hook name: activation}``."""
+        cache: dict[str, torch.Tensor] = {}
+        logits = self.forward(tokens, hooks=hooks, cache=cache, cache_names=names)
+        return logits, cache
+
+    def resid_hook_names(self) -> list[str]:
+        """Residual-stream hook names in order: embed, then pre/mid per layer, then final post."""
+        names = []
+        for l in range(self.cfg.n_layers):
+            names += [f"blocks.{l}.hook_resid_pre", f"blocks.{l}.hook_resid_mid"]
+        return names + [f"blocks.{self.cfg.n_layers - 1}.hook_resid_post"]

@@ -1,0 +1,1 @@
+"""Stage 1: RASP programs, their vocabularies, inputs and independent references."""
