@@ -9,6 +9,7 @@ interrupted or failed run leaves the previous artifact as it was.
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import time
 from pathlib import Path
@@ -38,7 +39,7 @@ def summary(meta: dict, cfg, checks: dict) -> str:
                  f"{t['max_resid_abs_diff']:.2e}, decoded identical: {t['decoded_identical']}")
     kind = "exhaustive" if x["exhaustive"] else "sampled"
     lines.append(f"  {kind} check: {x['passed_inputs']}/{x['inputs']} inputs correct at every position "
-                 f"({x['seconds']:.2f} s)")
+                 f"({x['dtype']}, {x['seconds']:.2f} s)")
     if "rewrite_system" in x:
         r = x["rewrite_system"]
         lines.append(f"  rewrite system (search bound {r['search_bound']}): {r['derived']} theorems derived, "
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     meta["compile_seconds"] = round(time.perf_counter() - t0, 2)
     sample = spec.sample_inputs(np.random.default_rng(0), args.tracr_sample, max_len)
     checks = {"against_tracr": verify.against_tracr(cp, model, sample),
-              "exhaustive": verify.exhaustive(spec, model, max_len)}
+              # float32 is the dtype the comparison runs in; the Tracr check above is float64.
+              "exhaustive": verify.exhaustive(spec, copy.deepcopy(model).float(), max_len)}
     print(summary(meta, model.cfg, checks))
     if not checks["against_tracr"]["passed"]:
         raise ToolkitError(f"torch port disagrees with Tracr: {checks['against_tracr']}")

@@ -135,19 +135,16 @@ def encode(cfg: ModelConfig, inputs: Sequence[Sequence[str]], device: str | torc
     Raises:
         ToolkitError: a token outside the vocabulary, or an input longer than ``n_ctx - 1``.
     """
-    index = {t: i for i, t in enumerate(cfg.vocab)}
-    specials = {cfg.bos_token, cfg.pad_token}
+    index = {t: i for i, t in enumerate(cfg.vocab) if t not in (cfg.bos_token, cfg.pad_token)}
     width = 1 + max((len(x) for x in inputs), default=0)
     if width > cfg.n_ctx:
         raise ToolkitError(f"input of length {width - 1} is longer than the model's maximum {cfg.n_ctx - 1}")
-    ids = torch.full((len(inputs), width), index[cfg.pad_token], dtype=torch.long)
-    ids[:, 0] = index[cfg.bos_token]
-    for b, x in enumerate(inputs):
-        for t, tok in enumerate(x):
-            if tok not in index or tok in specials:
-                raise ToolkitError(f"token {tok!r} is not in the model's vocabulary "
-                                   f"{[v for v in cfg.vocab if v not in specials]}")
-            ids[b, t + 1] = index[tok]
+    bos, pad = cfg.vocab.index(cfg.bos_token), cfg.vocab.index(cfg.pad_token)
+    try:
+        rows = [[bos, *(index[t] for t in x), *([pad] * (width - 1 - len(x)))] for x in inputs]
+    except KeyError as e:
+        raise ToolkitError(f"token {e.args[0]!r} is not in the model's vocabulary {list(index)}") from None
+    ids = torch.tensor(rows, dtype=torch.long).reshape(len(inputs), width)
     return ids.to(device)
 
 

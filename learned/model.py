@@ -183,6 +183,9 @@ class Transformer(nn.Module):
                 cache[name] = x
             return x
 
+        def want(name: str) -> bool:
+            return name in hooks or (cache is not None and (cache_names is None or cache_names(name)))
+
         cfg = self.cfg
         B, T = tokens.shape
         if T > cfg.n_ctx:
@@ -206,8 +209,12 @@ class Transformer(nn.Module):
             scores = scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
             pattern = hp(p + "attn.hook_pattern", scores.softmax(dim=-1))  # [B, H, T, T]
             z = hp(p + "attn.hook_z", torch.einsum("bhqs,bshk->bqhk", pattern, v))  # [B, T, H, K]
-            result = hp(p + "attn.hook_result", torch.einsum("bthk,hkd->bthd", z, W("attn.W_O")))  # [B, T, H, D]
-            attn_out = hp(p + "hook_attn_out", result.sum(dim=2) + W("attn.b_O"))  # [B, T, D]
+            if want(p + "attn.hook_result"):  # per-head outputs only when someone reads them
+                result = hp(p + "attn.hook_result", torch.einsum("bthk,hkd->bthd", z, W("attn.W_O")))  # [B, T, H, D]
+                attn_out = result.sum(dim=2)
+            else:
+                attn_out = torch.einsum("bthk,hkd->btd", z, W("attn.W_O"))
+            attn_out = hp(p + "hook_attn_out", attn_out + W("attn.b_O"))  # [B, T, D]
             resid = hp(p + "hook_resid_mid", resid + attn_out)
             post = hp(p + "mlp.hook_post", torch.relu(resid @ W("mlp.W_in") + W("mlp.b_in")))  # [B, T, M]
             mlp_out = hp(p + "hook_mlp_out", post @ W("mlp.W_out") + W("mlp.b_out"))  # [B, T, D]
