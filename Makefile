@@ -1,0 +1,62 @@
+# The whole pipeline: `make` (compile -> train -> compare) and `make test`.
+# Every target installs what it needs into .venv on first use.
+#
+# Variables: PROGRAM (miu), MAX_LEN (the program's default), DEVICE (auto),
+#            SEEDS ("0"), LEARNED (checkpoint folder(s) for compare), ARTIFACTS, REPORTS.
+
+PYTHON    ?= python3.11
+VENV      ?= .venv
+PROGRAM   ?= miu
+MAX_LEN   ?=
+DEVICE    ?= auto
+SEEDS     ?= 0
+LEARNED   ?=
+ARTIFACTS ?= artifacts
+REPORTS   ?= reports
+
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: all compile train compare dynamics bench test test-slow clean
+
+# Stages run in order; each one alone reads the previous stage's artifacts.
+all: $(STAMP)
+	$(MAKE) --no-print-directory compile
+	$(MAKE) --no-print-directory train
+	$(MAKE) --no-print-directory compare
+	@echo "report: $(REPORTS)/$(PROGRAM)/report.html"
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q torch==2.13.0
+	$(VENV)/bin/python -m pip install -q -e '.[test]'
+	@touch $@
+
+compile: $(STAMP)
+	$(PY) -m compiled --program $(PROGRAM) --max-len "$(MAX_LEN)" --artifacts $(ARTIFACTS)
+
+train: $(STAMP)
+	$(PY) -m learned --program $(PROGRAM) --device $(DEVICE) --seeds "$(SEEDS)" --artifacts $(ARTIFACTS)
+
+compare: $(STAMP)
+	$(PY) -m compare --program $(PROGRAM) --artifacts $(ARTIFACTS) --reports $(REPORTS) --seeds "$(SEEDS)" \
+		$(if $(LEARNED),--learned $(LEARNED))
+
+dynamics: $(STAMP)
+	$(PY) -m compare.dynamics --program $(PROGRAM) --artifacts $(ARTIFACTS) --reports $(REPORTS) --seeds "$(SEEDS)"
+
+# Speed targets live here as ratios and wall times, never in unit tests.
+bench: $(STAMP)
+	$(PY) -m compiled.bench --program $(PROGRAM) --artifacts $(ARTIFACTS)
+	$(PY) -m learned.bench --program $(PROGRAM) --device $(DEVICE) --artifacts $(ARTIFACTS)
+	$(PY) -m compare.bench --program $(PROGRAM) --artifacts $(ARTIFACTS) --reports $(REPORTS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+clean:
+	rm -rf $(ARTIFACTS) $(REPORTS)
