@@ -151,6 +151,31 @@ def _failing_node(graph) -> str:
     return "unknown operation"
 
 
+def _check_value_sizes(graph, craft_model, mapping) -> None:
+    """Names the SOp that would hit Tracr's known assembly crash.
+
+    Tracr sizes every head by its query/key space only (``key_size``); a head
+    whose value/output space is larger cannot be written into the weights and
+    raises a bare broadcast ``ValueError`` (open upstream PR #10).
+    """
+    heads = [h for b in craft_model.blocks if not isinstance(b, transformers.MLP) for h in b.as_multi().heads()]
+    if not heads:
+        return
+    key_size = max(max(h.w_qk.matrix.shape) for h in heads)
+    for label, node in graph.nodes.items():
+        block = node.get(nodes.MODEL_BLOCK)
+        parts = block.blocks if isinstance(block, transformers.SeriesWithResiduals) else [block]
+        for part in parts:
+            if part is None or isinstance(part, transformers.MLP):
+                continue
+            for head in part.as_multi().heads():
+                if head.w_ov.matrix.shape[1] > key_size:
+                    raise ToolkitError(
+                        f"Tracr cannot compile {mapping.get(label, label)} = {_describe(node[nodes.EXPR], mapping)}: "
+                        f"its value has {head.w_ov.matrix.shape[1]} dimensions but heads are only {key_size} wide "
+                        f"(known Tracr limitation); aggregate a SOp with fewer categories")
+
+
 def compile_program(spec: ProgramSpec, max_len: int, mlp_exactness: int | None = None) -> CompiledProgram:
     """Compiles ``spec`` at ``max_len`` and recovers the block map.
 
@@ -172,6 +197,7 @@ def compile_program(spec: ProgramSpec, max_len: int, mlp_exactness: int | None =
         expr_to_craft_graph.add_craft_components_to_rasp_graph(
             graph, bos_dir=bases.BasisDirection(rasp.tokens.label, BOS), mlp_exactness=exactness)
         craft_model = craft_graph_to_model.craft_graph_to_model(graph, sources)
+        _check_value_sizes(graph, craft_model, mapping)
         model = craft_model_to_transformer.craft_model_to_transformer(
             craft_model=craft_model, graph=graph, sink=sink, max_seq_len=max_len,
             compiler_bos=BOS, compiler_pad=PAD, causal=spec.causal)

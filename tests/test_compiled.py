@@ -1,0 +1,273 @@
+"""Tracr's model, the torch port, the reference and the artifact format agree."""
+
+import dataclasses
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("jax")
+
+from compiled import verify  # noqa: E402
+from compiled.__main__ import main as compile_main  # noqa: E402
+from compiled.compile import compile_program  # noqa: E402
+from compiled.export import to_torch  # noqa: E402
+from learned.artifact import atomic_dir, encode, load_artifact, save_artifact  # noqa: E402
+from rasp_programs.errors import ToolkitError  # noqa: E402
+from rasp_programs.registry import PROGRAMS, get_program  # noqa: E402
+from rasp_programs.spec import Variable  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def compiled_programs():
+    return {name: compile_program(get_program(name), get_program(name).default_max_len) for name in PROGRAMS}
+
+
+@pytest.mark.parametrize("name", sorted(PROGRAMS))
+def test_torch_port_matches_tracr_forward(compiled_programs, name):
+    cp = compiled_programs[name]
+    model, _ = to_torch(cp)
+    sample = cp.spec.sample_inputs(np.random.default_rng(1), 128, cp.max_len)
+    r = verify.against_tracr(cp, model, sample)
+    assert r["decoded_identical"]
+    assert r["max_resid_abs_diff"] < 1e-5 and r["max_pattern_abs_diff"] < 1e-5
+
+
+def test_tracr_check_catches_a_broken_port(compiled_programs):
+    """Negative control: perturb one MLP weight and the check must fail."""
+    cp = compiled_programs["miu"]
+    model, _ = to_torch(cp)
+    with torch.no_grad():
+        model.param("blocks.1.mlp.W_in")[0, 0] += 1e-3
+    r = verify.against_tracr(cp, model, [tuple("MIIU"), tuple("MIUI")])
+    assert not r["passed"]
+
+
+@pytest.mark.parametrize("name", sorted(PROGRAMS))
+def test_exhaustive_correctness(compiled_programs, name):
+    cp = compiled_programs[name]
+    model, _ = to_torch(cp)
+    r = verify.exhaustive(cp.spec, model.float(), cp.max_len)
+    assert r["exhaustive"] and r["passed"], r
+    assert r["inputs"] == cp.spec.num_inputs(cp.max_len)
+    if name == "miu":
+        assert r["inputs"] == 88_572
+        assert r["rewrite_system"]["checked"] == r["rewrite_system"]["derived"] == 682
+
+
+def test_exhaustive_check_catches_a_wrong_model(compiled_programs):
+    """Negative control: with too small an mlp_exactness (30) SelectorWidth miscounts long prefixes."""
+    spec = get_program("miu")
+    cp = compile_program(spec, 10, mlp_exactness=30)
+    model, _ = to_torch(cp)
+    r = verify.exhaustive(spec, model.float(), 10)
+    assert not r["passed"] and r["failures"]
+
+
+def test_miu_block_map_and_clean_labels(compiled_programs):
+    cp = compiled_programs["miu"]
+    model, meta = to_torch(cp)
+    names = {v.name for v in cp.spec.variables} | {"tokens", "indices", "one"}
+    for label in meta["residual_labels"]:
+        base = label.split(":")[0].removesuffix("_selector_width_attn_output")
+        assert base in names, label
+        assert not re.search(r"_\d+(:|$)", label.split(":")[0]), f"Tracr suffix left in {label}"
+    where = {e["sop"]: [(b["hook"], b.get("head")) for b in e["blocks"]] for e in meta["block_map"]}
+    assert where == {
+        "I_at": [("blocks.0.mlp", None)], "bad_M_at": [("blocks.0.mlp", None)],
+        "count_I": [("blocks.1.attn", 0), ("blocks.1.mlp", None)],
+        "count_bad_M": [("blocks.1.attn", 1), ("blocks.1.mlp", None)],
+        "theorem": [("blocks.2.mlp", None)],
+    }
+    count_i = next(e for e in meta["block_map"] if e["sop"] == "count_I")
+    attn = count_i["blocks"][0]
+    assert attn["reads"]["key"] == [f"I_at:{v}" for v in range(-1, 10)] + ["tokens:BOS"]  # BOS: default key
+    assert set(attn["reads"]["query"]) == {f"indices:{i}" for i in range(10)} | {"one", "tokens:BOS"}
+    assert attn["writes"] == ["count_I_selector_width_attn_output"]
+    assert count_i["blocks"][1]["writes"] == [f"count_I:{v}" for v in range(11)]
+
+
+def test_block_map_agrees_with_weights(compiled_programs):
+    """Each block writes exactly the residual directions the block map says (by label)."""
+    for cp in compiled_programs.values():
+        model, meta = to_torch(cp)
+        labels = meta["residual_labels"]
+        for layer in range(model.cfg.n_layers):
+            w_out = model.param(f"blocks.{layer}.mlp.W_out").abs().sum(0)  # [D]
+            written = {labels[i] for i in torch.nonzero(w_out > 1e-9).flatten().tolist()}
+            claimed = {w for e in meta["block_map"] for b in e["blocks"]
+                       if b["hook"] == f"blocks.{layer}.mlp" for w in b["writes"]}
+            assert written <= claimed, (cp.spec.name, layer, written - claimed)
+            for head in range(model.cfg.n_heads):
+                w_o = model.param(f"blocks.{layer}.attn.W_O")[head].abs().sum(0)  # [D]
+                written = {labels[i] for i in torch.nonzero(w_o > 1e-9).flatten().tolist()}
+                claimed = {w for e in meta["block_map"] for b in e["blocks"]
+                           if b["hook"] == f"blocks.{layer}.attn" and b.get("head") == head for w in b["writes"]}
+                assert written == claimed, (cp.spec.name, layer, head)
+
+
+def test_unembedding_is_built_by_label(compiled_programs):
+    cp = compiled_programs["miu"]
+    model, meta = to_torch(cp)
+    W_U = model.param("unembed.W_U")
+    for j, value in enumerate(model.cfg.output_vocab):
+        assert meta["residual_labels"][int(W_U[:, j].argmax())] == f"theorem:{value}"
+    assert model.cfg.vocab == ("BOS", "I", "M", "PAD", "U")  # Tracr's sorted ids, not vocab order
+
+
+def test_head_results_sum_to_attention_output(compiled_programs):
+    model, _ = to_torch(compiled_programs["miu"])
+    ids = encode(model.cfg, [tuple("MIIUI"), tuple("MUI")])
+    _, cache = model.run_with_cache(ids)
+    for l in range(model.cfg.n_layers):
+        total = cache[f"blocks.{l}.attn.hook_result"].sum(2) + model.param(f"blocks.{l}.attn.b_O")
+        torch.testing.assert_close(total, cache[f"blocks.{l}.hook_attn_out"])
+        torch.testing.assert_close(cache[f"blocks.{l}.hook_resid_mid"],
+                                   cache[f"blocks.{l}.hook_resid_pre"] + cache[f"blocks.{l}.hook_attn_out"])
+
+
+def test_padding_does_not_change_outputs(compiled_programs):
+    for name in ("miu", "sort"):
+        model, _ = to_torch(compiled_programs[name])
+        token = next(t for t in model.cfg.vocab if t not in ("BOS", "PAD"))
+        short, longer = (token,) * 2, (token,) * 4
+        alone = model(encode(model.cfg, [short]))[0]
+        padded = model(encode(model.cfg, [short, longer]))[0, : len(short) + 1]
+        torch.testing.assert_close(alone, padded)
+
+
+# ---------------------------------------------------------------- artifacts --
+
+def run_cli(capsys, argv):
+    code = compile_main(argv)
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+def test_compile_cli_writes_a_loadable_artifact(tmp_path, capsys):
+    code, _ = run_cli(capsys, ["--program", "hist", "--artifacts", str(tmp_path)])
+    assert code == 0
+    folder = tmp_path / "hist" / "compiled"
+    meta = json.loads((folder / "model.json").read_text())
+    assert meta["config"]["n_layers"] == 1 and meta["residual_labels"] and meta["block_map"]
+    assert json.loads((folder / "verify.json").read_text())["exhaustive"]["passed"]
+    model, _ = load_artifact(folder)
+    assert model.cfg.d_model == len(meta["residual_labels"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--program", "nope"], "unknown program 'nope'"),
+    (["--program", "miu", "--max-len", "0"], "MAX_LEN=0 is out of range"),
+    (["--program", "miu", "--max-len", "-2"], "MAX_LEN=-2 is out of range"),
+    (["--program", "miu", "--max-len", "99"], "MAX_LEN=99 is out of range"),
+    (["--program", "miu", "--max-len", "x"], "MAX_LEN must be an integer"),
+])
+def test_compile_cli_bad_input(capsys, tmp_path, argv, message):
+    code, err = run_cli(capsys, argv + ["--artifacts", str(tmp_path)])
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+    assert not any(tmp_path.iterdir()), "nothing written"
+
+
+def build_unsupported():
+    from tracr.rasp import rasp
+    sel = rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ) & rasp.Select(
+        rasp.indices, rasp.indices, rasp.Comparison.LEQ)
+    return rasp.numerical(rasp.Aggregate(sel.named("both"), rasp.numerical(rasp.Map(lambda x: 1, rasp.tokens))))
+
+
+def build_tracr_crash():
+    """Tracr's known broadcast crash: the aggregated value has more categories than the selector's spaces."""
+    from tracr.rasp import rasp
+    wide = rasp.categorical(rasp.SequenceMap(lambda t, i: f"{t}{i}", rasp.tokens, rasp.indices)).named("wide")
+    first = rasp.Select(rasp.indices, rasp.indices, lambda k, q: k == 0).named("first")
+    return rasp.categorical(rasp.Aggregate(first, wide)).named("first_wide")
+
+
+@pytest.mark.parametrize("builder, message", [
+    (build_unsupported, "Tracr cannot compile 'bad'"),
+    (build_tracr_crash, "Tracr cannot compile first_wide = Aggregate"),
+])
+def test_uncompilable_program_names_the_operation(builder, message):
+    spec = dataclasses.replace(get_program("hist"), name="bad", build=builder,
+                               variables=(Variable("x", ("tokens",), list, ""),))
+    with pytest.raises(ToolkitError, match=message):
+        compile_program(spec, 5)
+
+
+@pytest.fixture(scope="module")
+def hist_artifact(tmp_path_factory, compiled_programs):
+    folder = tmp_path_factory.mktemp("art") / "hist" / "compiled"
+    model, meta = to_torch(compiled_programs["hist"])
+    save_artifact(folder, model, meta)
+    return folder
+
+
+def test_artifact_round_trip_is_exact(hist_artifact, compiled_programs):
+    model, _ = to_torch(compiled_programs["hist"])
+    loaded, _ = load_artifact(hist_artifact, dtype=torch.float64)
+    ids = encode(model.cfg, [tuple("abca"), tuple("dd")])
+    assert torch.equal(model(ids), loaded(ids))
+
+
+def test_corrupt_artifacts_give_one_line_errors(hist_artifact, tmp_path):
+    import shutil
+    cases = {}
+    missing = tmp_path / "missing"
+    cases["missing"] = (missing, "model.json is missing")
+    trunc = tmp_path / "trunc"
+    shutil.copytree(hist_artifact, trunc)
+    data = (trunc / "model.safetensors").read_bytes()
+    (trunc / "model.safetensors").write_bytes(data[: len(data) // 2])
+    cases["truncated"] = (trunc, "corrupt weights file")
+    badjson = tmp_path / "badjson"
+    shutil.copytree(hist_artifact, badjson)
+    (badjson / "model.json").write_text("{not json")
+    cases["json"] = (badjson, "corrupt")
+    shape = tmp_path / "shape"
+    shutil.copytree(hist_artifact, shape)
+    meta = json.loads((shape / "model.json").read_text())
+    meta["config"]["d_model"] += 1
+    (shape / "model.json").write_text(json.dumps(meta))
+    cases["shape"] = (shape, "do not match model.json: parameter embed.W_E has shape")
+    for what, (folder, message) in cases.items():
+        with pytest.raises(ToolkitError, match=message) as e:
+            load_artifact(folder)
+        assert "\n" not in str(e.value), what
+
+
+def test_interrupted_write_keeps_the_previous_artifact(hist_artifact, compiled_programs):
+    before = (hist_artifact / "model.safetensors").read_bytes()
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_dir(hist_artifact) as tmp:
+            (tmp / "model.safetensors").write_bytes(b"half")
+            raise KeyboardInterrupt
+    assert (hist_artifact / "model.safetensors").read_bytes() == before
+    assert sorted(p.name for p in hist_artifact.parent.iterdir()) == ["compiled"], "no temp folders left"
+
+
+def test_predict_cli_bad_input(hist_artifact):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "learned.predict", str(hist_artifact), *args],
+                              capture_output=True, text=True)
+    ok = run("abca")
+    assert ok.returncode == 0 and "a:2 b:1 c:1 a:2" in ok.stdout
+    for args, message in [(("abx",), "token 'x' is not in the model's vocabulary"),
+                          (("abcabc",), "longer than the model's maximum 5")]:
+        r = run(*args)
+        assert r.returncode == 2 and r.stderr.strip() == f"error: {r.stderr.strip()[7:]}" and message in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_training_and_comparing_never_import_jax_or_tracr():
+    code = ("import pkgutil, importlib, sys, learned, compare, rasp_programs.registry\n"
+            "for pkg in (learned, compare):\n"
+            "    for m in pkgutil.iter_modules(pkg.__path__):\n"
+            "        importlib.import_module(f'{pkg.__name__}.{m.name}')\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'tracr', 'haiku'))\n"
+            "assert not bad, bad\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
