@@ -1,0 +1,235 @@
+"""Training data: an informative mix of inputs, labelled by the program itself.
+
+Uniform random strings are a poor teacher for MIU: two thirds of them start
+with the wrong letter, so "reject" is right almost always and the counting
+circuit is never needed. The MIU mix (``MIU_MIX``) therefore draws from four
+pools, every string labelled by ``spec.reference`` at every position (the
+program's own output, never a compiled model's activations):
+
+  ``well_formed``    ``M`` then only ``I``/``U``, uniform over lengths; the
+                     ``I`` count takes every residue mod 3 (0 -> reject,
+                     1, 2 -> accept), so this pool teaches the counting clause.
+  ``derived``        theorems produced by the rewrite rules (a breadth-first
+                     search from ``MI``, ``rasp_programs.miu.derive``).
+  ``hard_negative``  one edit away from a theorem: an ``M`` moved late (or a
+                     letter replaced by ``M``), the leading ``M`` dropped, one
+                     ``I`` too many or too few.
+  ``uniform``        uniform random strings of uniform random length, so no
+                     input is out of distribution.
+
+Rows are then reweighted so that the final-position verdict is True for half
+of the draws and False for the other half (labels balanced). Other programs
+use the ``uniform`` pool alone (lengths uniform, then tokens uniform).
+
+Everything here is seeded by its own generators (numpy for building the
+pools, a torch generator for drawing batches), separate from the model's
+initialisation seed. Batches are index draws into a table that lives on the
+training device, so on CUDA no data crosses the bus during training.
+
+Shapes: N rows in the table, B batch, T = 1 + max_len positions (BOS first).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from learned.artifact import encode
+from learned.model import ModelConfig
+from rasp_programs import miu
+from rasp_programs.spec import ProgramSpec, Tokens
+
+IGNORE = -100  # target id for BOS and padding: no loss, not scored
+
+# Share of draws from each pool, before label balancing (see module docstring).
+MIU_MIX = {"well_formed": 0.35, "derived": 0.15, "hard_negative": 0.35, "uniform": 0.15}
+GENERIC_MIX = {"uniform": 1.0}
+
+
+@dataclasses.dataclass
+class Table:
+    """Labelled inputs with sampling weights.
+
+    Attributes:
+        ids: ``[N, T]`` token ids, BOS first, padded at the end.
+        targets: ``[N, T]`` output ids; ``IGNORE`` at BOS and pads.
+        weights: ``[N]`` sampling probabilities (sum to 1).
+        pools: ``[N]`` index into ``pool_names`` (where each row came from).
+        pool_names: names of the pools.
+    """
+
+    ids: torch.Tensor
+    targets: torch.Tensor
+    weights: torch.Tensor
+    pools: torch.Tensor
+    pool_names: tuple[str, ...]
+
+    def to(self, device: torch.device) -> "Table":
+        return dataclasses.replace(self, ids=self.ids.to(device), targets=self.targets.to(device),
+                                   weights=self.weights.to(device), pools=self.pools.to(device))
+
+
+def label(spec: ProgramSpec, cfg: ModelConfig, inputs: Sequence[Tokens]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids ``[N, T]`` and the program's per-position output ids ``[N, T]``.
+
+    The width is always ``cfg.n_ctx`` so tables of different lengths line up.
+    """
+    out_index = {v: i for i, v in enumerate(cfg.output_vocab)}
+    ids = encode(cfg, [tuple(x) for x in inputs])  # [N, 1 + longest]
+    ids = torch.nn.functional.pad(ids, (0, cfg.n_ctx - ids.shape[1]), value=cfg.vocab.index(cfg.pad_token))
+    targets = torch.full(ids.shape, IGNORE, dtype=torch.long)
+    rows = [[out_index[str(v)] for v in spec.reference(tuple(x))] for x in inputs]
+    for r, row in enumerate(rows):
+        targets[r, 1:1 + len(row)] = torch.tensor(row, dtype=torch.long)
+    return ids, targets
+
+
+# -- pools ------------------------------------------------------------------
+
+
+def _uniform(rng: np.random.Generator, vocab: Sequence[str], n: int, max_len: int) -> list[Tokens]:
+    lengths = rng.integers(1, max_len + 1, size=n)
+    return [tuple(rng.choice(vocab, size=int(k))) for k in lengths]
+
+
+def _well_formed(rng: np.random.Generator, n: int, max_len: int) -> list[Tokens]:
+    """``M`` + ``I``/``U`` tail; the I count's residue mod 3 is drawn uniformly, then placed at random."""
+    out = []
+    for _ in range(n):
+        length = int(rng.integers(1, max_len + 1))
+        tail = length - 1
+        want = int(rng.integers(0, 3))
+        counts = [c for c in range(tail + 1) if c % 3 == want] or list(range(tail + 1))
+        count = int(rng.choice(counts))
+        body = ["U"] * tail
+        for i in rng.choice(tail, size=count, replace=False):
+            body[int(i)] = "I"
+        out.append(("M", *body))
+    return out
+
+
+def _hard_negative(rng: np.random.Generator, theorem: str, max_len: int) -> Tokens:
+    """One edit away from ``theorem`` (which starts with M and has no other M)."""
+    kind = int(rng.integers(0, 5))
+    s = theorem
+    if kind == 0:  # an M moved late: insert one after the start
+        i = int(rng.integers(1, len(s) + 1))
+        s = s[:i] + "M" + s[i:]
+    elif kind == 1 and len(s) > 1:  # a later letter replaced by M
+        i = int(rng.integers(1, len(s)))
+        s = s[:i] + "M" + s[i + 1:]
+    elif kind == 2 and len(s) > 1:  # the leading M dropped
+        s = s[1:]
+    elif kind == 3:  # one I too many
+        i = int(rng.integers(1, len(s) + 1))
+        s = s[:i] + "I" + s[i:]
+    else:  # one I too few (or one too many if there is none to drop)
+        spots = [i for i, c in enumerate(s) if c == "I"]
+        if spots:
+            i = int(rng.choice(spots))
+            s = s[:i] + s[i + 1:]
+        else:
+            s = s + "I"
+    return tuple((s or "I")[:max_len])
+
+
+def miu_pools(rng: np.random.Generator, max_len: int, size: int) -> dict[str, list[Tokens]]:
+    """The four MIU pools of the module docstring, ``size`` strings each (derived: all found)."""
+    derived = [tuple(s) for s in miu.derive(max_len, search_bound=max_len + 4)]
+    well = _well_formed(rng, size, max_len)
+    theorems = [("".join(x)) for x in well if miu.is_theorem("".join(x))] + ["".join(x) for x in derived]
+    negatives = [_hard_negative(rng, theorems[int(rng.integers(0, len(theorems)))], max_len) for _ in range(size)]
+    return {"well_formed": well, "derived": derived, "hard_negative": negatives,
+            "uniform": _uniform(rng, miu.ALPHABET, size, max_len)}
+
+
+def build_table(spec: ProgramSpec, cfg: ModelConfig, max_len: int, seed: int, pool_size: int = 8192,
+                fixed_size: int | None = None) -> Table:
+    """Builds the training table for ``spec`` with inputs of length ``<= max_len``.
+
+    Args:
+        spec: the program (labels come from ``spec.reference``).
+        cfg: the model config (vocabularies, width).
+        max_len: longest training input (a cut below the model's maximum trains
+            on short strings only, for the length-generalisation experiment).
+        seed: data seed (independent of the model seed).
+        pool_size: strings drawn per pool.
+        fixed_size: if given, keep only this many rows, drawn once from the
+            mix (the grokking regime's small fixed training set); each is then
+            drawn with equal probability.
+    """
+    rng = np.random.default_rng(seed)
+    if spec.name == "miu":
+        pools, mix = miu_pools(rng, max_len, pool_size), MIU_MIX
+    else:
+        pools, mix = {"uniform": _uniform(rng, spec.vocab, pool_size, max_len)}, GENERIC_MIX
+    names = tuple(pools)
+    inputs = [x for name in names for x in pools[name]]
+    which = torch.tensor([k for k, name in enumerate(names) for _ in pools[name]], dtype=torch.long)
+    ids, targets = label(spec, cfg, inputs)
+    weights = torch.tensor([mix[name] / len(pools[name]) for name in names for _ in pools[name]],
+                           dtype=torch.float64)
+    if spec.name == "miu":
+        weights = _balance(weights, _final_targets(targets))
+    table = Table(ids, targets, weights / weights.sum(), which, names)
+    if fixed_size is not None:
+        gen = torch.Generator().manual_seed(seed)
+        keep = torch.multinomial(table.weights, fixed_size, replacement=False, generator=gen)
+        table = Table(ids[keep], targets[keep], torch.full((fixed_size,), 1.0 / fixed_size, dtype=torch.float64),
+                      which[keep], names)
+    return table
+
+
+def _final_targets(targets: torch.Tensor) -> torch.Tensor:
+    """Output id at the last real position of each row: ``[N, T] -> [N]``."""
+    last = (targets != IGNORE).sum(1)  # BOS is IGNORE, so this is the index of the last token
+    return targets.gather(1, last[:, None]).squeeze(1)
+
+
+def _balance(weights: torch.Tensor, final: torch.Tensor) -> torch.Tensor:
+    """Rescales weights so each final-position class gets the same total mass."""
+    out = weights.clone()
+    classes = final.unique()
+    for c in classes:
+        mask = final == c
+        out[mask] *= 1.0 / (len(classes) * weights[mask].sum())
+    return out
+
+
+class Sampler:
+    """Draws batches from a table on the device, from its own seeded generator.
+
+    ``state()`` / ``set_state()`` capture the generator so a resumed run draws
+    exactly the batches the uninterrupted run would have drawn.
+    """
+
+    def __init__(self, table: Table, device: torch.device, seed: int):
+        self.table = table.to(device)
+        self.device = device
+        self.cdf = torch.cumsum(self.table.weights, 0).to(torch.float64)  # [N]
+        self.cdf[-1] = 1.0
+        self.gen = torch.Generator(device=device).manual_seed(seed)
+
+    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``size`` weighted draws with replacement: ids ``[B, T]``, targets ``[B, T]``."""
+        u = torch.rand(size, generator=self.gen, device=self.device, dtype=torch.float64)
+        rows = torch.searchsorted(self.cdf, u).clamp_(max=len(self.cdf) - 1)
+        return self.table.ids[rows], self.table.targets[rows]
+
+    def state(self) -> torch.Tensor:
+        return self.gen.get_state()
+
+    def set_state(self, state: torch.Tensor) -> None:
+        self.gen.set_state(state.cpu())
+
+
+def describe(table: Table) -> dict:
+    """Share of draws per pool and of final-position classes: the documented mix."""
+    final = _final_targets(table.targets.cpu())
+    w = table.weights.cpu()
+    return {"rows": int(len(w)),
+            "pool_share": {n: round(float(w[table.pools.cpu() == k].sum()), 4) for k, n in enumerate(table.pool_names)},
+            "final_class_share": {int(c): round(float(w[final == c].sum()), 4) for c in final.unique()}}
