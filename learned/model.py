@@ -30,6 +30,7 @@ import math
 from typing import Callable, Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 Hook = Callable[[torch.Tensor, str], "torch.Tensor | None"]
@@ -202,24 +203,30 @@ class Transformer(nn.Module):
             p = f"blocks.{l}."
             W = lambda n: self.param(p + n)  # noqa: E731
             resid = hp(p + "hook_resid_pre", resid)
-            q = torch.einsum("btd,hdk->bthk", resid, W("attn.W_Q")) + W("attn.b_Q")  # [B, T, H, K]
-            k = torch.einsum("btd,hdk->bthk", resid, W("attn.W_K")) + W("attn.b_K")
-            v = torch.einsum("btd,hdk->bthk", resid, W("attn.W_V")) + W("attn.b_V")
-            scores = torch.einsum("bqhk,bshk->bhqs", q, k) * scale  # [B, H, T, T]
-            scores = scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
-            pattern = hp(p + "attn.hook_pattern", scores.softmax(dim=-1))  # [B, H, T, T]
-            z = hp(p + "attn.hook_z", torch.einsum("bhqs,bshk->bqhk", pattern, v))  # [B, T, H, K]
+            H, K = cfg.n_heads, cfg.d_head
+            # Q, K and V in one matmul: [B, T, D] -> [B, T, 3, H, K] -> three [B, H, T, K].
+            w_qkv = torch.cat([W(f"attn.W_{n}") for n in "QKV"]).permute(0, 2, 1).reshape(3 * H * K, cfg.d_model)
+            b_qkv = torch.cat([W(f"attn.b_{n}") for n in "QKV"]).reshape(3 * H * K)
+            q, k, v = F.linear(resid, w_qkv, b_qkv).view(B, T, 3, H, K).permute(2, 0, 3, 1, 4).unbind(0)
+            if want(p + "attn.hook_pattern") or want(p + "attn.hook_z"):
+                scores = (q @ k.transpose(-1, -2)) * scale  # [B, H, T, T]
+                scores = scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
+                pattern = hp(p + "attn.hook_pattern", scores.softmax(dim=-1))  # [B, H, T, T]
+                z = pattern @ v  # [B, H, T, K]
+            else:  # nobody looks at the pattern: use the fused kernel
+                z = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, scale=scale)  # [B, H, T, K]
+            z = hp(p + "attn.hook_z", z.transpose(1, 2))  # [B, T, H, K]
             if want(p + "attn.hook_result"):  # per-head outputs only when someone reads them
                 result = hp(p + "attn.hook_result", torch.einsum("bthk,hkd->bthd", z, W("attn.W_O")))  # [B, T, H, D]
                 attn_out = result.sum(dim=2)
             else:
-                attn_out = torch.einsum("bthk,hkd->btd", z, W("attn.W_O"))
+                attn_out = F.linear(z.reshape(B, T, H * K), W("attn.W_O").reshape(H * K, cfg.d_model).T)
             attn_out = hp(p + "hook_attn_out", attn_out + W("attn.b_O"))  # [B, T, D]
             resid = hp(p + "hook_resid_mid", resid + attn_out)
-            post = hp(p + "mlp.hook_post", torch.relu(resid @ W("mlp.W_in") + W("mlp.b_in")))  # [B, T, M]
-            mlp_out = hp(p + "hook_mlp_out", post @ W("mlp.W_out") + W("mlp.b_out"))  # [B, T, D]
+            post = hp(p + "mlp.hook_post", F.linear(resid, W("mlp.W_in").T, W("mlp.b_in")).relu_())  # [B, T, M]
+            mlp_out = hp(p + "hook_mlp_out", F.linear(post, W("mlp.W_out").T, W("mlp.b_out")))  # [B, T, D]
             resid = hp(p + "hook_resid_post", resid + mlp_out)
-        return resid @ self.param("unembed.W_U") + self.param("unembed.b_U")  # [B, T, O]
+        return F.linear(resid, self.param("unembed.W_U").T, self.param("unembed.b_U"))  # [B, T, O]
 
     def run_with_cache(self, tokens: torch.Tensor, hooks: Mapping[str, Hook] | None = None,
                        names: Callable[[str], bool] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

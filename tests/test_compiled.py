@@ -139,6 +139,9 @@ def test_padding_does_not_change_outputs(compiled_programs):
         alone = model(encode(model.cfg, [short]))[0]
         padded = model(encode(model.cfg, [short, longer]))[0, : len(short) + 1]
         torch.testing.assert_close(alone, padded)
+        # The fused attention kernel (no hooks) and the explicit one (caching patterns) agree.
+        ids = encode(model.cfg, [short, longer])
+        torch.testing.assert_close(model(ids), model.run_with_cache(ids)[0])
 
 
 # ---------------------------------------------------------------- artifacts --
