@@ -154,3 +154,23 @@ def load_snapshots(folder: Path, snapshots: Snapshots, max_step: int) -> None:
         if sub.name.startswith("step") and sub.name[4:].isdigit() and int(sub.name[4:]) <= max_step:
             model, _ = load_artifact(sub)
             snapshots.weights[int(sub.name[4:])] = model.tl_state_dict()
+
+
+def check_run(folder: Path) -> None:
+    """Validates a run folder for ``--resume`` before anything is trained or written.
+
+    Raises:
+        ToolkitError: a missing, truncated or corrupt model, state file or state JSON.
+    """
+    folder = Path(folder)
+    load_artifact(folder, make_hint="train it first without --resume")
+    path, meta_path = folder / STATE_DIR / "state.safetensors", folder / STATE_DIR / "state.json"
+    if not path.is_file() or not meta_path.is_file():
+        raise ToolkitError(f"no training state in {folder / STATE_DIR}; cannot resume (train without --resume)")
+    try:
+        tensors = load_file(str(path))
+        meta = json.loads(meta_path.read_text())
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise ToolkitError(f"corrupt training state in {folder / STATE_DIR}: {e}") from None
+    if "sampler" not in tensors or not isinstance(meta, dict) or not {"step", "curve", "checks"} <= set(meta):
+        raise ToolkitError(f"incomplete training state in {folder / STATE_DIR}; cannot resume")

@@ -1,0 +1,188 @@
+"""``python -m learned``: train same-shape transformers on a program's outputs.
+
+    python -m learned --program miu --device auto --seeds "0 1 2" --artifacts artifacts
+        [--steps N] [--resume] [--d-model N] [--train-max-len N] [--grokking] [--no-progress]
+
+Reads ``<artifacts>/<program>/compiled/model.json`` for the shape and the
+vocabularies only, then writes ``<artifacts>/<program>/learned/seed<k>/``
+per seed: ``model.safetensors`` (TransformerLens names, loadable by
+``learned.artifact.load_artifact``), ``model.json`` (shape, vocabularies,
+training config, versions, ``"kind": "learned"``), ``metrics.json``
+(exhaustive evaluation and training curve) and ``checkpoints/step<N>/``.
+Every input is checked before anything is written, so bad input never
+replaces a good run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import sys
+from pathlib import Path
+
+from learned.artifact import check_compatible, read_meta
+from learned.checkpoints import check_run
+from learned.evaluate import build_eval_set, summary_line
+from learned.model import ModelConfig
+from learned.runtime import get_device
+from learned.train import TrainConfig, grokking, learned_model_config, train
+from rasp_programs.errors import ToolkitError, cli_main
+from rasp_programs.registry import get_program
+
+
+def non_negative_int(text: str, what: str) -> int:
+    """Parses ``text`` as an integer >= 0, or raises a one-line ``ToolkitError``."""
+    try:
+        value = int(text.strip())
+    except (ValueError, AttributeError):
+        raise ToolkitError(f"{what} must be a non-negative integer, got {text!r}") from None
+    if value < 0 or text.strip().startswith("+"):
+        raise ToolkitError(f"{what} must be a non-negative integer, got {text!r}")
+    return value
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0 1 2"`` (spaces or commas) -> ``[0, 1, 2]``; duplicates and bad values are errors."""
+    parts = text.replace(",", " ").split()
+    if not parts:
+        raise ToolkitError("SEEDS is empty; give at least one non-negative integer, e.g. SEEDS=\"0 1 2\"")
+    seeds = [non_negative_int(p, "each seed") for p in parts]
+    if len(set(seeds)) != len(seeds):
+        raise ToolkitError(f"SEEDS has duplicates: {text!r}")
+    return seeds
+
+
+def compiled_config(artifacts: Path, program: str) -> tuple[ModelConfig, dict]:
+    """The compiled artifact's config (shape and vocabularies); nothing else is read."""
+    folder = artifacts / program / "compiled"
+    if not (folder / "model.json").is_file():
+        raise ToolkitError(f"no compiled artifact at {folder}; run `make compile PROGRAM={program}` first")
+    meta = read_meta(folder, make_hint=f"make compile PROGRAM={program}")
+    try:
+        return ModelConfig.from_dict(meta["config"]), meta
+    except (TypeError, ValueError, KeyError) as e:
+        raise ToolkitError(f"bad config in {folder / 'model.json'}: {e}; run `make compile`") from None
+
+
+def check_existing(folder: Path, expected: ModelConfig) -> None:
+    """Refuses to resume a run whose shape or vocabularies differ from what this run would train."""
+    meta = read_meta(folder, make_hint="train without --resume first")
+    try:
+        saved = ModelConfig.from_dict(meta["config"])
+    except (TypeError, ValueError, KeyError) as e:
+        raise ToolkitError(f"bad config in {folder / 'model.json'}: {e}") from None
+    check_compatible(expected, saved, f"learned config in {folder}")
+    check_run(folder)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m learned", description=__doc__.splitlines()[0])
+    ap.add_argument("--program", default="miu")
+    ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    ap.add_argument("--seeds", default="0", help='space-separated, e.g. "0 1 2"')
+    ap.add_argument("--artifacts", default="artifacts", type=Path)
+    ap.add_argument("--steps", default=None, help="step budget (default: %d)" % TrainConfig.steps)
+    ap.add_argument("--resume", action="store_true", help="continue each seed from its saved run")
+    ap.add_argument("--d-model", default=None, help="residual width below the compiled one (compression)")
+    ap.add_argument("--train-max-len", default=None, help="train on inputs up to this length only")
+    ap.add_argument("--grokking", action="store_true", help="small fixed training set + weight decay")
+    ap.add_argument("--batch-size", default=None)
+    ap.add_argument("--checkpoints", default=None, help="log-spaced checkpoints to keep (default 20)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
+    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--out-name", default="learned", help="folder under <artifacts>/<program>/ (default learned)")
+    return ap
+
+
+def config_from_args(args, compiled: ModelConfig, seed: int) -> TrainConfig:
+    overrides = {}
+    for name in ("steps", "d_model", "train_max_len", "batch_size", "checkpoints"):
+        raw = getattr(args, name)
+        if raw is not None:
+            overrides[name] = non_negative_int(raw, "--" + name.replace("_", "-"))
+    for name in ("d_model", "train_max_len", "batch_size", "checkpoints"):
+        if overrides.get(name) == 0:
+            raise ToolkitError(f"--{name.replace('_', '-')} must be positive")
+    cfg = TrainConfig(program=args.program, max_len=compiled.n_ctx - 1, seed=seed, compile=args.compile, **overrides)
+    if args.grokking:
+        cfg = grokking(cfg)
+        if "steps" in overrides:
+            cfg = dataclasses.replace(cfg, steps=overrides["steps"])
+    learned_model_config(compiled, cfg.d_model)  # validates --d-model
+    if cfg.train_max_len is not None and cfg.train_max_len > cfg.max_len:
+        raise ToolkitError(f"--train-max-len must be at most {cfg.max_len}, got {cfg.train_max_len}")
+    return cfg
+
+
+def spread(values: list[float]) -> str:
+    return f"min {min(values):.4g}, median {statistics.median(values):.4g}, max {max(values):.4g}"
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    spec = get_program(args.program)
+    seeds = parse_seeds(args.seeds)
+    compiled, _ = compiled_config(args.artifacts, spec.name)
+    device = get_device(args.device)
+    configs = {s: config_from_args(args, compiled, s) for s in seeds}
+    root = args.artifacts / spec.name / args.out_name
+    mcfg = learned_model_config(compiled, configs[seeds[0]].d_model)
+    if args.resume:
+        for s in seeds:
+            folder = root / f"seed{s}"
+            if not folder.is_dir():
+                raise ToolkitError(f"nothing to resume at {folder}; train without --resume first")
+            check_existing(folder, mcfg)
+            configs[s] = _resumed_config(folder, configs[s], args)
+    es = build_eval_set(spec, mcfg, compiled.n_ctx - 1, configs[seeds[0]].eval_limit)
+    results = []
+    for s in seeds:
+        cfg = configs[s]
+        print(f"training '{spec.name}' seed {s} on {device} (shape of the compiled model"
+              f"{'' if cfg.d_model is None else f', d_model={cfg.d_model}'}; up to {cfg.steps} steps)", flush=True)
+        r = train(cfg, compiled, device, root / f"seed{s}", resume=args.resume, progress=not args.no_progress,
+                  eval_set=es)
+        if r.interrupted:
+            print(f"interrupted at step {r.step}; saved {r.folder}/ (continue with --resume)", file=sys.stderr)
+            return 130
+        m = r.metrics
+        reached = (f"100% at step {r.reached_100_step} ({r.reached_100_seconds:.1f} s)"
+                   if r.reached_100_step is not None else "did not reach 100% on the early-stop check")
+        print(f"  seed {s}: {reached}; {summary_line(m['evaluation'])}; "
+              f"{m['tokens_per_second']:.0f} tokens/s; wrote {r.folder}/", flush=True)
+        gen = m["evaluation"].get("length_generalisation")
+        if gen:
+            print(f"  length generalisation (trained on <= {gen['train_max_len']}): seen lengths "
+                  f"{100 * gen['seen']['sequence']['accuracy']:.2f}%, unseen lengths "
+                  f"{100 * gen['unseen']['sequence']['accuracy']:.2f}% (all-position)")
+        results.append(r)
+    if len(results) > 1:
+        accs = [100 * r.metrics["evaluation"]["sequence_accuracy"] for r in results]
+        exact = sum(r.metrics["evaluation"]["wrong_inputs"] == 0 for r in results)
+        print(f"summary over {len(results)} seeds: {exact} at 100%; accuracy % {spread(accs)}")
+        done = [r for r in results if r.reached_100_step is not None]
+        if done:
+            print(f"  steps to 100%: {spread([r.reached_100_step for r in done])}; "
+                  f"seconds: {spread([r.reached_100_seconds for r in done])}")
+    return 0
+
+
+def _resumed_config(folder: Path, fresh: TrainConfig, args) -> TrainConfig:
+    """The saved run's config; only ``--steps`` (a larger budget) may change on resume."""
+    meta = read_meta(folder)
+    try:
+        saved = TrainConfig.from_dict(meta["training"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ToolkitError(f"bad training config in {folder / 'model.json'}: {e}") from None
+    if args.steps is not None:
+        saved = dataclasses.replace(saved, steps=fresh.steps)
+    if saved.program != fresh.program or saved.d_model != fresh.d_model:
+        raise ToolkitError(f"learned config in {folder} does not match this run "
+                           f"(program {saved.program!r}, d_model {saved.d_model!r})")
+    return saved
+
+
+if __name__ == "__main__":
+    sys.exit(main())
