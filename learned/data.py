@@ -18,8 +18,12 @@ program's own output, never a compiled model's activations):
                      input is out of distribution.
 
 Rows are then reweighted so that the final-position verdict is True for half
-of the draws and False for the other half (labels balanced). Other programs
-use the ``uniform`` pool alone (lengths uniform, then tokens uniform).
+of the draws and False for the other half (labels balanced).
+
+Other programs (``GENERIC_MIX``) draw half from ``uniform`` and half from
+``narrow``: tokens drawn from a random sub-alphabet of 1..|vocab| letters, so
+inputs with many repeats (``a a a a a``: the histogram's rarest count, 4 of
+1,024 uniform strings of length 5) are common rather than rare.
 
 Everything here is seeded by its own generators (numpy for building the
 pools, a torch generator for drawing batches), separate from the model's
@@ -46,7 +50,7 @@ IGNORE = -100  # target id for BOS and padding: no loss, not scored
 
 # Share of draws from each pool, before label balancing (see module docstring).
 MIU_MIX = {"well_formed": 0.35, "derived": 0.15, "hard_negative": 0.35, "uniform": 0.15}
-GENERIC_MIX = {"uniform": 1.0}
+GENERIC_MIX = {"uniform": 0.5, "narrow": 0.5}
 
 
 @dataclasses.dataclass
@@ -93,6 +97,14 @@ def label(spec: ProgramSpec, cfg: ModelConfig, inputs: Sequence[Tokens]) -> tupl
 def _uniform(rng: np.random.Generator, vocab: Sequence[str], n: int, max_len: int) -> list[Tokens]:
     lengths = rng.integers(1, max_len + 1, size=n)
     return [tuple(rng.choice(vocab, size=int(k))) for k in lengths]
+
+
+def _narrow(rng: np.random.Generator, vocab: Sequence[str], n: int, max_len: int) -> list[Tokens]:
+    out = []
+    for k in rng.integers(1, max_len + 1, size=n):
+        letters = rng.choice(vocab, size=int(rng.integers(1, len(vocab) + 1)), replace=False)
+        out.append(tuple(rng.choice(letters, size=int(k))))
+    return out
 
 
 def _well_formed(rng: np.random.Generator, n: int, max_len: int) -> list[Tokens]:
@@ -165,7 +177,9 @@ def build_table(spec: ProgramSpec, cfg: ModelConfig, max_len: int, seed: int, po
     if spec.name == "miu":
         pools, mix = miu_pools(rng, max_len, pool_size), MIU_MIX
     else:
-        pools, mix = {"uniform": _uniform(rng, spec.vocab, pool_size, max_len)}, GENERIC_MIX
+        pools = {"uniform": _uniform(rng, spec.vocab, pool_size, max_len),
+                 "narrow": _narrow(rng, spec.vocab, pool_size, max_len)}
+        mix = GENERIC_MIX
     names = tuple(pools)
     inputs = [x for name in names for x in pools[name]]
     which = torch.tensor([k for k, name in enumerate(names) for _ in pools[name]], dtype=torch.long)
