@@ -1,0 +1,104 @@
+"""Whole-residual similarity: linear CKA and linear maps from learned to compiled.
+
+* ``cka_matrix``: linear CKA (Kornblith et al. 2019) between every compiled
+  residual hook and every learned one, on the same rows.
+* ``map_decoding``: at each hook, an affine least-squares map and an orthogonal
+  Procrustes map from the learned residual to the compiled one (fit on some
+  folds, applied to held-out rows); the mapped residual is then read with the
+  *compiled labels* (argmax over a variable's block ``count_I:0..10``, or the
+  value of a numerical variable's single dimension), with no new readout.
+  A variable counts as decodable through the map at accuracy (or R²) >= 0.95.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.linalg import orthogonal_procrustes
+
+from compare.activations import Dataset, VariableInfo
+from compare.readouts import folds_of
+
+DECODABLE = 0.95
+
+
+def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
+    """Linear CKA between ``[N, D1]`` and ``[N, D2]`` (1 = same up to rotation and scale)."""
+    x = x - x.mean(0)
+    y = y - y.mean(0)
+    hsic = np.linalg.norm(y.T @ x) ** 2
+    norm = np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)
+    return float(hsic / norm) if norm > 0 else 0.0
+
+
+def cka_matrix(a: dict[str, np.ndarray], b: dict[str, np.ndarray], hooks: list[str],
+               rows: np.ndarray) -> np.ndarray:
+    """``[len(hooks), len(hooks)]``: entry (i, j) is CKA(a[hooks[i]], b[hooks[j]])."""
+    ca = {h: a[h][rows] - a[h][rows].mean(0) for h in hooks}
+    cb = {h: b[h][rows] - b[h][rows].mean(0) for h in hooks}
+    na = {h: np.linalg.norm(x.T @ x) for h, x in ca.items()}
+    nb = {h: np.linalg.norm(x.T @ x) for h, x in cb.items()}
+    return np.array([[np.linalg.norm(cb[g].T @ ca[h]) ** 2 / (na[h] * nb[g]) if na[h] * nb[g] > 0 else 0.0
+                      for g in hooks] for h in hooks])
+
+
+def decode_with_labels(x: np.ndarray, info: VariableInfo) -> np.ndarray:
+    """Reads a variable from compiled-coordinate residuals ``[N, D]`` by its labelled block."""
+    block = x[:, list(info.dims)]
+    return block.argmax(-1) if info.encoding == "categorical" else block[:, 0]
+
+
+def _label_class_index(info: VariableInfo) -> np.ndarray:
+    """For each label of a categorical block, the index of its value in ``info.classes`` (-1 if unseen)."""
+    names = {str(c): i for i, c in enumerate(info.classes)}
+    return np.array([names.get(lab.split(":", 1)[1], -1) for lab in info.labels])
+
+
+def decoding_score(x: np.ndarray, info: VariableInfo, truth: np.ndarray) -> float:
+    """Accuracy (categorical) or R² (numerical) of ``decode_with_labels`` against the truth."""
+    dec = decode_with_labels(x, info)
+    if info.encoding == "categorical":
+        return float((_label_class_index(info)[dec] == truth).mean())
+    var = float(((truth - truth.mean()) ** 2).sum())
+    return 1.0 - float(((dec - truth) ** 2).sum()) / var if var > 0 else 0.0
+
+
+def _fit_map(src: np.ndarray, dst: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    if kind == "lstsq":  # (nearly) unregularised ridge: rank-deficient residuals are common
+        xc = src - mu_s
+        gram = xc.T @ xc
+        w = np.linalg.solve(gram + 1e-8 * np.trace(gram) / len(gram) * np.eye(len(gram)) + 1e-300 * np.eye(len(gram)),
+                            xc.T @ (dst - mu_d))
+    else:  # Procrustes: orthogonal w (scaled) minimising ||(src - mu) w - (dst - mu)||
+        w, s = orthogonal_procrustes(src - mu_s, dst - mu_d)
+        w = w * (s / max(float(((src - mu_s) ** 2).sum()), 1e-300))
+    return w, mu_d - mu_s @ w
+
+
+def map_decoding(compiled: dict[str, np.ndarray], learned: dict[str, np.ndarray], data: Dataset,
+                 rows: np.ndarray, folds: int, seed: int) -> dict:
+    """Maps learned -> compiled at every hook and decodes every variable with the compiled labels.
+
+    Returns:
+        ``{"lstsq"|"procrustes": {hook: {"r2": float, "variables": {var: score},
+        "fraction_decodable": float}}}``; only variables the compiled model holds
+        at that hook are counted.
+    """
+    test_folds = folds_of(len(rows), folds, seed)
+    out: dict = {}
+    for kind in ("lstsq", "procrustes"):
+        out[kind] = {}
+        for i, hook in enumerate(data.resid_hooks):
+            src, dst = learned[hook][rows], compiled[hook][rows]
+            mapped = np.zeros_like(dst)
+            for test in test_folds:
+                train = np.setdiff1d(np.arange(len(rows)), test)
+                w, b = _fit_map(src[train], dst[train], kind)
+                mapped[test] = src[test] @ w + b
+            resid_var = float(((dst - dst.mean(0)) ** 2).sum())
+            r2 = 1.0 - float(((mapped - dst) ** 2).sum()) / resid_var if resid_var > 0 else 0.0
+            present = [v for v in data.variables if v.written_after <= i]
+            scores = {v.name: decoding_score(mapped, v, data.targets[v.name][rows]) for v in present}
+            frac = float(np.mean([s >= DECODABLE for s in scores.values()])) if scores else float("nan")
+            out[kind][hook] = {"r2": r2, "variables": scores, "fraction_decodable": frac}
+    return out
