@@ -1,0 +1,304 @@
+"""``make dynamics``: watch the learned circuit form over training.
+
+For every log-spaced checkpoint a training run kept
+(``artifacts/<program>/learned/seed<k>/checkpoints/step<N>/``) this records
+
+* exhaustive accuracy, overall and (for MIU) per deciding clause;
+* the model's probability that a few named strings (``MU``, ``MI``, ...)
+  are theorems, read at their last position;
+* for every compiled variable, the best linear-readout score and the
+  interchange-intervention accuracy (the cheap ``CompareConfig.fast``
+  setting of ``compare.pipeline``);
+* the head-matching scores.
+
+Then it marks each variable's emergence step (where its readout first *stays*
+at or above 0.9, then 0.99), orders the variables by it, says which rose
+before the accuracy jump (a progress measure in the sense of Nanda et al.),
+and finds the first step at which the model rejected ``MU`` with probability
+>= 0.99. Output: ``reports/<program>/dynamics/`` (``dynamics.json``,
+``dynamics.png``, ``dynamics.md``), which ``make compare`` folds into the
+report as "How the circuit formed".
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from learned.artifact import atomic_dir, check_compatible, load_artifact, write_json
+from learned.evaluate import build_eval_set, evaluate
+from rasp_programs.errors import ToolkitError, cli_main
+from rasp_programs.registry import get_program
+from rasp_programs.spec import ProgramSpec
+
+THRESHOLDS = (0.9, 0.99)
+MIU_PROBES = ("MI", "MU", "MIU", "MII", "MIII", "MIIII", "MUI", "IMI", "MIM")
+REJECT = 0.99  # "rejects MU" = P(theorem) <= 1 - REJECT
+
+
+# ------------------------------------------------------------ curve analysis --
+
+def emergence_step(steps: Sequence[int], values: Sequence[float], threshold: float) -> int | None:
+    """The first step from which ``values`` stay >= ``threshold`` to the end (None if never).
+
+    Example:
+        >>> emergence_step([0, 10, 20, 30], [0.1, 0.95, 0.5, 0.96], 0.9)
+        30
+    """
+    found = None
+    for step, v in zip(steps, values):
+        ok = v is not None and not np.isnan(v) and v >= threshold
+        if ok and found is None:
+            found = step
+        elif not ok:
+            found = None
+    return found
+
+
+def first_step(steps: Sequence[int], values: Sequence[float], threshold: float, below: bool = False) -> int | None:
+    """The first step where ``values`` reaches ``threshold`` (or falls to it, with ``below``)."""
+    for step, v in zip(steps, values):
+        if v is not None and not np.isnan(v) and (v <= threshold if below else v >= threshold):
+            return step
+    return None
+
+
+def emergence_order(emergence: dict[str, int | None]) -> list[list[str]]:
+    """Variables grouped by emergence step, earliest first; never-emerged last are dropped."""
+    steps = sorted({s for s in emergence.values() if s is not None})
+    return [sorted(k for k, s in emergence.items() if s == step) for step in steps]
+
+
+def order_sentence(order: list[list[str]], emergence: dict[str, int | None]) -> str:
+    """Plain words, e.g. ``count_I (step 120), then theorem (step 300); never: bad_M_at``."""
+    parts = [" and ".join(group) + f" (step {emergence[group[0]]})" for group in order]
+    never = sorted(k for k, s in emergence.items() if s is None)
+    text = ", then ".join(parts) if parts else "no variable became readable"
+    return text + (f"; never readable: {', '.join(never)}" if never else "")
+
+
+def analyse_curves(run: dict[str, Any]) -> dict[str, Any]:
+    """Emergence steps, order, progress measures and MU rejection for one run's curves."""
+    steps = run["steps"]
+    out: dict[str, Any] = {"emergence": {}, "order": {}, "sentence": {}}
+    for t in THRESHOLDS:
+        em = {v: emergence_step(steps, c["readout"], t) for v, c in run["variables"].items()}
+        out["emergence"][str(t)] = em
+        out["order"][str(t)] = emergence_order(em)
+        out["sentence"][str(t)] = order_sentence(out["order"][str(t)], em)
+    jump = emergence_step(steps, run["accuracy"]["sequence"], 0.99)
+    out["accuracy_jump_step"] = jump
+    early = out["emergence"]["0.9"]
+    out["progress_measures"] = sorted(v for v, s in early.items()
+                                      if s is not None and (jump is None or s < jump))
+    if "MU" in run.get("probes", {}):
+        out["mu_rejected_step"] = first_step(steps, run["probes"]["MU"], 1 - REJECT, below=True)
+    return out
+
+
+# ------------------------------------------------------------ checkpoints ----
+
+def checkpoint_folders(run_folder: Path) -> list[tuple[int, Path]]:
+    """``(step, folder)`` for every ``checkpoints/step<N>/``, by step.
+
+    Raises:
+        ToolkitError: the run has no checkpoints (says how to make them).
+    """
+    root = run_folder / "checkpoints"
+    found = sorted((int(m.group(1)), p) for p in root.glob("step*")
+                   if p.is_dir() and (m := re.fullmatch(r"step(\d+)", p.name)))
+    if not found:
+        raise ToolkitError(f"no checkpoints in {root}; run `make train` (it keeps ~20 log-spaced checkpoints)")
+    return found
+
+
+def theorem_probability(model, spec: ProgramSpec, strings: Sequence[str]) -> dict[str, float]:
+    """P(output == True) at the last position of each string."""
+    from learned.artifact import encode
+    cfg = model.cfg
+    true_id = cfg.output_vocab.index("True")
+    inputs = [tuple(s) for s in strings]
+    with torch.inference_mode():
+        probs = model(encode(cfg, inputs)).float().softmax(-1)  # [B, T, O]
+    return {s: float(probs[b, len(x), true_id]) for b, (s, x) in enumerate(zip(strings, inputs))}
+
+
+def analyse_run(spec: ProgramSpec, prep, eval_set, run_folder: Path, log=print) -> dict[str, Any]:
+    """Every checkpoint of one run: the curves of the module docstring."""
+    from compare.pipeline import compare_models
+    compiled_cfg = prep.compiled.model.cfg
+    run: dict[str, Any] = {"folder": str(run_folder), "steps": [], "skipped": [],
+                           "accuracy": {"sequence": [], "final": [], "per_clause": {}},
+                           "probes": {}, "variables": {}, "heads": {}}
+    for step, folder in checkpoint_folders(run_folder):
+        t0 = time.perf_counter()
+        try:
+            model, _ = load_artifact(folder)
+            check_compatible(compiled_cfg, model.cfg, f"checkpoint {folder}")
+        except ToolkitError as e:
+            print(f"error: {e} (skipped)", file=sys.stderr)
+            run["skipped"].append({"step": step, "folder": str(folder), "error": str(e)})
+            continue
+        m = evaluate(model, eval_set)
+        res = compare_models(prep, model)
+        run["steps"].append(step)
+        run["accuracy"]["sequence"].append(m["sequence_accuracy"])
+        run["accuracy"]["final"].append(m["final_accuracy"])
+        for clause, r in m.get("per_clause", {}).get("deciding", {}).items():
+            run["accuracy"]["per_clause"].setdefault(clause, []).append(r["final_accuracy"])
+        if spec.name == "miu":
+            for s, p in theorem_probability(model, spec, MIU_PROBES).items():
+                run["probes"].setdefault(s, []).append(p)
+        for name, v in res["variables"].items():
+            c = run["variables"].setdefault(name, {"readout": [], "iia": []})
+            c["readout"].append(v["best_score"])
+            c["iia"].append(float(np.nanmax([v["iia_readout"], v["iia_das"]])))
+        for h in res["heads"]["matches"]:
+            run["heads"].setdefault(f"{h['compiled']}~{h['learned']}", []).append(h["score"])
+        log(f"  step {step:>6}: all-prefix acc {m['sequence_accuracy']:.4f}, "
+            + ", ".join(f"{k} {c['readout'][-1]:.2f}" for k, c in run["variables"].items())
+            + f"  ({time.perf_counter() - t0:.1f} s)")
+    if not run["steps"]:
+        raise ToolkitError(f"no usable checkpoint in {run_folder / 'checkpoints'}")
+    run["analysis"] = analyse_curves(run)
+    return run
+
+
+def across_seeds(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Is the emergence order the same in every seed?"""
+    orders = {seed: r["analysis"]["order"]["0.9"] for seed, r in runs.items()}
+    distinct = {repr(o) for o in orders.values()}
+    return {"order_0.9": orders, "same_order_in_every_seed": len(distinct) == 1,
+            "mu_rejected_step": {seed: r["analysis"].get("mu_rejected_step") for seed, r in runs.items()}}
+
+
+# ------------------------------------------------------------ outputs --------
+
+def plot(runs: dict[str, dict[str, Any]], path: Path) -> None:
+    """Everything against the training step, one row of panels per seed."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(runs), 3, figsize=(16, 4 * len(runs)), squeeze=False)
+    for row, (seed, run) in zip(axes, runs.items()):
+        x = np.maximum(np.asarray(run["steps"]), 0.8)  # step 0 shown at the left edge of a log axis
+        a = run["analysis"]
+        ax = row[0]
+        ax.plot(x, run["accuracy"]["sequence"], "k-", lw=2, label="all-prefix accuracy")
+        for clause, ys in run["accuracy"]["per_clause"].items():
+            ax.plot(x, ys, "--", label=f"final acc | {clause}")
+        ax.set_title(f"seed {seed}: accuracy")
+        ax = row[1]
+        for name, c in run["variables"].items():
+            line, = ax.plot(x, c["readout"], "-", label=f"{name} readout")
+            ax.plot(x, c["iia"], ":", color=line.get_color(), label=f"{name} IIA")
+            for t, mark in zip(THRESHOLDS, ("|", "x")):
+                s = a["emergence"][str(t)].get(name)
+                if s is not None:
+                    ax.plot(max(s, 0.8), t, mark, color=line.get_color(), ms=12, mew=2)
+        if a["accuracy_jump_step"] is not None:
+            for ax_ in row:
+                ax_.axvline(max(a["accuracy_jump_step"], 0.8), color="grey", lw=1)
+        ax.set_title("compiled variables: readout (solid), IIA (dotted); | 0.9, x 0.99")
+        ax = row[2]
+        for s, ys in run["probes"].items():
+            ax.plot(x, ys, "-", lw=2.5 if s == "MU" else 1, label=f"P({s} is a theorem)")
+        for name, ys in run["heads"].items():
+            ax.plot(x, ys, ":", label=f"head {name}")
+        ax.set_title("named strings and head-match scores")
+        for ax in row:
+            ax.set_xscale("log")
+            ax.set_xlabel("training step")
+            ax.set_ylim(-0.02, 1.02)
+            ax.legend(fontsize=6, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def markdown(program: str, runs: dict[str, dict[str, Any]], seeds: dict[str, Any]) -> str:
+    lines = ["## How the circuit formed", ""]
+    for seed, run in runs.items():
+        a = run["analysis"]
+        lines.append(f"**Seed {seed}** ({len(run['steps'])} checkpoints, steps {run['steps'][0]}–{run['steps'][-1]}).")
+        lines.append(f"Readout ≥ 0.9 from: {a['sentence']['0.9']}.")
+        lines.append(f"Readout ≥ 0.99 from: {a['sentence']['0.99']}.")
+        jump = a["accuracy_jump_step"]
+        lines.append(f"All-prefix accuracy stays ≥ 0.99 from step {jump}." if jump is not None
+                     else "All-prefix accuracy never stays ≥ 0.99.")
+        if a["progress_measures"]:
+            lines.append(f"Rose before the accuracy jump (progress measures): {', '.join(a['progress_measures'])}.")
+        else:
+            lines.append("No variable became readable before the accuracy jump.")
+        if "mu_rejected_step" in a:
+            s = a["mu_rejected_step"]
+            lines.append(f"First rejected `MU` with probability ≥ {REJECT}: "
+                         + (f"step {s}." if s is not None else "never."))
+        if run["skipped"]:
+            lines.append("Skipped checkpoints: " + "; ".join(f"step {s['step']}: {s['error']}" for s in run["skipped"]))
+        lines.append("")
+    if len(runs) > 1:
+        lines.append("The emergence order (0.9) is " + ("the same in every seed." if seeds["same_order_in_every_seed"]
+                                                        else "not the same in every seed."))
+    lines += ["", "![training dynamics](dynamics/dynamics.png)", ""]
+    return "\n".join(lines)
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m compare.dynamics", description=__doc__.splitlines()[0])
+    ap.add_argument("--program", default="miu")
+    ap.add_argument("--artifacts", default="artifacts", type=Path)
+    ap.add_argument("--reports", default="reports", type=Path)
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--run", nargs="*", type=Path, default=None, help="run folders (default: the seeds')")
+    ap.add_argument("--compare-seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    from compare.pipeline import CompareConfig, prepare
+
+    spec = get_program(args.program)
+    compiled_dir = args.artifacts / spec.name / "compiled"
+    compiled, meta = load_artifact(compiled_dir, make_hint=f"make compile PROGRAM={spec.name}")
+    try:
+        seeds = [int(s) for s in args.seeds.split()]
+    except ValueError:
+        raise ToolkitError(f"SEEDS must be integers, got {args.seeds!r}") from None
+    folders = args.run or [args.artifacts / spec.name / "learned" / f"seed{s}" for s in seeds]
+    for f in folders:
+        if not f.is_dir():
+            raise ToolkitError(f"no training run at {f}; run `make train PROGRAM={spec.name}`")
+        checkpoint_folders(f)
+    t0 = time.perf_counter()
+    prep = prepare(spec, compiled, meta, CompareConfig.fast(args.compare_seed))
+    eval_set = build_eval_set(spec, compiled.cfg, int(meta["max_len"]))
+    runs = {}
+    for f in folders:
+        print(f"dynamics of {f}:")
+        runs[f.name.removeprefix("seed")] = analyse_run(spec, prep, eval_set, f)
+    seeds_summary = across_seeds(runs)
+    out = {"program": spec.name, "compare_settings": prep.config.to_dict(), "thresholds": THRESHOLDS,
+           "probes": list(MIU_PROBES) if spec.name == "miu" else [], "runs": runs, "across_seeds": seeds_summary,
+           "seconds": round(time.perf_counter() - t0, 1)}
+    target = args.reports / spec.name / "dynamics"
+    with atomic_dir(target) as tmp:
+        write_json(tmp / "dynamics.json", out)
+        plot(runs, tmp / "dynamics.png")
+        (tmp / "dynamics.md").write_text(markdown(spec.name, runs, seeds_summary))
+    for seed, run in runs.items():
+        print(f"seed {seed}: emergence (0.9): {run['analysis']['sentence']['0.9']}")
+        if "mu_rejected_step" in run["analysis"]:
+            print(f"seed {seed}: first rejected MU (p >= {REJECT}) at step {run['analysis']['mu_rejected_step']}")
+    print(f"wrote {target}/ in {out['seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
