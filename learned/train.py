@@ -9,8 +9,9 @@ out over the step budget, on the informative data mix of ``learned.data``.
 
 Early stop: once every batch of a logging window is right at every
 position, the model is checked on the evaluation set's covering rows
-(``EvalSet.gate_rows``: exhaustive, or a held-out sample for large spaces);
-when that is 100% the run stops.
+(``EvalSet.gate_rows``: exhaustive, or a held-out sample for large spaces;
+a seeded subset of 4,096 first, so failed checks are cheap); when that is
+100% the run stops.
 
 Ctrl-C finishes the current step, writes the run folder (model, checkpoints
 so far, optimizer and generator state) and exits; ``--resume`` continues
@@ -47,6 +48,9 @@ from learned.evaluate import EvalSet, all_correct, build_eval_set, evaluate
 from learned.model import ModelConfig, Transformer
 from rasp_programs.errors import ToolkitError
 from rasp_programs.registry import get_program
+
+
+QUICK_CHECK = 4096  # rows of the early-stop check tried before the full one
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,9 +238,11 @@ def _train(cfg: TrainConfig, compiled_cfg: ModelConfig, device: torch.device, fo
     table = build_table(spec, mcfg, cut, cfg.resolved_data_seed, cfg.pool_size, cfg.train_size)
     sampler = Sampler(table, device, cfg.resolved_data_seed)
     es = eval_set if eval_set is not None else build_eval_set(spec, mcfg, cfg.max_len, cfg.eval_limit)
-    gate = es.gate_rows(cut)
+    gate = es.gate_rows(cut)  # every (prefix, position) pair up to the cut
+    # A seeded subset is checked first, so a check that fails costs little.
+    quick = gate[torch.randperm(len(gate), generator=torch.Generator().manual_seed(0))[:QUICK_CHECK]]
 
-    step, curve, checks, elapsed0, reached = 0, [], [], 0.0, None
+    step, curve, checks, elapsed0, reached, state_meta = 0, [], [], 0.0, None, {}
     snaps = ckpt.Snapshots(ckpt.dense_grid(cfg.steps))
     if resume:
         state_meta, extra = ckpt.load_run(folder, model, opt)
@@ -248,17 +254,19 @@ def _train(cfg: TrainConfig, compiled_cfg: ModelConfig, device: torch.device, fo
         ckpt.load_snapshots(folder, snaps, step)
     else:
         snaps.add(0, model)
-    setup_s = time.perf_counter() - t_start
+    setup_s, step0 = time.perf_counter() - t_start, step
 
     use_amp = device.type == "cuda" and cfg.amp in ("auto", "bf16")
     fwd = torch.compile(model) if cfg.compile else model
-    ckpt_s = 0.0
+    ckpt_s = check_s = 0.0
     meta = {"kind": "learned", "program": cfg.program, "max_len": cfg.max_len, "seed": cfg.seed,
             "training": cfg.to_dict(), "data": describe(table), "versions": versions(), "device": str(device)}
 
     def state_meta_now(train_s: float) -> dict[str, Any]:
         return {"step": step, "curve": curve, "checks": checks, "train_seconds": train_s, "reached_100": reached,
-                "training": cfg.to_dict()}
+                "training": cfg.to_dict(),
+                "window": {"steps": window, "loss_sum": float(loss_sum), "acc_sum": float(acc_sum),
+                           "acc_min": float(acc_min)}}
 
     def write(metrics: dict[str, Any], train_s: float) -> None:
         nonlocal ckpt_s
@@ -274,7 +282,12 @@ def _train(cfg: TrainConfig, compiled_cfg: ModelConfig, device: torch.device, fo
     loss_sum = torch.zeros((), device=device)
     acc_sum = torch.zeros((), device=device)
     acc_min = torch.ones((), device=device)
-    window, last_check, last_save = 0, step, time.perf_counter()
+    window, last_save = 0, time.perf_counter()
+    last_check = checks[-1]["step"] if checks else 0
+    if resume and "window" in state_meta:  # the logging window the interruption fell into
+        w = state_meta["window"]
+        window, acc_min = w["steps"], torch.tensor(w["acc_min"], device=device)
+        loss_sum, acc_sum = torch.tensor(w["loss_sum"], device=device), torch.tensor(w["acc_sum"], device=device)
     t_loop = time.perf_counter()
     done = bool(reached is not None and cfg.early_stop)
     with interrupt.installed():
@@ -303,7 +316,7 @@ def _train(cfg: TrainConfig, compiled_cfg: ModelConfig, device: torch.device, fo
             ckpt_s += time.perf_counter() - t
             if on_step is not None:
                 on_step(step)
-            if window == cfg.log_every or step == cfg.steps:
+            if step % cfg.log_every == 0 or step == cfg.steps:  # aligned, so a resumed run checks at the same steps
                 train_s = elapsed0 + time.perf_counter() - t_loop
                 point = {"step": step, "loss": float(loss_sum) / window, "batch_accuracy": float(acc_sum) / window,
                          "lr": lr_at(cfg, step - 1), "seconds": round(train_s + setup_s, 3)}
@@ -314,10 +327,15 @@ def _train(cfg: TrainConfig, compiled_cfg: ModelConfig, device: torch.device, fo
                 loss_sum.zero_(), acc_sum.zero_(), acc_min.fill_(1.0)
                 window = 0
                 if cfg.early_stop and perfect and step - last_check >= cfg.check_every:
-                    last_check = step
-                    ok, acc = all_correct(model, es, gate)
-                    checks.append({"step": step, "sequence_accuracy": acc,
+                    last_check, t_check = step, time.perf_counter()
+                    ok, acc = all_correct(model, es, quick)
+                    rows = len(quick)
+                    if ok and len(quick) < len(gate):
+                        ok, acc = all_correct(model, es, gate)
+                        rows = len(gate)
+                    checks.append({"step": step, "rows": rows, "sequence_accuracy": acc,
                                    "seconds": round(elapsed0 + time.perf_counter() - t_loop + setup_s, 3)})
+                    check_s += time.perf_counter() - t_check
                     if ok:
                         reached = {"step": step, "seconds": checks[-1]["seconds"]}
                         done = True
@@ -329,7 +347,8 @@ def _train(cfg: TrainConfig, compiled_cfg: ModelConfig, device: torch.device, fo
                       elapsed0 + time.perf_counter() - t_loop)
                 last_save = time.perf_counter()
     bar.close()
-    train_s = elapsed0 + time.perf_counter() - t_loop
+    loop_s = time.perf_counter() - t_loop
+    train_s = elapsed0 + loop_s
     snaps.add(step, model)
     if interrupt.flag:
         write({"interrupted": True, "step": step, "curve": curve, "checks": checks}, train_s)
@@ -339,7 +358,10 @@ def _train(cfg: TrainConfig, compiled_cfg: ModelConfig, device: torch.device, fo
                "evaluation": evaluate(model, es, cfg.train_max_len),
                "reached_100": reached, "eval_seconds": 0.0,
                "setup_seconds": round(setup_s, 3), "train_seconds": round(train_s, 3),
-               "tokens_per_second": round(step * cfg.batch_size * (cfg.max_len + 1) / max(train_s, 1e-9)),
+               # Throughput of the optimisation steps of this session (early-stop checks excluded).
+               "tokens_per_second": round((step - step0) * cfg.batch_size * (cfg.max_len + 1)
+                                          / max(loop_s - check_s, 1e-9)),
+               "check_seconds": round(check_s, 3),
                "curve": curve, "checks": checks, "data": meta["data"], "training": cfg.to_dict()}
     metrics["eval_seconds"] = round(time.perf_counter() - t_eval, 3)
     write(metrics, train_s)
