@@ -69,12 +69,19 @@ def random_model(model: Transformer, seed: int) -> Transformer:
     return m.eval()
 
 
+def _nanmin(values) -> float:
+    """Smallest finite value (IIA is nan where a variable has no usable pairs); nan if none."""
+    vals = [float(x) for x in values if x is not None and np.isfinite(x)]
+    return min(vals) if vals else float("nan")
+
+
 def _check(result: dict, heads_expected: dict[str, str] | None) -> dict:
     v = result["variables"]
     out = {
         "min_readout_at_compiled_layer": min(x["readouts"][x["compiled_written_at"]]["score"] for x in v.values()),
-        "min_iia_readout": min(x["iia_readout"] for x in v.values()),
-        "min_iia_das": min(x["iia_das"] for x in v.values()),
+        "min_iia_readout": _nanmin(x["iia_readout"] for x in v.values()),
+        "min_iia_das": _nanmin(x["iia_das"] for x in v.values()),
+        "variables_without_pairs": [k for k, x in v.items() if x["n_pairs_test"] == 0],
         "head_matches": {m["compiled"]: [m["learned"], m["score"]] for m in result["heads"]["matches"]},
         "verdict": result["summary"]["verdict"],
     }

@@ -8,16 +8,19 @@ component of the residual at ``(hook, p)`` inside the aligned subspace ``U``
 expected output is the RASP program's counterfactual,
 ``spec.run(base, interventions={v: {p: value of v in the source at p}})``.
 
-Only *effective* pairs are used: the source's value differs from the base's
+Pairs whose counterfactual is undefined in the program (an exception in
+its plain-Python causal model, e.g. sort's ``target_pos`` set to a value
+another position already has) are skipped; a variable with no usable pairs
+gets IIA ``nan`` ("n/a"). Only *effective* pairs are used: the source's value differs from the base's
 and the counterfactual output differs from the base output somewhere. A model
 that ignores the intervention (or a constant model) therefore scores 0, not
 the share of no-op pairs. IIA is the fraction of pairs whose decoded output
 equals the counterfactual at every position.
 
-DAS (Geiger et al., distributed alignment search): an orthogonal matrix
-``R = Q0 exp(A - Aᵀ)`` whose first ``r`` columns are the subspace, trained by
-gradient descent on held-apart pairs to produce the counterfactual outputs,
-starting from the readout subspace (``Q0`` completes it to a basis). The
+DAS (Geiger et al., distributed alignment search): an orthonormal ``[D, r]``
+basis (the first ``r`` columns of a rotation, as the Q factor of a free
+matrix) trained by gradient descent on separate pairs to produce the
+counterfactual outputs, starting from the readout subspace. The
 rotation with the best IIA on the training pairs (checked every fifth of
 the steps, the start included) is kept; IIA is reported on the test pairs.
 """
@@ -73,11 +76,15 @@ def make_pairs(spec: ProgramSpec, data: Dataset, var: VariableInfo, n: int, rng:
         value = run(s)[var.name][p - 1]
         if value == run(b)[var.name][p - 1]:
             continue
-        cf = spec.run(data.inputs[b], interventions={var.name: {p - 1: value}})[spec.output]
+        try:  # some counterfactuals are undefined, e.g. sort with two tokens sent to one place
+            cf = spec.run(data.inputs[b], interventions={var.name: {p - 1: value}})[spec.output]
+            ids = [data.output_vocab.index(str(y)) for y in cf]
+        except (ValueError, IndexError, KeyError):
+            continue
         if cf == run(b)[spec.output]:
             continue
         row = np.full(width, -100, dtype=np.int64)
-        row[1:len(cf) + 1] = [data.output_vocab.index(str(y)) for y in cf]
+        row[1:len(cf) + 1] = ids
         base.append(b), source.append(s), pos.append(p), targets.append(row)
     target = torch.from_numpy(np.stack(targets)) if targets else torch.zeros(0, width, dtype=torch.long)
     return Pairs(np.array(base, dtype=np.int64), np.array(source, dtype=np.int64),
@@ -119,39 +126,39 @@ def iia(logits: torch.Tensor, target: torch.Tensor) -> float:
 
 @torch.no_grad()
 def readout_iia(model: Transformer, data: Dataset, pairs: Pairs, hook: str, basis: np.ndarray) -> float:
-    """IIA when swapping the readout subspace ``basis`` ``[D, r]``."""
+    """IIA when swapping the readout subspace ``basis`` ``[D, r]`` (nan without pairs)."""
+    if len(pairs) == 0:
+        return float("nan")
     u = torch.from_numpy(basis).to(data.ids.device, dtype=model.param("embed.W_E").dtype)
     return iia(_logits(model, data, pairs, hook, _source_resid(model, data, pairs, hook), u), pairs.target)
 
 
-def _complete(basis: np.ndarray, d: int, rng: np.random.Generator) -> np.ndarray:
-    """An orthogonal ``[d, d]`` whose first columns are ``basis``."""
-    extra = rng.standard_normal((d, d - basis.shape[1]))
-    q, _ = np.linalg.qr(np.concatenate([basis, extra], axis=1))
-    q[:, :basis.shape[1]] = basis  # QR may flip signs; the span is what matters, keep the basis as is
-    q, _ = np.linalg.qr(q)
-    return q
-
-
 def das(model: Transformer, data: Dataset, train: Pairs, test: Pairs, hook: str, init: np.ndarray,
         dim: int, steps: int, lr: float, seed: int) -> dict:
-    """Trains a DAS rotation on ``train`` pairs, returns IIA on ``test`` pairs and the basis.
+    """Trains a DAS subspace on ``train`` pairs, returns IIA on ``test`` pairs and the basis.
+
+    The subspace is the orthonormal Q factor of a free ``[D, dim]`` matrix
+    (the first ``dim`` columns of a rotation), initialised at ``init`` (padded
+    with seeded random columns when it has fewer than ``dim``).
 
     Returns:
         ``{"iia", "train_iia", "dim", "steps", "basis"}`` (basis ``[D, dim]`` numpy).
     """
+    if len(train) == 0 or len(test) == 0:
+        return {"iia": float("nan"), "train_iia": float("nan"), "dim": dim, "steps": 0, "basis": init}
     rng = np.random.default_rng(seed)
     d = model.cfg.d_model
     dtype = model.param("embed.W_E").dtype
-    start = init[:, :dim] if init.shape[1] >= dim else init
-    q0 = torch.from_numpy(_complete(start, d, rng)).to(dtype)
-    a = torch.zeros(d, d, dtype=dtype, requires_grad=True)
-    opt = torch.optim.Adam([a], lr=lr)
+    start = init[:, :dim]
+    if start.shape[1] < dim:
+        start = np.concatenate([start, 0.1 * rng.standard_normal((d, dim - start.shape[1]))], axis=1)
+    w = torch.tensor(start, dtype=dtype, requires_grad=True)
+    opt = torch.optim.Adam([w], lr=lr)
     src_train = _source_resid(model, data, train, hook)
     src_test = _source_resid(model, data, test, hook)
 
     def basis() -> torch.Tensor:
-        return (q0 @ torch.linalg.matrix_exp(a - a.T))[:, :dim]
+        return torch.linalg.qr(w)[0]
 
     def train_iia(u: torch.Tensor) -> float:
         with torch.no_grad():

@@ -42,7 +42,7 @@ class CompareConfig:
     n_ablation_inputs: int = 1000  # inputs for head ablations and head writes
     n_pairs: int = 300          # effective IIA test pairs per variable (as many again train DAS)
     das_steps: int = 100
-    das_lr: float = 0.001
+    das_lr: float = 0.02
     match_threshold: float = 0.8
     n_examples: int = 3
 
@@ -181,11 +181,14 @@ def _variables(prep: Prepared, learned: ModelSide) -> dict:
         at = best_hook(ro, hooks, start=v.written_after)
         r = ro[at]
         train, test = prep.pairs[v.name]
+        candidates = {"readout": intervention_basis(r.weight, learned.embed)}
         if v.encoding == "categorical":
-            basis = lda_basis(learned.resid[at][prep.rows], data.targets[v.name][prep.rows], len(v.classes),
-                              learned.embed)
-        else:
-            basis = intervention_basis(r.weight, learned.embed)
+            x, y = learned.resid[at][prep.rows], data.targets[v.name][prep.rows]
+            candidates["lda"] = lda_basis(x, y, len(v.classes), learned.embed, eps=1e-6)
+            candidates["lda-regularised"] = lda_basis(x, y, len(v.classes), learned.embed, eps=1.0)
+        train_scores = {k: I.readout_iia(learned.model, data, train, at, b) for k, b in candidates.items()}
+        chosen = max(candidates, key=lambda k: (np.nan_to_num(train_scores[k], nan=-1.0), -list(candidates).index(k)))
+        basis = candidates[chosen]
         iia_ro = I.readout_iia(learned.model, data, test, at, basis)
         dim = max(1, basis.shape[1])
         init = basis
@@ -194,7 +197,9 @@ def _variables(prep: Prepared, learned: ModelSide) -> dict:
         best_iia = np.nanmax([iia_ro, d["iia"]]) if not (np.isnan(iia_ro) and np.isnan(d["iia"])) else float("nan")
         readable = r.score >= READ_OK
         causal = bool(best_iia >= IIA_OK)
+        testable = len(test) > 0
         status = ("computed" if readable and causal else
+                  "readable, not testable" if readable and not testable else
                   "correlational only" if readable else "not represented")
         out[v.name] = {
             "encoding": v.encoding, "op": v.op, "compiled_block": list(v.labels),
@@ -207,10 +212,11 @@ def _variables(prep: Prepared, learned: ModelSide) -> dict:
             "best_at_or_after_compiled": hooks.index(best_any) >= v.written_after,
             "aligned_hook": at, "aligned_score": r.score, "baseline": r.baseline,
             "readout_dim": int(r.basis.shape[1]), "readout_energy_dim": r.energy_dim,
-            "intervention_dim": int(basis.shape[1]),
+            "intervention_dim": int(basis.shape[1]), "intervention_subspace": chosen,
+            "subspace_train_iia": train_scores,
             "n_pairs_train": len(train), "n_pairs_test": len(test),
             "iia_readout": iia_ro, "iia_das": d["iia"], "das_train_iia": d["train_iia"], "das_dim": dim,
-            "correlational_only": bool(readable and not causal), "status": status,
+            "correlational_only": bool(readable and testable and not causal), "status": status,
         }
     return out
 
@@ -314,14 +320,15 @@ def summarise(variables: dict, heads: dict) -> dict:
     n = len(variables)
     comp = [k for k, v in variables.items() if v["status"] == "computed"]
     corr = [k for k, v in variables.items() if v["status"] == "correlational only"]
+    untested = [k for k, v in variables.items() if v["status"] == "readable, not testable"]
     live = len(heads["matches"])
     matched = sum(m["is_match"] for m in heads["matches"])
-    if len(comp) == n and matched == live:
+    if comp and len(comp) + len(untested) == n and matched == live:
         verdict = "match"
     elif not comp and not matched:
         verdict = "no match"
     else:
         verdict = "partial match"
-    return {"verdict": verdict, "computed": comp, "correlational_only": corr,
-            "not_represented": [k for k in variables if k not in comp and k not in corr],
+    return {"verdict": verdict, "computed": comp, "correlational_only": corr, "readable_not_testable": untested,
+            "not_represented": [k for k in variables if k not in comp + corr + untested],
             "heads_matched": matched, "heads_compared": live}

@@ -1,0 +1,116 @@
+"""``python -m compare``: compare the compiled model with learned checkpoints and write the report.
+
+    python -m compare --program miu --artifacts artifacts --reports reports --seeds "0 1"
+    python -m compare --program miu --learned path/to/checkpoint [path/to/other ...]
+
+``--learned`` takes any folder in the artifact format (``model.safetensors`` +
+``model.json``) whose shape and vocabularies equal the compiled model's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from compare.controls import run_controls
+from compare.pipeline import CompareConfig, compare_models, prepare
+from compare.report import write_report
+from learned.artifact import check_compatible, load_artifact
+from learned.model import Transformer
+from rasp_programs.errors import ToolkitError, cli_main
+from rasp_programs.registry import get_program
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.replace(",", " ").split()]
+    except ValueError:
+        raise ToolkitError(f"SEEDS must be integers separated by spaces, got {text!r}") from None
+    if not seeds:
+        raise ToolkitError("SEEDS is empty")
+    return seeds
+
+
+def check_writable(folder: Path) -> None:
+    """Fails early (before minutes of work) if the report folder cannot be written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise ToolkitError(f"cannot write reports to {folder}: {e.strerror or e}") from None
+
+
+def load_models(program: str, artifacts: Path, seeds: list[int], learned: list[str] | None
+                ) -> tuple[Transformer, dict, list[tuple[str, str, Transformer]]]:
+    """The compiled model and every learned checkpoint (label, path, model), checked for compatibility."""
+    root = artifacts / program
+    if not root.is_dir():
+        raise ToolkitError(f"no artifacts for program '{program}' in {artifacts} "
+                           f"(run `make compile PROGRAM={program}` then `make train PROGRAM={program}`)")
+    compiled, meta = load_artifact(root / "compiled", dtype=torch.float64, make_hint=f"make compile PROGRAM={program}")
+    if meta.get("kind") != "compiled" or "residual_labels" not in meta or "block_map" not in meta:
+        raise ToolkitError(f"{root / 'compiled'} is not a compiled artifact (run `make compile PROGRAM={program}`)")
+    if len(meta["residual_labels"]) != compiled.cfg.d_model:
+        raise ToolkitError(f"{root / 'compiled'}: residual_labels do not match d_model (run `make compile`)")
+    if learned:
+        folders = [(Path(p).name, Path(p)) for p in learned]
+    else:
+        folders = [(f"seed{s}", root / "learned" / f"seed{s}") for s in seeds]
+    models = []
+    for label, folder in folders:
+        hint = "" if learned else f"make train PROGRAM={program} SEEDS=\"{' '.join(map(str, seeds))}\""
+        model, _ = load_artifact(folder, dtype=torch.float64, make_hint=hint)
+        check_compatible(compiled.cfg, model.cfg, f"learned checkpoint {folder}")
+        models.append((label, str(folder), model))
+    return compiled, meta, models
+
+
+def run(program: str, artifacts: Path, reports: Path, seeds: list[int], learned: list[str] | None,
+        config: CompareConfig, controls: bool = True, log=print) -> Path:
+    """The whole ``make compare``; returns the path of report.html."""
+    spec = get_program(program)
+    check_writable(reports)
+    compiled, meta, models = load_models(program, artifacts, seeds, learned)
+    t0 = time.perf_counter()
+    prep = prepare(spec, compiled, meta, config)
+    runs = []
+    for label, path, model in models:
+        log(f"comparing {label} ({path}) ...")
+        runs.append({"label": label, "path": path, "result": compare_models(prep, model)})
+    payload = {"program": program, "compiled": str(artifacts / program / "compiled"), "runs": runs}
+    if controls:
+        log("controls: self, disguised copy, random model, seed vs seed ...")
+        payload["controls"] = run_controls(prep, config.seed, [m for _, _, m in models])
+    payload["seconds"] = time.perf_counter() - t0
+    return write_report(reports / program, spec, payload)
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m compare", description=__doc__.splitlines()[0])
+    ap.add_argument("--program", required=True)
+    ap.add_argument("--artifacts", default="artifacts")
+    ap.add_argument("--reports", default="reports")
+    ap.add_argument("--seeds", default="0", help='learned seeds, e.g. "0 1 2" (ignored with --learned)')
+    ap.add_argument("--learned", nargs="+", default=None, metavar="DIR", help="learned checkpoint folder(s)")
+    ap.add_argument("--fast", action="store_true", help="smaller samples (CompareConfig.fast)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of every random choice in the comparison")
+    ap.add_argument("--no-controls", action="store_true", help="skip the control comparisons")
+    args = ap.parse_args(argv)
+    seeds = parse_seeds(args.seeds)
+    config = CompareConfig.fast(args.seed) if args.fast else CompareConfig(seed=args.seed)
+    learned = [x for x in args.learned if x] if args.learned else None
+    path = run(args.program, Path(args.artifacts), Path(args.reports), seeds, learned or None, config,
+               controls=not args.no_controls, log=lambda s: print(s, file=sys.stderr))
+    print(f"report: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
