@@ -1,7 +1,8 @@
 """``python -m learned``: train same-shape transformers on a program's outputs.
 
     python -m learned --program miu --device auto --seeds "0 1 2" --artifacts artifacts
-        [--steps N] [--resume] [--d-model N] [--train-max-len N] [--grokking] [--no-progress]
+        [--steps N] [--resume] [--d-model N] [--train-max-len N] [--grokking [--train-size N]]
+        [--batch-size N] [--checkpoints N] [--compile] [--out-name NAME] [--no-progress]
 
 Reads ``<artifacts>/<program>/compiled/model.json`` for the shape and the
 vocabularies only, then writes ``<artifacts>/<program>/learned/seed<k>/``
@@ -87,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--d-model", default=None, help="residual width below the compiled one (compression)")
     ap.add_argument("--train-max-len", default=None, help="train on inputs up to this length only")
     ap.add_argument("--grokking", action="store_true", help="small fixed training set + weight decay")
+    ap.add_argument("--train-size", default=None, help="fixed training set of this many inputs (grokking regime)")
     ap.add_argument("--batch-size", default=None)
     ap.add_argument("--checkpoints", default=None, help="log-spaced checkpoints to keep (default 20)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
@@ -97,18 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args, compiled: ModelConfig, seed: int) -> TrainConfig:
     overrides = {}
-    for name in ("steps", "d_model", "train_max_len", "batch_size", "checkpoints"):
+    for name in ("steps", "d_model", "train_max_len", "batch_size", "checkpoints", "train_size"):
         raw = getattr(args, name)
         if raw is not None:
             overrides[name] = non_negative_int(raw, "--" + name.replace("_", "-"))
-    for name in ("d_model", "train_max_len", "batch_size", "checkpoints"):
+    for name in ("d_model", "train_max_len", "batch_size", "checkpoints", "train_size"):
         if overrides.get(name) == 0:
             raise ToolkitError(f"--{name.replace('_', '-')} must be positive")
     cfg = TrainConfig(program=args.program, max_len=compiled.n_ctx - 1, seed=seed, compile=args.compile, **overrides)
     if args.grokking:
         cfg = grokking(cfg)
-        if "steps" in overrides:
-            cfg = dataclasses.replace(cfg, steps=overrides["steps"])
+        cfg = dataclasses.replace(cfg, **{k: overrides[k] for k in ("steps", "train_size") if k in overrides})
     learned_model_config(compiled, cfg.d_model)  # validates --d-model
     if cfg.train_max_len is not None and cfg.train_max_len > cfg.max_len:
         raise ToolkitError(f"--train-max-len must be at most {cfg.max_len}, got {cfg.train_max_len}")

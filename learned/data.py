@@ -44,6 +44,7 @@ import torch
 from learned.artifact import encode
 from learned.model import ModelConfig
 from rasp_programs import miu
+from rasp_programs.errors import ToolkitError
 from rasp_programs.spec import ProgramSpec, Tokens
 
 IGNORE = -100  # target id for BOS and padding: no loss, not scored
@@ -190,6 +191,8 @@ def build_table(spec: ProgramSpec, cfg: ModelConfig, max_len: int, seed: int, po
         weights = _balance(weights, _final_targets(targets))
     table = Table(ids, targets, weights / weights.sum(), which, names)
     if fixed_size is not None:
+        if not 1 <= fixed_size <= len(inputs):
+            raise ToolkitError(f"the fixed training set must have 1..{len(inputs)} inputs, got {fixed_size}")
         gen = torch.Generator().manual_seed(seed)
         keep = torch.multinomial(table.weights, fixed_size, replacement=False, generator=gen)
         table = Table(ids[keep], targets[keep], torch.full((fixed_size,), 1.0 / fixed_size, dtype=torch.float64),

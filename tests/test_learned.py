@@ -23,6 +23,7 @@ from learned.evaluate import build_eval_set, evaluate, miu_clauses
 from learned.model import ModelConfig, Transformer
 from learned.train import TrainConfig, lr_at, train
 from rasp_programs import miu
+from rasp_programs.errors import ToolkitError
 from rasp_programs.registry import get_program
 
 MIU = get_program("miu")
@@ -314,3 +315,23 @@ def test_learned_does_not_import_compiled():
             "bad = [m for m in sys.modules if m.split('.')[0] in ('compiled', 'jax', 'tracr')]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_length_cut_trains_short_and_reports_long(tmp_path):
+    r = train(tiny(0, train_max_len=2), miu_cfg(), CPU, tmp_path / "cut", progress=False)
+    gen = r.metrics["evaluation"]["length_generalisation"]
+    assert gen["train_max_len"] == 2 and gen["seen"]["sequence"]["accuracy"] == 1.0
+    assert gen["seen"]["sequence"]["inputs"] == 3 + 9 and gen["unseen"]["sequence"]["inputs"] == 27 + 81
+    table = data.build_table(MIU, miu_cfg(), 2, seed=0, pool_size=64)
+    assert int((table.targets != data.IGNORE).sum(1).max()) <= 2  # no training input is longer than the cut
+
+
+def test_grokking_regime_uses_a_small_fixed_set():
+    from learned.train import grokking
+    cfg = grokking(TrainConfig())
+    assert cfg.train_size and cfg.weight_decay > 0 and TrainConfig().train_size is None
+    assert TrainConfig().weight_decay == 0.0  # the default run is unchanged
+    table = data.build_table(MIU, miu_cfg(), 4, seed=0, pool_size=256, fixed_size=50)
+    assert len(table.ids) == 50 and torch.allclose(table.weights, torch.full((50,), 1 / 50, dtype=torch.float64))
+    with pytest.raises(ToolkitError):
+        data.build_table(MIU, miu_cfg(), 4, seed=0, pool_size=8, fixed_size=10_000)
