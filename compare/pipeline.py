@@ -22,6 +22,7 @@ from compare.activations import (Dataset, at_rows, build_dataset, embedding_basi
                                  sample_rows, subset)
 from compare.readouts import Readout, best_hook, fit_readouts, lda_basis
 from compare.similarity import cka_matrix, map_decoding
+from compare.threads import one_thread
 from learned.model import Transformer
 from rasp_programs.spec import ProgramSpec
 
@@ -57,12 +58,14 @@ class CompareConfig:
 
 @contextlib.contextmanager
 def frozen(*models: Transformer) -> Iterator[None]:
-    """Gradients off for the models' parameters inside the block (restored after)."""
+    """Inside the block: gradients off for the models' parameters and one compute thread
+    (``compare.threads.one_thread``); both restored after."""
     flags = [[p.requires_grad for p in m.parameters()] for m in models]
     for m in models:
         m.requires_grad_(False)
     try:
-        yield
+        with one_thread():
+            yield
     finally:
         for m, fl in zip(models, flags):
             for p, f in zip(m.parameters(), fl):
