@@ -16,6 +16,7 @@ and the targets: MIU at 100% in at least 4 of 5 seeds with a median under
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import tempfile
@@ -74,8 +75,9 @@ def main(argv: list[str] | None = None) -> int:
           f"checkpoint + save overhead: median {statistics.median(sh for *_, sh in rows):.2f}% of training time")
     worst = min(ev["sequence_accuracy"] for _, ev, _, _ in rows)
     if spec.name == "miu":
-        print(f"target (100% in >= 4 of 5 seeds, median < 90 s on 2 CPU cores): "
-              f"{'met' if len(exact) >= min(4, len(rows)) else 'NOT met'} on the count")
+        med = statistics.median(r.reached_100_seconds for r in exact) if exact else math.inf
+        ok = len(exact) >= min(4, len(rows)) and med < 90
+        print(f"target (100% in >= 4 of 5 seeds, median < 90 s on 2 CPU cores): {'met' if ok else 'NOT met'}")
     else:
         print(f"target (>= 99.9% on every seed): {'met' if worst >= 0.999 else 'NOT met'} (worst {100 * worst:.3f}%)")
     return 0
