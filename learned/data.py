@@ -52,6 +52,7 @@ IGNORE = -100  # target id for BOS and padding: no loss, not scored
 # Share of draws from each pool, before label balancing (see module docstring).
 MIU_MIX = {"well_formed": 0.35, "derived": 0.15, "hard_negative": 0.35, "uniform": 0.15}
 GENERIC_MIX = {"uniform": 0.5, "narrow": 0.5}
+DERIVE_MAX_LEN = 16  # longest derived theorem (10,612 of them; 0.2 s)
 
 
 @dataclasses.dataclass
@@ -151,7 +152,8 @@ def _hard_negative(rng: np.random.Generator, theorem: str, max_len: int) -> Toke
 
 def miu_pools(rng: np.random.Generator, max_len: int, size: int) -> dict[str, list[Tokens]]:
     """The four MIU pools of the module docstring, ``size`` strings each (derived: all found)."""
-    derived = [tuple(s) for s in miu.derive(max_len, search_bound=max_len + 4)]
+    short = min(max_len, DERIVE_MAX_LEN)  # the search grows about 3x per 2 letters
+    derived = [tuple(s) for s in miu.derive(short, search_bound=short + 4)]
     well = _well_formed(rng, size, max_len)
     theorems = [("".join(x)) for x in well if miu.is_theorem("".join(x))] + ["".join(x) for x in derived]
     negatives = [_hard_negative(rng, theorems[int(rng.integers(0, len(theorems)))], max_len) for _ in range(size)]
