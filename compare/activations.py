@@ -63,6 +63,8 @@ class Dataset:
         variables: ``VariableInfo`` per compiled variable, program order.
         resid_hooks: residual hook names in order (embed, pre/mid, ..., post).
         output_vocab: the models' output values (strings) in id order.
+        derived: coarsenings of integer variables (``count_I mod 3``, ``count_bad_M == 0``):
+            read out too, so the report can say what a model keeps instead of the full value.
     """
 
     inputs: list[Tokens]
@@ -75,6 +77,11 @@ class Dataset:
     variables: list[VariableInfo]
     resid_hooks: list[str]
     output_vocab: tuple[str, ...]
+    derived: list[VariableInfo] = dataclasses.field(default_factory=list)
+
+    @property
+    def readout_variables(self) -> list[VariableInfo]:
+        return self.variables + self.derived
 
     @property
     def n_rows(self) -> int:
@@ -82,6 +89,9 @@ class Dataset:
 
     def var(self, name: str) -> VariableInfo:
         return next(v for v in self.variables if v.name == name)
+
+
+COARSENINGS = (("== 0", lambda x: (x == 0).astype(np.int64)), ("mod 2", lambda x: x % 2), ("mod 3", lambda x: x % 3))
 
 
 def resid_hooks(cfg: ModelConfig) -> list[str]:
@@ -144,9 +154,22 @@ def build_dataset(spec: ProgramSpec, meta: dict, cfg: ModelConfig, n_inputs: int
             targets[v.name] = np.array([index[x] for x in flat[v.name]], dtype=np.int64)
         else:
             targets[v.name] = np.array(flat[v.name], dtype=np.float64)
+    derived = []
+    for v in variables:
+        if v.encoding != "categorical" or not all(isinstance(c, int) and not isinstance(c, bool) for c in v.classes):
+            continue
+        values = np.array(flat[v.name])
+        for suffix, fn in COARSENINGS:
+            coarse = fn(values)
+            classes = tuple(sorted(set(coarse.tolist())))
+            if 1 < len(classes) < len(v.classes):
+                info = dataclasses.replace(v, name=f"{v.name} {suffix}", labels=(), dims=(), classes=classes,
+                                           op=f"{v.name} {suffix}")
+                derived.append(info)
+                targets[info.name] = np.searchsorted(np.array(classes), coarse)
     outputs = np.array([output_id(cfg, y) for x in inputs for y in spec.reference(x)], dtype=np.int64)
     return Dataset(inputs, exhaustive, encode(cfg, inputs), row_input, row_pos, targets, outputs,
-                   variables, resid_hooks(cfg), cfg.output_vocab)
+                   variables, resid_hooks(cfg), cfg.output_vocab, derived)
 
 
 @torch.no_grad()
@@ -196,7 +219,7 @@ def subset(data: Dataset, keep: np.ndarray) -> Dataset:
     return Dataset([data.inputs[i] for i in keep], False, data.ids[torch.from_numpy(keep)],
                    new_index[data.row_input[mask]], data.row_pos[mask],
                    {k: v[mask] for k, v in data.targets.items()}, data.outputs[mask],
-                   data.variables, data.resid_hooks, data.output_vocab)
+                   data.variables, data.resid_hooks, data.output_vocab, data.derived)
 
 
 def embedding_basis(model: Transformer, max_len: int, tol: float = 1e-6) -> np.ndarray:

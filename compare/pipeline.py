@@ -26,6 +26,15 @@ from compare.threads import one_thread
 from learned.model import Transformer
 from rasp_programs.spec import ProgramSpec
 
+# Status of a compiled variable in the learned model:
+#   computed               readable (>= READ_OK at the aligned hook) and causal (best IIA >= IIA_OK)
+#   input-level            readable already from the embeddings, and no subspace outside them is causal:
+#                          no separate representation beyond the tokens and positions
+#   correlational only     readable but not causal
+#   coarsened              not readable, but causal or a coarsening (== 0, mod 2, mod 3) is readable:
+#                          the model keeps only what the output needs
+#   readable, not testable readable, and no intervention on it has a defined outcome
+#   not represented        none of the above
 READ_OK = 0.95     # a variable is readable at accuracy / R² >= READ_OK
 IIA_OK = 0.9       # ... and causal at IIA >= IIA_OK
 WRITES = 0.1       # a head writes a variable if ablating it drops the readout by >= WRITES
@@ -201,9 +210,21 @@ def _variables(prep: Prepared, learned: ModelSide) -> dict:
         readable = r.score >= READ_OK
         causal = bool(best_iia >= IIA_OK)
         testable = len(test) > 0
+        coarse = {}
+        for dv in data.derived:
+            if dv.name.startswith(v.name + " "):
+                dro = learned.readouts[dv.name]
+                dh = best_hook(dro, hooks, start=v.written_after)
+                coarse[dv.name] = {"hook": dh, "score": dro[dh].score, "baseline": dro[dh].baseline,
+                                   "compiled_score": prep.compiled.readouts[dv.name][dh].score}
+        kept = [k for k, c in coarse.items()
+                if c["score"] >= READ_OK and c["score"] - c["baseline"] >= 0.5 * (1 - c["baseline"])]
+        at_input = ro[hooks[0]].score >= READ_OK
         status = ("computed" if readable and causal else
                   "readable, not testable" if readable and not testable else
-                  "correlational only" if readable else "not represented")
+                  "input-level" if readable and at_input else
+                  "correlational only" if readable else
+                  "coarsened" if causal or kept else "not represented")
         out[v.name] = {
             "encoding": v.encoding, "op": v.op, "compiled_block": list(v.labels),
             "compiled_dim": len(v.labels),
@@ -220,6 +241,8 @@ def _variables(prep: Prepared, learned: ModelSide) -> dict:
             "n_pairs_train": len(train), "n_pairs_test": len(test),
             "iia_readout": iia_ro, "iia_das": d["iia"], "das_train_iia": d["train_iia"], "das_dim": dim,
             "correlational_only": bool(readable and testable and not causal), "status": status,
+            "readable_from_embeddings": ro[hooks[0]].score,
+            "coarsenings": coarse, "readable_coarsenings": sorted(kept, key=lambda k: -coarse[k]["score"]),
         }
     return out
 
@@ -324,14 +347,17 @@ def summarise(variables: dict, heads: dict) -> dict:
     comp = [k for k, v in variables.items() if v["status"] == "computed"]
     corr = [k for k, v in variables.items() if v["status"] == "correlational only"]
     untested = [k for k, v in variables.items() if v["status"] == "readable, not testable"]
+    coarsened = [k for k, v in variables.items() if v["status"] == "coarsened"]
+    corr += [k for k, v in variables.items() if v["status"] == "input-level"]
     live = len(heads["matches"])
     matched = sum(m["is_match"] for m in heads["matches"])
     if comp and len(comp) + len(untested) == n and matched == live:
         verdict = "match"
-    elif not comp and not matched:
+    elif not comp and not coarsened and not matched:
         verdict = "no match"
     else:
         verdict = "partial match"
     return {"verdict": verdict, "computed": comp, "correlational_only": corr, "readable_not_testable": untested,
-            "not_represented": [k for k in variables if k not in comp + corr + untested],
+            "coarsened": coarsened,
+            "not_represented": [k for k in variables if k not in comp + corr + untested + coarsened],
             "heads_matched": matched, "heads_compared": live}

@@ -63,7 +63,7 @@ def folds_of(n: int, k: int, seed: int) -> list[np.ndarray]:
 def _targets(data: Dataset, rows: np.ndarray) -> tuple[np.ndarray, list[slice]]:
     """Stacked regression targets for all variables ``[n, sum C]`` and each variable's columns."""
     cols, parts, start = [], [], 0
-    for v in data.variables:
+    for v in data.readout_variables:
         y = data.targets[v.name][rows]
         if v.encoding == "categorical":
             part = np.eye(len(v.classes))[y]
@@ -116,11 +116,11 @@ def fit_readouts(data: Dataset, resid: dict[str, np.ndarray], rows: np.ndarray, 
         seed: seeds the fold split.
 
     Returns:
-        ``{variable: {hook: Readout}}``.
+        ``{variable: {hook: Readout}}``, derived coarsenings included.
     """
     y, cols = _targets(data, rows)
     test_folds = folds_of(len(rows), folds, seed)
-    out: dict[str, dict[str, Readout]] = {v.name: {} for v in data.variables}
+    out: dict[str, dict[str, Readout]] = {v.name: {} for v in data.readout_variables}
     for hook in data.resid_hooks:
         x = resid[hook][rows]
         pred = np.zeros_like(y)
@@ -129,7 +129,7 @@ def fit_readouts(data: Dataset, resid: dict[str, np.ndarray], rows: np.ndarray, 
             w, b = _ridge(x[train], y[train], ridge)
             pred[test] = x[test] @ w + b
         w_all, b_all = _ridge(x, y, ridge)
-        for v, c in zip(data.variables, cols):
+        for v, c in zip(data.readout_variables, cols):
             truth = data.targets[v.name][rows]
             base = float(np.bincount(truth).max() / len(truth)) if v.encoding == "categorical" else 0.0
             basis, edim = _basis(w_all[:, c])

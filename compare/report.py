@@ -69,13 +69,24 @@ def verdict_sentences(spec: ProgramSpec, res: dict) -> list[str]:
         elif v["status"] == "correlational only":
             out.append(f"{name} can be read linearly ({_f(v['aligned_score'])} at {hook}) but swapping that "
                        f"subspace does not act like {name} (IIA {_f(_best_iia(v))}): correlational only.")
+        elif v["status"] == "input-level":
+            out.append(f"It does not represent {name} separately from its input: {name} is linearly readable "
+                       f"from the token and position embeddings alone ({_f(v['readable_from_embeddings'])}), and swapping "
+                       f"the subspaces found at {hook} does not act like it (IIA {_f(_best_iia(v))}).")
+        elif v["status"] == "coarsened":
+            kept = v["readable_coarsenings"]
+            what = (f"{kept[0]} (readout {_f(v['coarsenings'][kept[0]]['score'])} at {v['coarsenings'][kept[0]]['hook']})"
+                    if kept else "a coarser version")
+            out.append(f"It does not represent {name} in full (readout {_f(v['aligned_score'])}, baseline "
+                       f"{_f(v['baseline'])}) but keeps {what}; swapping a {v['das_dim']}-dim subspace at {hook} "
+                       f"acts like setting {name} on every pair where the output changes (IIA {_f(_best_iia(v))}).")
         elif v["status"] == "readable, not testable":
             out.append(f"{name} can be read linearly ({_f(v['aligned_score'])} at {hook}); no interchange "
                        f"intervention on it has a defined outcome in the program, so it is not tested causally.")
         else:
             out.append(f"It does not represent {name} as a separate variable (best readout "
                        f"{_f(v['best_score'])} at {v['best_hook']}, baseline {_f(v['baseline'])}, "
-                       f"IIA {_f(_best_iia(v))}).")
+                       f"IIA {_f(_best_iia(v))}; no coarsening of it is readable either).")
     return out
 
 
@@ -157,6 +168,12 @@ def _section_main(doc: Doc, res: dict, figs: dict[str, str]) -> None:
                 _f(x["iia_readout"]), _f(x["iia_das"]),
                 x["status"] + (" (flag: correlational only)" if x["correlational_only"] else "")]
                for k, x in v.items()])
+    crows = [[k, c, x["hook"], _f(x["score"]), _f(x["baseline"]), _f(x["compiled_score"])]
+             for k, v_ in v.items() for c, x in v_["coarsenings"].items()]
+    if crows:
+        doc.p("Coarsenings of integer variables, read out at or after the compiled writing hook: what a model "
+              "may keep instead of the full value.")
+        doc.table(["variable", "coarsening", "hook", "learned readout", "baseline", "compiled readout"], crows)
     doc.img(figs["readouts"], "Readout score per variable and residual hook (left: compiled, right: learned).")
     doc.img(figs["cka"], "Linear CKA between every compiled and learned residual hook.")
     last = res["cka"]["hooks"][-1]

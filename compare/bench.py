@@ -1,0 +1,67 @@
+"""``python -m compare.bench``: wall time of the full ``make compare`` on one learned seed.
+
+Target: MIU at length 10 with one learned seed (controls included) in under
+2 minutes on the 2-core CPU. Writes the report to ``--reports`` like
+``make compare`` and prints one table row per stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from compare.__main__ import check_writable, load_models
+from compare.controls import run_controls
+from compare.pipeline import CompareConfig, compare_models, prepare
+from compare.report import write_report
+from rasp_programs.errors import cli_main
+from rasp_programs.registry import get_program
+
+TARGET_S = 120.0
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m compare.bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--program", default="miu")
+    ap.add_argument("--artifacts", default="artifacts", type=Path)
+    ap.add_argument("--reports", default="reports", type=Path)
+    ap.add_argument("--seed", type=int, default=0, help="learned seed to compare")
+    ap.add_argument("--fast", action="store_true", help="time CompareConfig.fast (per-checkpoint setting)")
+    args = ap.parse_args(argv)
+    spec = get_program(args.program)
+    check_writable(args.reports)
+    config = CompareConfig.fast() if args.fast else CompareConfig()
+    times = {}
+    t0 = t = time.perf_counter()
+    compiled, meta, models = load_models(spec.name, args.artifacts, [args.seed], None)
+    times["load"] = time.perf_counter() - t
+    t = time.perf_counter()
+    prep = prepare(spec, compiled, meta, config)
+    times["prepare (compiled side)"] = time.perf_counter() - t
+    t = time.perf_counter()
+    result = compare_models(prep, models[0][2])
+    times["compare_models (one checkpoint)"] = time.perf_counter() - t
+    t = time.perf_counter()
+    controls = run_controls(prep, config.seed, [models[0][2]])
+    times["controls"] = time.perf_counter() - t
+    t = time.perf_counter()
+    payload = {"program": spec.name, "compiled": str(args.artifacts / spec.name / "compiled"),
+               "runs": [{"label": models[0][0], "path": models[0][1], "result": result}], "controls": controls}
+    path = write_report(args.reports / spec.name, spec, payload)
+    times["report"] = time.perf_counter() - t
+    total = time.perf_counter() - t0
+    print("| stage | seconds |\n|---|---|")
+    for k, v in times.items():
+        print(f"| {k} | {v:.1f} |")
+    print(f"| total ({spec.name}, max_len {meta.get('max_len')}, 1 learned seed, "
+          f"{'fast' if args.fast else 'default'} setting) | {total:.1f} |")
+    if not args.fast:
+        print(f"target < {TARGET_S:.0f} s: {'met' if total < TARGET_S else 'NOT met'}; report: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
