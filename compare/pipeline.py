@@ -27,12 +27,12 @@ from learned.model import Transformer
 from rasp_programs.spec import ProgramSpec
 
 # Status of a compiled variable in the learned model:
-#   computed               readable (>= READ_OK at the aligned hook) and causal (best IIA >= IIA_OK)
+#   computed               readable at the aligned hook (``is_readable``) and causal (best IIA >= IIA_OK)
 #   input-level            readable already from the embeddings, and no subspace outside them is causal:
 #                          no separate representation beyond the tokens and positions
 #   correlational only     readable but not causal
-#   coarsened              not readable, but causal or a coarsening (== 0, mod 2, mod 3) is readable:
-#                          the model keeps only what the output needs
+#   coarsened              not readable, but causal: the model keeps only what the output needs
+#                          (the report names any readable coarsening: == 0, mod 2, mod 3)
 #   readable, not testable readable, and no intervention on it has a defined outcome
 #   not represented        none of the above
 READ_OK = 0.95     # a variable is readable at accuracy / R² >= READ_OK
@@ -183,6 +183,11 @@ def intervention_basis(weight: np.ndarray, embed: np.ndarray, tol: float = 1e-3)
     return u[:, s > tol * s[0]]
 
 
+def is_readable(score: float, baseline: float) -> bool:
+    """Score >= READ_OK and at least half-way from the baseline to 1 (rare classes need more)."""
+    return score >= READ_OK and score - baseline >= 0.5 * (1.0 - baseline)
+
+
 def _variables(prep: Prepared, learned: ModelSide) -> dict:
     cfg, data = prep.config, prep.data
     out = {}
@@ -207,7 +212,7 @@ def _variables(prep: Prepared, learned: ModelSide) -> dict:
         d = I.das(learned.model, data, train, test, at, init, dim, cfg.das_steps, cfg.das_lr,
                   seed=cfg.seed * 1000 + vi) if cfg.das_steps > 0 else {"iia": float("nan"), "train_iia": float("nan")}
         best_iia = np.nanmax([iia_ro, d["iia"]]) if not (np.isnan(iia_ro) and np.isnan(d["iia"])) else float("nan")
-        readable = r.score >= READ_OK
+        readable = is_readable(r.score, r.baseline)
         causal = bool(best_iia >= IIA_OK)
         testable = len(test) > 0
         coarse = {}
@@ -217,14 +222,13 @@ def _variables(prep: Prepared, learned: ModelSide) -> dict:
                 dh = best_hook(dro, hooks, start=v.written_after)
                 coarse[dv.name] = {"hook": dh, "score": dro[dh].score, "baseline": dro[dh].baseline,
                                    "compiled_score": prep.compiled.readouts[dv.name][dh].score}
-        kept = [k for k, c in coarse.items()
-                if c["score"] >= READ_OK and c["score"] - c["baseline"] >= 0.5 * (1 - c["baseline"])]
-        at_input = ro[hooks[0]].score >= READ_OK
+        kept = [k for k, c in coarse.items() if is_readable(c["score"], c["baseline"])]
+        at_input = is_readable(ro[hooks[0]].score, ro[hooks[0]].baseline)
         status = ("computed" if readable and causal else
                   "readable, not testable" if readable and not testable else
                   "input-level" if readable and at_input else
                   "correlational only" if readable else
-                  "coarsened" if causal or kept else "not represented")
+                  "coarsened" if causal else "not represented")
         out[v.name] = {
             "encoding": v.encoding, "op": v.op, "compiled_block": list(v.labels),
             "compiled_dim": len(v.labels),

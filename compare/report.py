@@ -84,9 +84,12 @@ def verdict_sentences(spec: ProgramSpec, res: dict) -> list[str]:
             out.append(f"{name} can be read linearly ({_f(v['aligned_score'])} at {hook}); no interchange "
                        f"intervention on it has a defined outcome in the program, so it is not tested causally.")
         else:
+            kept = v["readable_coarsenings"]
+            also = (f"; {kept[0]} is readable ({_f(v['coarsenings'][kept[0]]['score'])}) but that is correlational "
+                    f"only" if kept else "")
             out.append(f"It does not represent {name} as a separate variable (best readout "
                        f"{_f(v['best_score'])} at {v['best_hook']}, baseline {_f(v['baseline'])}, "
-                       f"IIA {_f(_best_iia(v))}; no coarsening of it is readable either).")
+                       f"IIA {_f(_best_iia(v))}{also}).")
     return out
 
 
