@@ -18,7 +18,7 @@ import torch
 from compare import __main__ as cli
 from compare.activations import resid_hooks
 from compare.controls import disguise, random_model, run_controls, seed_vs_seed
-from compare.heads import match_heads, row_agreement
+from compare.heads import match_heads, normalised_rows, row_agreement
 from compare.interventions import readout_iia
 from compare.pipeline import CompareConfig, compare_models, prepare
 from compare.readouts import lda_basis
@@ -156,6 +156,17 @@ def test_cka_and_head_agreement_reference_values():
     assert row_agreement(p, p) == 1.0
     assert row_agreement(p, np.array([[0.0, 0.5, 0.5], [0.0, 0.0, 0.0]])) == pytest.approx(0.75)
     assert row_agreement(p, np.array([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]])) == pytest.approx(0.5)
+
+
+def test_bos_column_is_ignored():
+    """A Tracr SelectorWidth row (BOS kept in the mix) equals a head attending to the selected keys only;
+    a BOS-only row (empty selection) is 'BOS only', not uniform."""
+    tracr = torch.tensor([[[[1.0, 0, 0, 0], [1 / 3, 1 / 3, 1 / 3, 0], [1.0, 0, 0, 0]]]])  # [B=1, H=1, T=3 queries, 4 keys]
+    learned = torch.tensor([[[[1.0, 0, 0, 0], [0, 0.5, 0.5, 0], [0.02, 0.49, 0.49, 0]]]])
+    rows_in, rows_pos = np.zeros(2, dtype=int), np.array([1, 2])
+    a, b = normalised_rows(tracr, rows_in, rows_pos), normalised_rows(learned, rows_in, rows_pos)
+    assert np.allclose(a[0], [[0.5, 0.5, 0], [0, 0, 0]]) and np.allclose(b[0], [[0.5, 0.5, 0], [0.5, 0.5, 0]])
+    assert row_agreement(a[0][:1], b[0][:1]) == pytest.approx(1.0) and row_agreement(a[0][1:], b[0][1:]) == 0.0
 
 
 def test_matching_is_optimal_not_greedy():
