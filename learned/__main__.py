@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -128,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     compiled, _ = compiled_config(args.artifacts, spec.name)
     device = get_device(args.device)
     configs = {s: config_from_args(args, compiled, s) for s in seeds}
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", args.out_name) or args.out_name == "compiled":
+        raise ToolkitError(f"--out-name must be a plain folder name other than 'compiled', got {args.out_name!r}")
     root = args.artifacts / spec.name / args.out_name
     mcfg = learned_model_config(compiled, configs[seeds[0]].d_model)
     if args.resume:

@@ -233,6 +233,8 @@ def test_cli_trains_and_summarises_seeds(arts, capsys):
     (["--seeds", "0", "--steps", "-3"], "--steps must be a non-negative integer"),
     (["--seeds", "0", "--steps", "ten"], "--steps must be a non-negative integer"),
     (["--seeds", "0", "--d-model", "500"], "--d-model"),
+    (["--seeds", "0", "--out-name", "../x"], "--out-name"),
+    (["--seeds", "0 0"], "duplicates"),
 ])
 def test_bad_numbers_are_one_line_errors(arts, capsys, argv, message):
     good = arts / "miu" / "learned" / "seed0"
