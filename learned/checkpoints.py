@@ -33,17 +33,20 @@ STATE_DIR, CKPT_DIR = "state", "checkpoints"
 
 
 def log_spaced(final: int, count: int = 20) -> list[int]:
-    """Ideal checkpoint steps: 0, then ``count - 1`` log-spaced steps from 1 to ``final``.
+    """Ideal checkpoint steps: 0, then log-spaced steps from 1 to ``final``; ``count`` in all.
 
-    Rounded and de-duplicated, so short runs get fewer than ``count``.
+    Rounding to whole steps merges the smallest ones, so the grid is refined
+    until ``count`` distinct steps remain (all of 0..final if that is fewer).
     """
     if final <= 0:
         return [0]
+    want = min(count, final + 1)
     n = max(count - 1, 1)
-    steps = {0, final}
-    for j in range(n):
-        steps.add(int(round(final ** (j / max(n - 1, 1)))))
-    return sorted(steps)
+    while True:  # rounding merges small steps; add grid points until ``count`` distinct steps remain
+        steps = {0, final} | {int(round(final ** (j / max(n - 1, 1)))) for j in range(n)}
+        if len(steps) >= want:
+            return sorted(steps)
+        n += 1
 
 
 def dense_grid(max_steps: int, ratio: float = 1.08) -> set[int]:

@@ -25,9 +25,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import numpy as np
 import torch
 
-from learned.data import IGNORE, label
+from learned.data import IGNORE, label, miu_pools
 from learned.model import ModelConfig, Transformer
 from rasp_programs.spec import ProgramSpec, Tokens
 
@@ -69,12 +70,18 @@ class EvalSet:
 
 def build_eval_set(spec: ProgramSpec, cfg: ModelConfig, max_len: int, limit: int = 300_000,
                    seed: int = 12345) -> EvalSet:
-    """Every input up to ``max_len`` if there are at most ``limit``, else a seeded sample.
+    """Every input up to ``max_len`` if there are at most ``limit``, else a seeded held-out sample.
 
-    The sample's seed differs from every training data seed by construction of
-    its stream (``spec.evaluation_inputs``), so it serves as a held-out set.
+    The held-out sample is ``spec.evaluation_inputs`` (uniform). For MIU, where
+    a uniform string is almost always rejected by its first letter, about half of it
+    is replaced by draws from the informative pools of ``learned.data`` under
+    the evaluation seed, so the counting clause is tested too.
     """
     inputs, exhaustive = spec.evaluation_inputs(max_len, limit, seed)
+    if not exhaustive and spec.name == "miu":
+        pools = miu_pools(np.random.default_rng(seed), max_len, limit // 6)
+        informative = [x for name in ("well_formed", "hard_negative", "derived") for x in pools[name]]
+        inputs = inputs[:limit - len(informative)] + informative
     ids, targets = label(spec, cfg, inputs)
     lengths = torch.tensor([len(x) for x in inputs], dtype=torch.long)
     return EvalSet(spec, inputs, ids, targets, lengths, exhaustive, max_len)

@@ -337,3 +337,12 @@ def test_grokking_regime_uses_a_small_fixed_set():
     assert len(table.ids) == 50 and torch.allclose(table.weights, torch.full((50,), 1 / 50, dtype=torch.float64))
     with pytest.raises(ToolkitError):
         data.build_table(MIU, miu_cfg(), 4, seed=0, pool_size=8, fixed_size=10_000)
+
+
+def test_held_out_set_for_large_spaces_is_informative():
+    es = build_eval_set(MIU, miu_cfg(8), 8, limit=3000)
+    assert not es.exhaustive and len(es.inputs) == 3000
+    theorems = sum(miu.is_theorem("".join(x)) for x in es.inputs)
+    assert theorems > 300  # a uniform sample of this size would hold about 3000 * 0.017 = 52
+    rows = es.gate_rows()
+    assert len(rows) == 3000  # not exhaustive: the covering shortcut is not used
