@@ -39,7 +39,9 @@ def readout_heatmap(res: dict, path: Path) -> str:
                         color="white" if m[i, jj] < 0.6 else "black")
         ax.set_xticks(range(len(hooks)), [_short(h) for h in hooks], rotation=45, ha="right", fontsize=8)
         ax.set_yticks(range(len(names)), names)
-        ax.set_title(f"readout score from the {title} residual (red: compiled writes it)", fontsize=9)
+        ax.set_title(f"{title} residual", fontsize=9)
+    fig.suptitle("cross-validated readout score per variable and hook (red box: where the compiled model writes it)",
+                 fontsize=9)
     fig.colorbar(im, ax=axes, shrink=0.8)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -48,7 +50,7 @@ def readout_heatmap(res: dict, path: Path) -> str:
 
 def matrix(m: np.ndarray, rows: list[str], cols: list[str], title: str, path: Path,
            boxes: list[tuple[int, int]] = (), grey_rows: list[int] = (), xlabel: str = "", ylabel: str = "") -> str:
-    fig, ax = plt.subplots(figsize=(1.6 + 0.7 * len(cols), 1.2 + 0.55 * len(rows)))
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.6 + 0.7 * len(cols)), 1.4 + 0.55 * len(rows)))
     im = ax.imshow(m, vmin=0, vmax=1, cmap="magma", aspect="auto")
     for i in range(len(rows)):
         for j in range(len(cols)):
@@ -135,7 +137,7 @@ def draw_all(res: dict, folder: Path) -> dict[str, str]:
         "cka": matrix(np.array(res["cka"]["matrix"]), hooks, hooks, "linear CKA, compiled (rows) x learned (columns)",
                       folder / "cka.png", boxes=[(i, i) for i in range(len(hooks))], xlabel="learned", ylabel="compiled"),
         "heads": matrix(np.array(heads["similarity"]), names, names,
-                        "attention-pattern agreement (BOS column dropped); boxes: matching; grey: empty compiled head",
+                        "attention-pattern agreement (BOS column dropped)\ncyan: optimal matching; grey: empty compiled head",
                         folder / "head_similarity.png", boxes=boxes,
                         grey_rows=[i for i in range(len(names)) if i not in live], xlabel="learned", ylabel="compiled"),
         "iia": iia_bars(res, folder / "iia.png"),

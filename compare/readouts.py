@@ -1,12 +1,14 @@
 """Cross-validated linear readouts of every compiled variable from a residual stream.
 
-A readout is an affine ridge regression from the residual ``[N, D]`` to the
-variable: one-hot targets for a categorical variable (prediction = argmax,
-scored by accuracy against the majority class), the value itself for a
-numerical one (scored by R² against predicting the mean). Features are centred
-and divided by one global scale, and the penalty is isotropic, so a readout
-does not change when the residual stream is rotated (the disguised-copy
-control relies on this).
+A categorical variable is read by a linear discriminant classifier (shared
+within-class covariance, shrunk towards a multiple of the identity, class
+priors in the bias), scored by accuracy against the majority class; it copes
+with rare classes (MIU theorems are 5% of prefixes), where an argmax over a
+least-squares one-hot regression falls back to the majority class. A
+numerical variable is read by affine ridge regression, scored by R² against
+predicting the mean. Features are centred and divided by one global scale and
+every penalty is isotropic, so a readout does not change when the residual
+stream is rotated (the disguised-copy control relies on this).
 
 The readout's row space (the column space of its weights ``[D, C]``) is the
 learned subspace that carries the variable; its orthonormal basis is what the
@@ -22,6 +24,7 @@ import numpy as np
 from compare.activations import Dataset, VariableInfo
 
 RANK_TOL = 1e-3  # singular values below RANK_TOL * largest do not count towards the subspace
+SHRINK = 1e-3    # within-class covariance + SHRINK * mean variance * identity
 
 
 @dataclasses.dataclass
@@ -86,6 +89,23 @@ def _ridge(x: np.ndarray, y: np.ndarray, ridge: float) -> tuple[np.ndarray, np.n
     return w, nu - mu @ w
 
 
+def _lda_classifier(x: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Linear discriminant classifier ``argmax(x @ w + b)``; returns (w ``[D, C]``, b ``[C]``)."""
+    mu = x.mean(0)
+    xc = x - mu
+    counts = np.bincount(y, minlength=n_classes).astype(float)
+    means = np.zeros((n_classes, x.shape[1]))
+    np.add.at(means, y, xc)
+    means /= np.maximum(counts, 1)[:, None]
+    resid = xc - means[y]
+    within = resid.T @ resid / len(x)
+    scale = float(np.trace(xc.T @ xc)) / len(x) / x.shape[1] or 1.0
+    w = np.linalg.solve(within + SHRINK * scale * np.eye(x.shape[1]), means.T)  # [D, C]
+    prior = np.where(counts > 0, np.log(np.maximum(counts, 1) / len(x)), -1e30)
+    b = prior - 0.5 * np.einsum("cd,dc->c", means, w) - mu @ w
+    return w, b
+
+
 def _score(info: VariableInfo, pred: np.ndarray, truth: np.ndarray) -> float:
     if info.encoding == "categorical":
         return float((pred.argmax(-1) == truth).mean())
@@ -131,9 +151,20 @@ def fit_readouts(data: Dataset, resid: dict[str, np.ndarray], rows: np.ndarray, 
         w_all, b_all = _ridge(x, y, ridge)
         for v, c in zip(data.readout_variables, cols):
             truth = data.targets[v.name][rows]
-            base = float(np.bincount(truth).max() / len(truth)) if v.encoding == "categorical" else 0.0
-            basis, edim = _basis(w_all[:, c])
-            out[v.name][hook] = Readout(_score(v, pred[:, c], truth), base, w_all[:, c], b_all[c], basis, edim)
+            if v.encoding == "categorical":
+                k = len(v.classes)
+                hit = np.zeros(len(rows), dtype=bool)
+                for test in test_folds:
+                    train = np.setdiff1d(np.arange(len(rows)), test)
+                    w, b = _lda_classifier(x[train], truth[train], k)
+                    hit[test] = (x[test] @ w + b).argmax(-1) == truth[test]
+                w, b = _lda_classifier(x, truth, k)
+                score, base = float(hit.mean()), float(np.bincount(truth).max() / len(truth))
+            else:
+                w, b = w_all[:, c], b_all[c]
+                score, base = _score(v, pred[:, c], truth), 0.0
+            basis, edim = _basis(w - w.mean(1, keepdims=True) if v.encoding == "categorical" else w)
+            out[v.name][hook] = Readout(score, base, w, b, basis, edim)
     return out
 
 
