@@ -160,8 +160,10 @@ def analyse_run(spec: ProgramSpec, prep, eval_set, run_folder: Path, log=print) 
             c = run["variables"].setdefault(name, {"readout": [], "iia": []})
             c["readout"].append(v["best_score"])
             c["iia"].append(float(np.nanmax([v["iia_readout"], v["iia_das"]])))
-        for h in res["heads"]["matches"]:
-            run["heads"].setdefault(f"{h['compiled']}~{h['learned']}", []).append(h["score"])
+        for h in res["heads"]["matches"]:  # keyed by compiled head: its partner may change over training
+            c = run["heads"].setdefault(h["compiled"], {"score": [], "learned": []})
+            c["score"].append(h["score"])
+            c["learned"].append(h["learned"])
         log(f"  step {step:>6}: all-prefix acc {m['sequence_accuracy']:.4f}, "
             + ", ".join(f"{k} {c['readout'][-1]:.2f}" for k, c in run["variables"].items())
             + f"  ({time.perf_counter() - t0:.1f} s)")
@@ -211,8 +213,8 @@ def plot(runs: dict[str, dict[str, Any]], path: Path) -> None:
         ax = row[2]
         for s, ys in run["probes"].items():
             ax.plot(x, ys, "-", lw=2.5 if s == "MU" else 1, label=f"P({s} is a theorem)")
-        for name, ys in run["heads"].items():
-            ax.plot(x, ys, ":", label=f"head {name}")
+        for name, c in run["heads"].items():
+            ax.plot(x, c["score"], ":", label=f"{name} match ({c['learned'][-1]} at the end)")
         ax.set_title("named strings and head-match scores")
         for ax in row:
             ax.set_xscale("log")
