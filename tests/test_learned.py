@@ -7,9 +7,7 @@ compiled model's layer/head layout, a few hundred steps of batch 64.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
-import math
 from pathlib import Path
 
 import pytest
