@@ -22,7 +22,8 @@ basis (the first ``r`` columns of a rotation, as the Q factor of a free
 matrix) trained by gradient descent on separate pairs to produce the
 counterfactual outputs, starting from the readout subspace. The
 rotation with the best IIA on the training pairs (checked every fifth of
-the steps, the start included) is kept; IIA is reported on the test pairs.
+the steps, the start included) is kept, and training stops once it reaches
+1; IIA is reported on the test pairs.
 """
 
 from __future__ import annotations
@@ -168,6 +169,8 @@ def das(model: Transformer, data: Dataset, train: Pairs, test: Pairs, hook: str,
     best = train_iia(best_u) if len(train) else float("nan")
     check = max(1, steps // 5)
     for step in range(1, (steps if len(train) else 0) + 1):
+        if best >= 1.0:  # nothing left to learn on the training pairs
+            break
         logits = _logits(model, data, train, hook, src_train, basis())
         loss = F.cross_entropy(logits.flatten(0, 1), train.target.flatten(), ignore_index=-100)
         opt.zero_grad()

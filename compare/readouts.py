@@ -93,10 +93,9 @@ def _lda_classifier(x: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.nd
     """Linear discriminant classifier ``argmax(x @ w + b)``; returns (w ``[D, C]``, b ``[C]``)."""
     mu = x.mean(0)
     xc = x - mu
-    counts = np.bincount(y, minlength=n_classes).astype(float)
-    means = np.zeros((n_classes, x.shape[1]))
-    np.add.at(means, y, xc)
-    means /= np.maximum(counts, 1)[:, None]
+    onehot = np.eye(n_classes)[y]  # [N, C]
+    counts = onehot.sum(0)
+    means = (onehot.T @ xc) / np.maximum(counts, 1)[:, None]
     resid = xc - means[y]
     within = resid.T @ resid / len(x)
     scale = float(np.trace(xc.T @ xc)) / len(x) / x.shape[1] or 1.0
@@ -194,10 +193,9 @@ def lda_basis(x: np.ndarray, y: np.ndarray, n_classes: int, embed: np.ndarray,
     keep = np.eye(d) - embed @ embed.T
     xc = (x - x.mean(0)) @ keep  # [N, D]
     total = xc.T @ xc / len(xc)
-    means = np.zeros((n_classes, d))
-    counts = np.bincount(y, minlength=n_classes).astype(float)
-    np.add.at(means, y, xc)
-    means /= np.maximum(counts, 1)[:, None]
+    onehot = np.eye(n_classes)[y]
+    counts = onehot.sum(0)
+    means = (onehot.T @ xc) / np.maximum(counts, 1)[:, None]
     between = (means * counts[:, None]).T @ means / len(xc)  # [D, D]
     within = total - between
     scale = np.trace(total) / d or 1.0
