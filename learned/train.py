@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,6 +46,7 @@ from learned.artifact import write_json
 from learned.data import IGNORE, Sampler, build_table, describe
 from learned.evaluate import EvalSet, all_correct, build_eval_set, evaluate
 from learned.model import ModelConfig, Transformer
+from learned.runtime import seed_everything
 from rasp_programs.errors import ToolkitError
 from rasp_programs.registry import get_program
 
@@ -214,7 +215,7 @@ def train(cfg: TrainConfig, compiled_cfg: ModelConfig, device: torch.device, fol
 
 def _train(cfg: TrainConfig, compiled_cfg: ModelConfig, device: torch.device, folder: Path, *,
           resume: bool = False, progress: bool = True, eval_set: EvalSet | None = None,
-          stop_after: int | None = None, on_step: Callable[[int], None] | None = None) -> RunResult:
+          stop_after: int | None = None) -> RunResult:
     """Trains one seed and writes its run folder.
 
     Args:
@@ -226,7 +227,6 @@ def _train(cfg: TrainConfig, compiled_cfg: ModelConfig, device: torch.device, fo
         progress: show a tqdm bar.
         eval_set: reuse an evaluation set across seeds (built if not given).
         stop_after: behave as if Ctrl-C came after this step (for tests).
-        on_step: called after every step with the step number (for tests/benchmarks).
     """
     t_start = time.perf_counter()
     spec = get_program(cfg.program)
@@ -239,7 +239,7 @@ def _train(cfg: TrainConfig, compiled_cfg: ModelConfig, device: torch.device, fo
         raise ToolkitError(f"--train-max-len must be between 1 and {cfg.max_len}, got {cut}")
 
     model = Transformer(mcfg)
-    model.init_weights(torch.Generator().manual_seed(cfg.seed))
+    model.init_weights(seed_everything(cfg.seed))  # the model's own generator; data has its own
     model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     table = build_table(spec, mcfg, cut, cfg.resolved_data_seed, cfg.pool_size, cfg.train_size)
@@ -321,8 +321,6 @@ def _train(cfg: TrainConfig, compiled_cfg: ModelConfig, device: torch.device, fo
             t = time.perf_counter()
             snaps.maybe_add(step, model)
             ckpt_s += time.perf_counter() - t
-            if on_step is not None:
-                on_step(step)
             if step % cfg.log_every == 0 or step == cfg.steps:  # aligned, so a resumed run checks at the same steps
                 train_s = elapsed0 + time.perf_counter() - t_loop
                 point = {"step": step, "loss": float(loss_sum) / window, "batch_accuracy": float(acc_sum) / window,
