@@ -14,7 +14,7 @@ H heads, K d_head.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -190,25 +190,11 @@ def at_rows(act: torch.Tensor, data: Dataset) -> np.ndarray:
     return act[torch.from_numpy(data.row_input), torch.from_numpy(data.row_pos)].double().numpy()
 
 
-def resid_rows(model: Transformer, data: Dataset) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Every residual hook at every row (``{hook: [N, D]}``) and the model's output id per row."""
-    logits, cache = run_cached(model, data.ids, data.resid_hooks)
-    pred = logits.argmax(-1)[torch.from_numpy(data.row_input), torch.from_numpy(data.row_pos)].numpy()
-    return {h: at_rows(cache[h], data) for h in data.resid_hooks}, pred
-
-
 def sample_rows(n_rows: int, k: int, rng: np.random.Generator) -> np.ndarray:
     """At most ``k`` distinct row indices, sorted (all rows if there are fewer)."""
     if n_rows <= k:
         return np.arange(n_rows)
     return np.sort(rng.choice(n_rows, size=k, replace=False))
-
-
-def real_mask(data: Dataset, inputs: Sequence[int] | None = None) -> torch.Tensor:
-    """``[B, T]`` True at real token positions (not BOS, not pad)."""
-    lens = torch.tensor([len(data.inputs[i]) for i in (inputs if inputs is not None else range(len(data.inputs)))])
-    t = torch.arange(data.ids.shape[1])
-    return (t[None, :] >= 1) & (t[None, :] <= lens[:, None])
 
 
 def subset(data: Dataset, keep: np.ndarray) -> Dataset:

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 from compare import heads as H
-from compare.activations import resid_rows
 from compare.pipeline import Prepared, _max_len, _side, compare_models, frozen, head_name
 from compare.similarity import linear_cka
 from learned.model import Transformer
@@ -146,8 +145,3 @@ def seed_vs_seed(prep: Prepared, models: list[Transformer]) -> dict:
                           "output_agreement": float((sa.pred == sb.pred).mean())})
     return {"passed": None, "note": "ceiling of agreement between two trained models", "pairs": pairs}
 
-
-def resid_only(model: Transformer, prep: Prepared) -> dict:
-    """Residuals of a model on the prepared rows (for tests)."""
-    resid, _ = resid_rows(model, prep.data)
-    return resid

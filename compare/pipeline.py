@@ -5,8 +5,22 @@ activations, readouts, patterns, intervention pairs), ``compare_models`` then
 costs one pass over the learned model. ``CompareConfig.fast()`` is the cheap
 setting for many checkpoints. Every random choice is seeded from
 ``CompareConfig.seed``; the returned dict is plain JSON (``compare.json``).
-"""
 
+Per compiled variable:
+  1. readouts at every residual hook (``compare.readouts``); the *aligned
+     hook* is the earliest hook at or after the one where the compiled model
+     has written the variable whose readout is within 0.01 of the best there;
+  2. candidate subspaces at that hook, each with the embedding span removed
+     (an intervention must not swap the raw token or position): the
+     readout's row space, LDA, and strongly regularised LDA; the one with the
+     best IIA on the *training* pairs is kept and its IIA reported on the
+     separate test pairs ("IIA readout subspace");
+  3. DAS started from that subspace, same dimension ("IIA DAS");
+  4. a status (see the table below) from the readout and the best IIA.
+Heads: pattern agreement, optimal matching, what each head writes
+(``compare.heads``, ``compare.interventions.head_writes``); ablations; CKA
+and learned -> compiled maps (``compare.similarity``).
+"""
 from __future__ import annotations
 
 import contextlib
@@ -18,8 +32,7 @@ import torch
 
 from compare import heads as H
 from compare import interventions as I
-from compare.activations import (Dataset, at_rows, build_dataset, embedding_basis, resid_rows, run_cached,
-                                 sample_rows, subset)
+from compare.activations import Dataset, at_rows, build_dataset, embedding_basis, run_cached, sample_rows, subset
 from compare.readouts import Readout, best_hook, fit_readouts, lda_basis
 from compare.similarity import cka_matrix, map_decoding
 from compare.threads import one_thread
