@@ -22,6 +22,7 @@ from compare.heads import match_heads, normalised_rows, row_agreement
 from compare.interventions import readout_iia
 from compare.pipeline import CompareConfig, compare_models, prepare
 from compare.readouts import lda_basis
+from compare.report import build_doc
 from compare.similarity import linear_cka
 from learned.artifact import encode, load_artifact, save_artifact
 from learned.model import ModelConfig, Transformer
@@ -207,6 +208,10 @@ def test_report_is_written_and_self_contained(artifacts, tmp_path, monkeypatch):
     assert md.startswith("# Compiled vs learned: miu\n\nVerdict (mine): " + res["summary"]["verdict"])
     assert re.findall(r"^## (.*)$", md, flags=re.M)[-1] == "Controls"  # the report ends with the controls
     assert data["controls"]["disguised"]["passed"] and data["controls"]["random"]["checks"]["verdict"] == "no match"
+    # every number in the report comes from compare.json: rebuilding it from the JSON alone gives the same text
+    figs = {"readouts": "readout_heatmap.png", "cka": "cka.png", "heads": "head_similarity.png", "iia": "iia.png",
+            "ablation": "ablation.png", "attention": "attention_grids.png"}
+    assert build_doc(get_program("miu"), data, figs, folder).markdown() == md
 
 
 def test_bad_checkpoint_shape_is_one_line_error(artifacts, tmp_path, capsys):
