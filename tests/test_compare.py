@@ -272,3 +272,13 @@ def test_interrupted_run_keeps_the_previous_report(artifacts, tmp_path, monkeypa
                 controls=False, log=lambda s: None)
     assert (good / "report.html").read_text() == "previous good report"
     assert [p.name for p in good.parent.iterdir()] == ["miu"]
+
+
+def test_dynamics_folder_is_kept_and_folded_in(artifacts, tmp_path):
+    dyn = tmp_path / "reports" / "miu" / "dynamics"
+    dyn.mkdir(parents=True)
+    (dyn / "dynamics.md").write_text("# Dynamics\n\ncount_I emerged at step 300\n")
+    path = cli.run("miu", artifacts, tmp_path / "reports", [0], [str(artifacts / "miu" / "compiled")], TINY,
+                   controls=False, log=lambda s: None)
+    assert (path.parent / "dynamics" / "dynamics.md").is_file()
+    assert "count_I emerged at step 300" in (path.parent / "report.md").read_text()
