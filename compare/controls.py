@@ -129,8 +129,8 @@ def seed_vs_seed(prep: Prepared, models: list[Transformer]) -> dict:
         return {"passed": None, "note": "needs at least two learned seeds", "pairs": []}
     cfg, data, rows = prep.config, prep.data, prep.rows
     with frozen(*models):
-        sides = [_side(m, data, rows, cfg, prep.examples, prep.sub_inputs, _max_len(prep.meta, prep.spec))
-                 for m in models]
+        sides = [_side(m, data, rows, cfg, prep.examples, prep.sub_inputs, _max_len(prep.meta, prep.spec),
+                       readouts=False) for m in models]
     names = H.head_names(models[0])
     pairs = []
     for a in range(len(models)):

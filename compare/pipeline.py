@@ -9,7 +9,10 @@ setting for many checkpoints. Every random choice is seeded from
 Per compiled variable:
   1. readouts at every residual hook (``compare.readouts``); the *aligned
      hook* is the earliest hook at or after the one where the compiled model
-     has written the variable whose readout is within 0.01 of the best there;
+     has written the variable whose readout is within 0.01 of the best there,
+     and (for an upstream variable) before the learned model's output is
+     readable: swapping a subspace that already holds the output would flip
+     the output whatever the variable, which is no evidence about it;
   2. candidate subspaces at that hook, each with the embedding span removed
      (an intervention must not swap the raw token or position): the
      readout's row space, LDA, and strongly regularised LDA; the one with the
@@ -134,20 +137,21 @@ class Prepared:
 
 
 def _side(model: Transformer, data: Dataset, rows: np.ndarray, cfg: CompareConfig,
-          examples: list[int], sub_inputs: np.ndarray, max_len: int) -> ModelSide:
+          examples: list[int], sub_inputs: np.ndarray, max_len: int, readouts: bool = True) -> ModelSide:
+    """Activations, readouts (unless ``readouts=False``) and patterns of one model on the dataset."""
     patt = [f"blocks.{l}.attn.hook_pattern" for l in range(model.cfg.n_layers)]
     zs = [f"blocks.{l}.attn.hook_z" for l in range(model.cfg.n_layers)]
     logits, cache = run_cached(model, data.ids, data.resid_hooks + patt + zs)
     pred = logits.argmax(-1)[torch.from_numpy(data.row_input), torch.from_numpy(data.row_pos)].numpy()
     resid = {h: at_rows(cache[h], data) for h in data.resid_hooks}
-    readouts = fit_readouts(data, resid, rows, cfg.folds, cfg.ridge, cfg.seed)
+    fitted = fit_readouts(data, resid, rows, cfg.folds, cfg.ridge, cfg.seed) if readouts else {}
     sub_in, sub_pos = data.row_input[rows], data.row_pos[rows]
     patterns = {l: H.normalised_rows(cache[n], sub_in, sub_pos) for l, n in enumerate(patt)}
     raw = {l: cache[n][examples].double() for l, n in enumerate(patt)}
     z_means = {l: cache[n].mean(0) for l, n in enumerate(zs)}
     sub_rows = np.isin(data.row_input, sub_inputs)
     sub_resid = {h: x[sub_rows] for h, x in resid.items()}
-    return ModelSide(model, resid, pred, readouts, patterns, z_means, raw, sub_resid,
+    return ModelSide(model, resid, pred, fitted, patterns, z_means, raw, sub_resid,
                      embedding_basis(model, max_len))
 
 
@@ -196,6 +200,21 @@ def intervention_basis(weight: np.ndarray, embed: np.ndarray, tol: float = 1e-3)
     return u[:, s > tol * s[0]]
 
 
+def _output_ready(prep: Prepared, learned: ModelSide, v) -> int | None:
+    """For an upstream variable, the first hook (at or after its compiled hook) where the learned model's
+    output is already readable: intervening there or later could act through the output directly, so
+    the aligned hook stays before it (``None``: no limit, or the output variable itself)."""
+    out = prep.spec.output
+    if v.name == out:
+        return None
+    hooks = prep.data.resid_hooks
+    ro = learned.readouts[out]
+    for i in range(v.written_after + 1, len(hooks)):
+        if is_readable(ro[hooks[i]].score, ro[hooks[i]].baseline):
+            return i
+    return None
+
+
 def is_readable(score: float, baseline: float) -> bool:
     """Score >= READ_OK and at least half-way from the baseline to 1 (rare classes need more)."""
     return score >= READ_OK and score - baseline >= 0.5 * (1.0 - baseline)
@@ -208,7 +227,7 @@ def _variables(prep: Prepared, learned: ModelSide) -> dict:
         ro = learned.readouts[v.name]
         hooks = data.resid_hooks
         best_any = max(hooks, key=lambda h: (ro[h].score, -hooks.index(h)))
-        at = best_hook(ro, hooks, start=v.written_after)
+        at = best_hook(ro, hooks, start=v.written_after, stop=_output_ready(prep, learned, v))
         r = ro[at]
         train, test = prep.pairs[v.name]
         candidates = {"readout": intervention_basis(r.weight, learned.embed)}

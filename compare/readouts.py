@@ -167,9 +167,10 @@ def fit_readouts(data: Dataset, resid: dict[str, np.ndarray], rows: np.ndarray, 
     return out
 
 
-def best_hook(readouts: dict[str, Readout], hooks: list[str], start: int = 0, tol: float = 0.01) -> str:
-    """Earliest hook at index >= ``start`` whose score is within ``tol`` of the best there."""
-    cand = hooks[start:]
+def best_hook(readouts: dict[str, Readout], hooks: list[str], start: int = 0, tol: float = 0.01,
+              stop: int | None = None) -> str:
+    """Earliest hook at index in ``[start, stop)`` whose score is within ``tol`` of the best there."""
+    cand = hooks[start:stop] or hooks[start:start + 1]
     top = max(readouts[h].score for h in cand)
     return next(h for h in cand if readouts[h].score >= top - tol)
 

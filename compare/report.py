@@ -160,9 +160,10 @@ def _section_main(doc: Doc, res: dict, figs: dict[str, str]) -> None:
     doc.h(2, "1. Residual subspaces")
     doc.p("Cross-validated ridge readouts of each compiled variable from every learned residual hook "
           "(accuracy against the majority class; R² against the mean for numerical variables). "
-          "'aligned hook' is the earliest hook at or after the compiled writing hook whose readout is within "
-          "0.01 of the best there; interventions act there. Dimensions: readout row space / intervention "
-          "subspace / compiled block.")
+          "'aligned hook' is the earliest hook at or after the compiled writing hook (and, for an upstream "
+          "variable, before the learned model's output is readable there, so a swap cannot act through the output "
+          "itself) whose readout is within 0.01 of the best there; interventions act there. Dimensions: readout "
+          "row space / intervention subspace / compiled block.")
     doc.table(["variable", "compiled op", "compiled writes at", "best learned hook (score)", "at/after compiled?",
                "aligned hook", "readout", "baseline", "dims", "IIA readout subspace", "IIA DAS", "status"],
               [[k, x["op"], x["compiled_written_at"], f"{x['best_hook']} ({_f(x['best_score'])})",
