@@ -105,7 +105,7 @@ def iia_bars(res: dict, path: Path) -> str:
     ax.axhline(0.9, ls=":", c="grey")
     ax.set_xticks(x, names, fontsize=8)
     ax.set_ylim(0, 1.05)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_title("readouts and interchange-intervention accuracy (at the aligned hook)", fontsize=9)
     return _save(fig, path)
 
