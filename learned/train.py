@@ -127,16 +127,19 @@ class TrainConfig:
 
 
 def grokking(cfg: TrainConfig) -> TrainConfig:
-    """The grokking regime: a small fixed training set, strong weight decay, a constant rate, a long budget.
+    """The grokking regime: a small fixed training set, strong weight decay, a long budget.
 
-    With 128 MIU strings (seed 0, 6,000 steps) the model fits the training set by
-    about step 400 while 94% of held-out strings are right at every prefix; held-out
-    accuracy then climbs to about 99% under weight decay, with loss spikes, without
-    reaching 100% in the budget. With 1,024 strings it generalises at once (100% at
-    step 900): MIU strings carry one label per prefix, so small sets are informative.
+    Measured on MIU at length 10, seed 0, 6,000 steps (held-out: 4,096 length-10
+    strings, every prefix): with 128 strings and this preset the training set is
+    fitted by about step 400 while 93.5% of held-out strings are right; held-out
+    accuracy then climbs under weight decay to 99.6% (exhaustive at the end:
+    99.64% all-prefix), without reaching 100%. A constant rate instead of the
+    cosine decay gave loss spikes and 99.40%; 64 strings gave 99.39%; with 1,024
+    strings there is no memorisation phase (100% at step 900): MIU strings carry
+    one label per prefix, so even small sets are informative.
     """
     return dataclasses.replace(cfg, train_size=cfg.train_size or 128, weight_decay=1.0, lr=1e-3,
-                               min_lr_ratio=1.0, warmup=10, steps=max(cfg.steps, 6000), check_every=250)
+                               min_lr_ratio=0.05, warmup=10, steps=max(cfg.steps, 6000), check_every=250)
 
 
 def learned_model_config(compiled: ModelConfig, d_model: int | None) -> ModelConfig:
