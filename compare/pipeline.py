@@ -65,6 +65,7 @@ class CompareConfig:
     readout_rows: int = 8000    # rows used for readouts, CKA and maps
     folds: int = 3
     ridge: float = 1e-5
+    logistic_iters: int = 50    # L-BFGS iterations of the logistic readouts (variables with <= 3 classes)
     n_ablation_inputs: int = 1000  # inputs for head ablations and head writes
     n_pairs: int = 300          # effective IIA test pairs per variable (as many again train DAS)
     das_steps: int = 100
@@ -75,7 +76,8 @@ class CompareConfig:
     @classmethod
     def fast(cls, seed: int = 0) -> "CompareConfig":
         """Cheap setting for many checkpoints (training dynamics)."""
-        return cls(seed=seed, n_inputs=800, readout_rows=3000, n_ablation_inputs=300, n_pairs=100, das_steps=30)
+        return cls(seed=seed, n_inputs=800, readout_rows=3000, n_ablation_inputs=300, n_pairs=100, das_steps=30,
+                   logistic_iters=20)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -144,7 +146,7 @@ def _side(model: Transformer, data: Dataset, rows: np.ndarray, cfg: CompareConfi
     logits, cache = run_cached(model, data.ids, data.resid_hooks + patt + zs)
     pred = logits.argmax(-1)[torch.from_numpy(data.row_input), torch.from_numpy(data.row_pos)].numpy()
     resid = {h: at_rows(cache[h], data) for h in data.resid_hooks}
-    fitted = fit_readouts(data, resid, rows, cfg.folds, cfg.ridge, cfg.seed) if readouts else {}
+    fitted = fit_readouts(data, resid, rows, cfg.folds, cfg.ridge, cfg.seed, cfg.logistic_iters) if readouts else {}
     sub_in, sub_pos = data.row_input[rows], data.row_pos[rows]
     patterns = {l: H.normalised_rows(cache[n], sub_in, sub_pos) for l, n in enumerate(patt)}
     raw = {l: cache[n][examples].double() for l, n in enumerate(patt)}

@@ -4,7 +4,12 @@ A categorical variable is read by a linear discriminant classifier (shared
 within-class covariance, shrunk towards a multiple of the identity, class
 priors in the bias), scored by accuracy against the majority class; it copes
 with rare classes (MIU theorems are 5% of prefixes), where an argmax over a
-least-squares one-hot regression falls back to the majority class. A
+least-squares one-hot regression falls back to the majority class. Variables
+with at most three classes (the output, ``== 0`` / ``mod 2`` / ``mod 3``
+coarsenings) are also read by a cross-validated multinomial logistic
+regression, which does not assume equal class covariances (a learned model's
+own unembedding can separate classes that LDA does not); their score is the
+better of the two. A
 numerical variable is read by affine ridge regression, scored by R² against
 predicting the mean. Features are centred and divided by one global scale and
 every penalty is isotropic, so a readout does not change when the residual
@@ -25,6 +30,7 @@ from compare.activations import Dataset, VariableInfo
 
 RANK_TOL = 1e-3  # singular values below RANK_TOL * largest do not count towards the subspace
 SHRINK = 1e-3    # within-class covariance + SHRINK * mean variance * identity
+LOGISTIC_MAX_CLASSES = 3  # variables with this few classes are also read by logistic regression
 
 
 @dataclasses.dataclass
@@ -105,6 +111,44 @@ def _lda_classifier(x: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.nd
     return w, b
 
 
+def _logistic(x: np.ndarray, ys: list[np.ndarray], ks: list[int], test_folds: list[np.ndarray],
+              l2: float = 1e-4, iters: int = 50) -> list[np.ndarray]:
+    """Cross-validated multinomial logistic regressions, one per target, fitted jointly (the loss is a sum).
+
+    Returns, per target, a boolean ``[N]``: whether the held-out prediction is right.
+    """
+    import torch
+
+    xc = x - x.mean(0)
+    # whiten (rotation-equivariant, unlike per-dimension scaling): low-variance directions such as a
+    # model's own logit direction get the same footing as high-variance ones
+    vals, vecs = np.linalg.eigh(xc.T @ xc / len(xc))
+    keep = vals > 1e-9 * max(float(vals.max()), 1e-300)
+    xs = torch.from_numpy(xc @ (vecs[:, keep] / np.sqrt(vals[keep])))
+    hits = [np.zeros(len(x), dtype=bool) for _ in ys]
+    offsets = np.cumsum([0, *ks])
+    for test in test_folds:
+        train = torch.from_numpy(np.setdiff1d(np.arange(len(x)), test))
+        w = torch.zeros(xs.shape[1] + 1, int(offsets[-1]), dtype=xs.dtype, requires_grad=True)
+        feats = torch.cat([xs, torch.ones(len(xs), 1, dtype=xs.dtype)], 1)
+        targets = [torch.from_numpy(y) for y in ys]
+        opt = torch.optim.LBFGS([w], max_iter=iters, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            logits = feats[train] @ w
+            loss = sum(torch.nn.functional.cross_entropy(logits[:, offsets[i]:offsets[i + 1]], t[train])
+                       for i, t in enumerate(targets)) + l2 * (w[:-1] ** 2).sum()
+            loss.backward()
+            return loss
+        opt.step(closure)
+        with torch.no_grad():
+            logits = feats[torch.from_numpy(test)] @ w
+            for i, t in enumerate(ys):
+                hits[i][test] = (logits[:, offsets[i]:offsets[i + 1]].argmax(-1).numpy() == t[test])
+    return hits
+
+
 def _score(info: VariableInfo, pred: np.ndarray, truth: np.ndarray) -> float:
     if info.encoding == "categorical":
         return float((pred.argmax(-1) == truth).mean())
@@ -123,7 +167,7 @@ def _basis(w: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def fit_readouts(data: Dataset, resid: dict[str, np.ndarray], rows: np.ndarray, folds: int,
-                 ridge: float, seed: int) -> dict[str, dict[str, Readout]]:
+                 ridge: float, seed: int, logistic_iters: int = 50) -> dict[str, dict[str, Readout]]:
     """Fits every variable at every residual hook.
 
     Args:
@@ -133,6 +177,7 @@ def fit_readouts(data: Dataset, resid: dict[str, np.ndarray], rows: np.ndarray, 
         folds: number of cross-validation folds.
         ridge: penalty relative to the (unit) mean squared feature norm.
         seed: seeds the fold split.
+        logistic_iters: L-BFGS iterations of the logistic readouts (0: LDA only).
 
     Returns:
         ``{variable: {hook: Readout}}``, derived coarsenings included.
@@ -140,8 +185,13 @@ def fit_readouts(data: Dataset, resid: dict[str, np.ndarray], rows: np.ndarray, 
     y, cols = _targets(data, rows)
     test_folds = folds_of(len(rows), folds, seed)
     out: dict[str, dict[str, Readout]] = {v.name: {} for v in data.readout_variables}
+    few = [v for v in data.readout_variables if v.encoding == "categorical" and len(v.classes) <= LOGISTIC_MAX_CLASSES
+           and logistic_iters > 0]
     for hook in data.resid_hooks:
         x = resid[hook][rows]
+        logistic = dict(zip((v.name for v in few), _logistic(
+            x, [data.targets[v.name][rows] for v in few], [len(v.classes) for v in few], test_folds,
+            iters=logistic_iters))) if few else {}
         pred = np.zeros_like(y)
         for test in test_folds:
             train = np.setdiff1d(np.arange(len(rows)), test)
@@ -159,6 +209,8 @@ def fit_readouts(data: Dataset, resid: dict[str, np.ndarray], rows: np.ndarray, 
                     hit[test] = (x[test] @ w + b).argmax(-1) == truth[test]
                 w, b = _lda_classifier(x, truth, k)
                 score, base = float(hit.mean()), float(np.bincount(truth).max() / len(truth))
+                if v.name in logistic:
+                    score = max(score, float(logistic[v.name].mean()))
             else:
                 w, b = w_all[:, c], b_all[c]
                 score, base = _score(v, pred[:, c], truth), 0.0
