@@ -85,8 +85,8 @@ def verdict_sentences(spec: ProgramSpec, res: dict) -> list[str]:
                        f"intervention on it has a defined outcome in the program, so it is not tested causally.")
         else:
             kept = v["readable_coarsenings"]
-            also = (f"; {kept[0]} is readable ({_f(v['coarsenings'][kept[0]]['score'])}) but that is correlational "
-                    f"only" if kept else "")
+            also = (f"; {kept[0]} is readable ({_f(v['coarsenings'][kept[0]]['score'])}), but no swap reaches "
+                    f"IIA 0.9, so that is not shown to be causal" if kept else "")
             out.append(f"It does not represent {name} as a separate variable (best readout "
                        f"{_f(v['best_score'])} at {v['best_hook']}, baseline {_f(v['baseline'])}, "
                        f"IIA {_f(_best_iia(v))}{also}).")
