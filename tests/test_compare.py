@@ -282,3 +282,15 @@ def test_dynamics_folder_is_kept_and_folded_in(artifacts, tmp_path):
                    controls=False, log=lambda s: None)
     assert (path.parent / "dynamics" / "dynamics.md").is_file()
     assert "count_I emerged at step 300" in (path.parent / "report.md").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("program", sorted(PROGRAMS))
+def test_disguised_copy_at_default_size(artifacts, program):
+    """The issue's target at the default CompareConfig (what `make compare` runs), every program."""
+    model, meta = load(artifacts, program)
+    c = run_controls(prepare(get_program(program), model, meta, CompareConfig()), seed=0)
+    ch = c["disguised"]["checks"]
+    assert c["disguised"]["passed"] and ch["permutation_recovered"], ch
+    assert ch["min_readout_at_compiled_layer"] >= 0.99 and min(ch["min_iia_readout"], ch["min_iia_das"]) >= 0.99
+    assert c["self"]["passed"] and c["random"]["passed"]
