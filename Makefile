@@ -2,7 +2,8 @@
 # Every target installs what it needs into .venv on first use.
 #
 # Variables: PROGRAM (miu), MAX_LEN (the program's default), DEVICE (auto),
-#            SEEDS ("0"), LEARNED (checkpoint folder(s) for compare), ARTIFACTS, REPORTS.
+#            SEEDS ("0"), LEARNED (checkpoint folder(s) for compare), TRAIN_ARGS (extra
+#            `python -m learned` flags, e.g. "--train-max-len 6"), ARTIFACTS, REPORTS.
 
 PYTHON    ?= python3.11
 VENV      ?= .venv
@@ -11,6 +12,7 @@ MAX_LEN   ?=
 DEVICE    ?= auto
 SEEDS     ?= 0
 LEARNED   ?=
+TRAIN_ARGS ?=
 ARTIFACTS ?= artifacts
 REPORTS   ?= reports
 
@@ -37,7 +39,7 @@ compile: $(STAMP)
 	$(PY) -m compiled --program $(PROGRAM) --max-len "$(MAX_LEN)" --artifacts $(ARTIFACTS)
 
 train: $(STAMP)
-	$(PY) -m learned --program $(PROGRAM) --device $(DEVICE) --seeds "$(SEEDS)" --artifacts $(ARTIFACTS)
+	$(PY) -m learned --program $(PROGRAM) --device $(DEVICE) --seeds "$(SEEDS)" --artifacts $(ARTIFACTS) $(TRAIN_ARGS)
 
 compare: $(STAMP)
 	$(PY) -m compare --program $(PROGRAM) --artifacts $(ARTIFACTS) --reports $(REPORTS) --seeds "$(SEEDS)" \
