@@ -154,7 +154,8 @@ def analyse_run(spec: ProgramSpec, prep, eval_set, run_folder: Path, log=print) 
         for clause, r in m.get("per_clause", {}).get("deciding", {}).items():
             run["accuracy"]["per_clause"].setdefault(clause, []).append(r["final_accuracy"])
         if spec.name == "miu":
-            for s, p in theorem_probability(model, spec, MIU_PROBES).items():
+            probes = [s for s in MIU_PROBES if len(s) < model.cfg.n_ctx]  # those that fit MAX_LEN
+            for s, p in theorem_probability(model, spec, probes).items():
                 run["probes"].setdefault(s, []).append(p)
         for name, v in res["variables"].items():
             c = run["variables"].setdefault(name, {"readout": [], "iia": []})

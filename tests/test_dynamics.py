@@ -1,5 +1,7 @@
 """Training dynamics: emergence detection on curves with known crossings, and checkpoint handling."""
 
+import json
+
 import pytest
 
 from compare import dynamics as D
@@ -54,3 +56,71 @@ def test_run_without_checkpoints_says_how_to_make_them(tmp_path):
     (tmp_path / "checkpoints" / "step2").mkdir(parents=True)
     (tmp_path / "checkpoints" / "notes").mkdir(parents=True)
     assert [s for s, _ in D.checkpoint_folders(tmp_path)] == [2, 10]
+
+
+# ---------------------------------------------------------------- real run --
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    """MIU at length 4: compiled, trained with checkpoints, analysed."""
+    pytest.importorskip("jax")
+    import compiled.__main__ as compile_cli
+    import learned.__main__ as train_cli
+
+    arts, reports = tmp_path_factory.mktemp("arts"), tmp_path_factory.mktemp("reports")
+    assert compile_cli.main(["--program", "miu", "--max-len", "4", "--artifacts", str(arts)]) == 0
+    assert train_cli.main(["--program", "miu", "--artifacts", str(arts), "--seeds", "0", "--no-progress"]) == 0
+    run = arts / "miu" / "learned" / "seed0"
+    # A checkpoint of the wrong shape among the good ones: named, skipped, the rest analysed.
+    import dataclasses
+
+    import torch
+    from learned.artifact import load_artifact, save_artifact
+    from learned.model import Transformer
+
+    good, meta = load_artifact(D.checkpoint_folders(run)[-1][1])
+    wrong = Transformer(dataclasses.replace(good.cfg, d_mlp=good.cfg.d_mlp + 1))
+    wrong.init_weights(torch.Generator().manual_seed(0))
+    save_artifact(run / "checkpoints" / "step1000000", wrong, {k: v for k, v in meta.items() if k != "config"})
+    assert D.main(["--program", "miu", "--artifacts", str(arts), "--reports", str(reports), "--seeds", "0"]) == 0
+    out = json.loads((reports / "miu" / "dynamics" / "dynamics.json").read_text())
+    return arts, run, out
+
+
+def test_final_checkpoint_agrees_with_the_finished_model(short_run):
+    import torch
+    from learned.artifact import load_artifact
+
+    arts, run, out = short_run
+    curves = out["runs"]["0"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    final_step, final_folder = [c for c in D.checkpoint_folders(run) if c[0] != 1_000_000][-1]
+    assert curves["steps"][-1] == final_step
+    finished, _ = load_artifact(run)
+    last, _ = load_artifact(final_folder)
+    for name, w in finished.tl_state_dict().items():
+        assert torch.equal(w, last.tl_state_dict()[name]), name
+    assert curves["accuracy"]["sequence"][-1] == metrics["evaluation"]["sequence_accuracy"] == 1.0
+    assert curves["steps"][0] == 0 and len(curves["steps"]) >= 5
+    assert set(curves["variables"]) == {"I_at", "bad_M_at", "count_I", "count_bad_M", "theorem"}
+    # The trained model rejects MU; at step 0 it has no opinion yet.
+    assert curves["probes"]["MU"][-1] < 0.5 < curves["probes"]["MI"][-1]
+    assert curves["analysis"]["mu_rejected_step"] is None or curves["analysis"]["mu_rejected_step"] > 0
+
+
+def test_wrong_shape_checkpoint_is_skipped_and_listed(short_run, capsys):
+    _, _, out = short_run
+    skipped = out["runs"]["0"]["skipped"]
+    assert [s["step"] for s in skipped] == [1_000_000]
+    assert "d_mlp" in skipped[0]["error"] and "\n" not in skipped[0]["error"]
+    assert 1_000_000 not in out["runs"]["0"]["steps"]
+
+
+def test_dynamics_cli_on_a_run_without_checkpoints(short_run, tmp_path, capsys):
+    arts, _, _ = short_run
+    (arts / "miu" / "learned" / "seed7").mkdir()
+    code = D.main(["--program", "miu", "--artifacts", str(arts), "--reports", str(tmp_path), "--seeds", "7"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert err.startswith("error: no checkpoints in ") and "run `make train`" in err
+    assert not any(tmp_path.iterdir()), "nothing written"
