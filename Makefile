@@ -26,7 +26,6 @@ all: $(STAMP)
 	$(MAKE) --no-print-directory compile
 	$(MAKE) --no-print-directory train
 	$(MAKE) --no-print-directory compare
-	@echo "report: $(REPORTS)/$(PROGRAM)/report.html"
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
