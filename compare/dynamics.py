@@ -6,7 +6,9 @@ For every log-spaced checkpoint a training run kept
 * exhaustive accuracy, overall and (for MIU) per deciding clause;
 * the model's probability that a few named strings (``MU``, ``MI``, ...)
   are theorems, read at their last position;
-* for every compiled variable, the best linear-readout score and the
+* for every compiled variable, the linear-readout score at or after the
+  layer where the compiled model writes it, rescaled so that the
+  majority-class baseline is 0 and perfect is 1, and the
   interchange-intervention accuracy (the cheap ``CompareConfig.fast``
   setting of ``compare.pipeline``);
 * the head-matching scores.
@@ -70,15 +72,34 @@ def first_step(steps: Sequence[int], values: Sequence[float], threshold: float, 
     return None
 
 
+def normalised(score: float, baseline: float) -> float:
+    """Readout score rescaled so the baseline is 0 and perfect is 1 (clipped to [0, 1]).
+
+    A raw accuracy of 0.96 means nothing for a variable whose majority class
+    covers 95% of positions (``theorem``); 0.2 of the way to perfect does.
+    """
+    if score is None or baseline is None or np.isnan(score):
+        return float("nan")
+    if baseline >= 1.0:
+        return 1.0
+    return float(np.clip((score - baseline) / (1.0 - baseline), 0.0, 1.0))
+
+
 def emergence_order(emergence: dict[str, int | None]) -> list[list[str]]:
     """Variables grouped by emergence step, earliest first; never-emerged last are dropped."""
     steps = sorted({s for s in emergence.values() if s is not None})
     return [sorted(k for k, s in emergence.items() if s == step) for step in steps]
 
 
-def order_sentence(order: list[list[str]], emergence: dict[str, int | None]) -> str:
-    """Plain words, e.g. ``count_I (step 120), then theorem (step 300); never: bad_M_at``."""
-    parts = [" and ".join(group) + f" (step {emergence[group[0]]})" for group in order]
+def order_sentence(order: list[list[str]], emergence: dict[str, int | None], first: int = 0) -> str:
+    """Plain words, e.g. ``count_I (step 120), then theorem (step 300); never: bad_M_at``.
+
+    Variables readable from the first checkpoint on are marked: a random
+    network already exposes any function of (token, position) linearly.
+    """
+    def when(step):
+        return f"step {step}" + (", i.e. at initialisation, from the input alone" if step == first else "")
+    parts = [" and ".join(group) + f" ({when(emergence[group[0]])})" for group in order]
     never = sorted(k for k, s in emergence.items() if s is None)
     text = ", then ".join(parts) if parts else "no variable became readable"
     return text + (f"; never readable: {', '.join(never)}" if never else "")
@@ -92,7 +113,7 @@ def analyse_curves(run: dict[str, Any]) -> dict[str, Any]:
         em = {v: emergence_step(steps, c["readout"], t) for v, c in run["variables"].items()}
         out["emergence"][str(t)] = em
         out["order"][str(t)] = emergence_order(em)
-        out["sentence"][str(t)] = order_sentence(out["order"][str(t)], em)
+        out["sentence"][str(t)] = order_sentence(out["order"][str(t)], em, steps[0] if steps else 0)
     jump = emergence_step(steps, run["accuracy"]["sequence"], 0.99)
     out["accuracy_jump_step"] = jump
     early = out["emergence"]["0.9"]
@@ -158,9 +179,12 @@ def analyse_run(spec: ProgramSpec, prep, eval_set, run_folder: Path, log=print) 
             for s, p in theorem_probability(model, spec, probes).items():
                 run["probes"].setdefault(s, []).append(p)
         for name, v in res["variables"].items():
-            c = run["variables"].setdefault(name, {"readout": [], "iia": []})
-            c["readout"].append(v["best_score"])
-            c["iia"].append(float(np.nanmax([v["iia_readout"], v["iia_das"]])))
+            c = run["variables"].setdefault(name, {"readout": [], "readout_raw": [], "baseline": [], "iia": []})
+            c["readout"].append(normalised(v["aligned_score"], v["baseline"]))
+            c["readout_raw"].append(v["aligned_score"])
+            c["baseline"].append(v["baseline"])
+            iia = [x for x in (v["iia_readout"], v["iia_das"]) if x is not None and not np.isnan(x)]
+            c["iia"].append(max(iia) if iia else float("nan"))
         for h in res["heads"]["matches"]:  # keyed by compiled head: its partner may change over training
             c = run["heads"].setdefault(h["compiled"], {"score": [], "learned": []})
             c["score"].append(h["score"])
@@ -210,7 +234,7 @@ def plot(runs: dict[str, dict[str, Any]], path: Path) -> None:
         if a["accuracy_jump_step"] is not None:
             for ax_ in row:
                 ax_.axvline(max(a["accuracy_jump_step"], 0.8), color="grey", lw=1)
-        ax.set_title("compiled variables: readout (solid), IIA (dotted); | 0.9, x 0.99")
+        ax.set_title("variables: readout above baseline (solid), IIA (dotted); | 0.9, x 0.99")
         ax = row[2]
         for s, ys in run["probes"].items():
             ax.plot(x, ys, "-", lw=2.5 if s == "MU" else 1, label=f"P({s} is a theorem)")

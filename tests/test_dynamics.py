@@ -124,3 +124,11 @@ def test_dynamics_cli_on_a_run_without_checkpoints(short_run, tmp_path, capsys):
     assert code == 2 and len(err.splitlines()) == 1
     assert err.startswith("error: no checkpoints in ") and "run `make train`" in err
     assert not any(tmp_path.iterdir()), "nothing written"
+
+
+def test_readouts_are_measured_against_their_baseline():
+    assert D.normalised(0.96, 0.95) == pytest.approx(0.2)  # barely above the majority class
+    assert D.normalised(1.0, 0.95) == 1.0 and D.normalised(0.5, 0.6) == 0.0
+    order = [["I_at"], ["theorem"]]
+    assert D.order_sentence(order, {"I_at": 0, "theorem": 40}) == (
+        "I_at (step 0, i.e. at initialisation, from the input alone), then theorem (step 40)")
