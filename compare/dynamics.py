@@ -25,6 +25,7 @@ report as "How the circuit formed".
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 import time
@@ -324,6 +325,13 @@ def main(argv: list[str] | None = None) -> int:
         if "mu_rejected_step" in run["analysis"]:
             print(f"seed {seed}: first rejected MU (p >= {REJECT}) at step {run['analysis']['mu_rejected_step']}")
     print(f"wrote {target}/ in {out['seconds']} s")
+    compare_json = args.reports / spec.name / "compare.json"
+    if compare_json.is_file():  # fold the section into the existing report, rebuilt from its own JSON
+        from compare.report import write_report
+        report = write_report(args.reports / spec.name, spec, json.loads(compare_json.read_text()))
+        print(f"report: {report} (now with 'How the circuit formed')")
+    else:
+        print(f"run `make compare PROGRAM={spec.name}` to fold this into the report")
     return 0
 
 
