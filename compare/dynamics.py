@@ -118,8 +118,11 @@ def analyse_curves(run: dict[str, Any]) -> dict[str, Any]:
     jump = emergence_step(steps, run["accuracy"]["sequence"], 0.99)
     out["accuracy_jump_step"] = jump
     early = out["emergence"]["0.9"]
+    # A progress measure *rose* before the jump: readable already at the first
+    # checkpoint (from the input alone) does not count.
     out["progress_measures"] = sorted(v for v, s in early.items()
-                                      if s is not None and (jump is None or s < jump))
+                                      if s is not None and s > steps[0] and (jump is None or s < jump))
+    out["readable_at_init"] = sorted(v for v, s in early.items() if s is not None and s == steps[0])
     if "MU" in run.get("probes", {}):
         out["mu_rejected_step"] = first_step(steps, run["probes"]["MU"], 1 - REJECT, below=True)
     return out
@@ -195,7 +198,6 @@ def analyse_run(spec: ProgramSpec, prep, eval_set, run_folder: Path, log=print) 
             + f"  ({time.perf_counter() - t0:.1f} s)")
     if not run["steps"]:
         raise ToolkitError(f"no usable checkpoint in {run_folder / 'checkpoints'}")
-    run["analysis"] = analyse_curves(run)
     return run
 
 
@@ -253,7 +255,7 @@ def plot(runs: dict[str, dict[str, Any]], path: Path) -> None:
 
 
 def markdown(program: str, runs: dict[str, dict[str, Any]], seeds: dict[str, Any]) -> str:
-    lines = ["## How the circuit formed", ""]
+    lines = []
     for seed, run in runs.items():
         a = run["analysis"]
         lines.append(f"**Seed {seed}** ({len(run['steps'])} checkpoints, steps {run['steps'][0]}–{run['steps'][-1]}).")
@@ -289,10 +291,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--run", nargs="*", type=Path, default=None, help="run folders (default: the seeds')")
     ap.add_argument("--compare-seed", type=int, default=0)
+    ap.add_argument("--from-json", action="store_true",
+                    help="re-derive emergence, plots and text from the saved dynamics.json (no model is run)")
     args = ap.parse_args(argv)
     from compare.pipeline import CompareConfig, prepare
 
     spec = get_program(args.program)
+    target = args.reports / spec.name / "dynamics"
+    if args.from_json:
+        return _rewrite(spec, args.reports, _load_json(target / "dynamics.json"))
     compiled_dir = args.artifacts / spec.name / "compiled"
     compiled, meta = load_artifact(compiled_dir, make_hint=f"make compile PROGRAM={spec.name}")
     try:
@@ -311,11 +318,28 @@ def main(argv: list[str] | None = None) -> int:
     for f in folders:
         print(f"dynamics of {f}:")
         runs[f.name.removeprefix("seed")] = analyse_run(spec, prep, eval_set, f)
-    seeds_summary = across_seeds(runs)
     out = {"program": spec.name, "compare_settings": prep.config.to_dict(), "thresholds": THRESHOLDS,
-           "probes": list(MIU_PROBES) if spec.name == "miu" else [], "runs": runs, "across_seeds": seeds_summary,
+           "probes": list(MIU_PROBES) if spec.name == "miu" else [], "runs": runs,
            "seconds": round(time.perf_counter() - t0, 1)}
-    target = args.reports / spec.name / "dynamics"
+    return _rewrite(spec, args.reports, out)
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ToolkitError(f"no {path}; run `make dynamics` first") from None
+    except json.JSONDecodeError as e:
+        raise ToolkitError(f"corrupt {path}: {e}") from None
+
+
+def _rewrite(spec: ProgramSpec, reports: Path, out: dict[str, Any]) -> int:
+    """Derives everything from the curves in ``out``, writes the folder, folds it into the report."""
+    runs = out["runs"]
+    for run in runs.values():
+        run["analysis"] = analyse_curves(run)
+    out["across_seeds"] = seeds_summary = across_seeds(runs)
+    target = reports / spec.name / "dynamics"
     with atomic_dir(target) as tmp:
         write_json(tmp / "dynamics.json", out)
         plot(runs, tmp / "dynamics.png")
@@ -324,11 +348,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seed {seed}: emergence (0.9): {run['analysis']['sentence']['0.9']}")
         if "mu_rejected_step" in run["analysis"]:
             print(f"seed {seed}: first rejected MU (p >= {REJECT}) at step {run['analysis']['mu_rejected_step']}")
-    print(f"wrote {target}/ in {out['seconds']} s")
-    compare_json = args.reports / spec.name / "compare.json"
+    print(f"wrote {target}/ (analysis took {out['seconds']} s)")
+    compare_json = reports / spec.name / "compare.json"
     if compare_json.is_file():  # fold the section into the existing report, rebuilt from its own JSON
         from compare.report import write_report
-        report = write_report(args.reports / spec.name, spec, json.loads(compare_json.read_text()))
+        report = write_report(reports / spec.name, spec, _load_json(compare_json))
         print(f"report: {report} (now with 'How the circuit formed')")
     else:
         print(f"run `make compare PROGRAM={spec.name}` to fold this into the report")

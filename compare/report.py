@@ -294,7 +294,7 @@ def _dynamics(doc: Doc, folder: Path) -> None:
     md = folder / "dynamics" / "dynamics.md"
     if not md.is_file():
         return
-    doc.h(2, "How the circuit formed (make dynamics)")
+    doc.h(2, "How the circuit formed")
     for line in md.read_text().splitlines():
         if line.startswith("![") or not line.strip():
             continue

@@ -38,6 +38,9 @@ def test_order_progress_measures_and_mu_rejection():
     assert a["order"]["0.9"] == [["count_I"], ["theorem"]]
     assert a["accuracy_jump_step"] == 100
     assert a["progress_measures"] == ["count_I"]
+    run["variables"]["bad_M_at"]["readout"] = [0.95, 0.95, 0.95, 0.95]  # readable from the start
+    assert D.analyse_curves(run)["progress_measures"] == ["count_I"]
+    assert D.analyse_curves(run)["readable_at_init"] == ["bad_M_at"]
     assert a["mu_rejected_step"] == 100
     assert a["sentence"]["0.9"] == "count_I (step 10), then theorem (step 100); never readable: bad_M_at"
 
