@@ -35,7 +35,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from learned.artifact import atomic_dir, check_compatible, load_artifact, write_json
+from learned.artifact import atomic_dir, check_compatible, encode, load_artifact, write_json
 from learned.evaluate import build_eval_set, evaluate
 from rasp_programs.errors import ToolkitError, cli_main
 from rasp_programs.registry import get_program
@@ -146,7 +146,6 @@ def checkpoint_folders(run_folder: Path) -> list[tuple[int, Path]]:
 
 def theorem_probability(model, spec: ProgramSpec, strings: Sequence[str]) -> dict[str, float]:
     """P(output == True) at the last position of each string."""
-    from learned.artifact import encode
     cfg = model.cfg
     true_id = cfg.output_vocab.index("True")
     inputs = [tuple(s) for s in strings]
@@ -278,7 +277,7 @@ def markdown(program: str, runs: dict[str, dict[str, Any]], seeds: dict[str, Any
     if len(runs) > 1:
         lines.append("The emergence order (0.9) is " + ("the same in every seed." if seeds["same_order_in_every_seed"]
                                                         else "not the same in every seed."))
-    lines += ["", "![training dynamics](dynamics/dynamics.png)", ""]
+    lines += ["", "![training dynamics](dynamics.png)", ""]
     return "\n".join(lines)
 
 
