@@ -293,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--from-json", action="store_true",
                     help="re-derive emergence, plots and text from the saved dynamics.json (no model is run)")
     args = ap.parse_args(argv)
+    from compare.__main__ import parse_seeds
     from compare.pipeline import CompareConfig, prepare
 
     spec = get_program(args.program)
@@ -301,10 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         return _rewrite(spec, args.reports, _load_json(target / "dynamics.json"))
     compiled_dir = args.artifacts / spec.name / "compiled"
     compiled, meta = load_artifact(compiled_dir, make_hint=f"make compile PROGRAM={spec.name}")
-    try:
-        seeds = [int(s) for s in args.seeds.split()]
-    except ValueError:
-        raise ToolkitError(f"SEEDS must be integers, got {args.seeds!r}") from None
+    seeds = parse_seeds(args.seeds)
     folders = args.run or [args.artifacts / spec.name / "learned" / f"seed{s}" for s in seeds]
     for f in folders:
         if not f.is_dir():
