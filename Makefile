@@ -2,7 +2,7 @@
 # Every target installs what it needs into .venv on first use.
 #
 # Variables: PROGRAM (miu), MAX_LEN (the program's default), DEVICE (auto),
-#            SEEDS ("0"), LEARNED (checkpoint folder(s) for compare), TRAIN_ARGS (extra
+#            SEEDS ("0 1": two seeds give the seed-vs-seed ceiling), LEARNED (checkpoint folder(s) for compare), TRAIN_ARGS (extra
 #            `python -m learned` flags, e.g. "--train-max-len 6"), ARTIFACTS, REPORTS.
 
 PYTHON    ?= python3.11
@@ -10,7 +10,7 @@ VENV      ?= .venv
 PROGRAM   ?= miu
 MAX_LEN   ?=
 DEVICE    ?= auto
-SEEDS     ?= 0
+SEEDS     ?= 0 1
 LEARNED   ?=
 TRAIN_ARGS ?=
 ARTIFACTS ?= artifacts
