@@ -110,6 +110,17 @@ def optimizer_tensors(model: Transformer, opt: torch.optim.Optimizer) -> dict[st
     return out
 
 
+def _read_state(folder: Path) -> tuple[dict[str, torch.Tensor], Any]:
+    """``state/state.safetensors`` and ``state/state.json`` of a run; one-line errors if absent or corrupt."""
+    path, meta_path = folder / STATE_DIR / "state.safetensors", folder / STATE_DIR / "state.json"
+    if not path.is_file() or not meta_path.is_file():
+        raise ToolkitError(f"no training state in {folder / STATE_DIR}; cannot resume (train without --resume)")
+    try:
+        return load_file(str(path)), json.loads(meta_path.read_text())
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise ToolkitError(f"corrupt training state in {folder / STATE_DIR}: {e}") from None
+
+
 def load_run(folder: Path, model: Transformer, opt: torch.optim.Optimizer) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Restores weights and optimizer from a run folder for ``--resume``.
 
@@ -122,15 +133,7 @@ def load_run(folder: Path, model: Transformer, opt: torch.optim.Optimizer) -> tu
     folder = Path(folder)
     saved, _ = load_artifact(folder, make_hint="train it first without --resume")
     check_compatible(model.cfg, saved.cfg, f"checkpoint {folder}")
-    path = folder / STATE_DIR / "state.safetensors"
-    meta_path = folder / STATE_DIR / "state.json"
-    if not path.is_file() or not meta_path.is_file():
-        raise ToolkitError(f"no training state in {folder / STATE_DIR}; cannot resume (train without --resume)")
-    try:
-        tensors = load_file(str(path))
-        state_meta = json.loads(meta_path.read_text())
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise ToolkitError(f"corrupt training state in {folder / STATE_DIR}: {e}") from None
+    tensors, state_meta = _read_state(folder)
     device = next(model.parameters()).device
     with torch.no_grad():
         model.load_tl_state_dict({k: v.to(device) for k, v in saved.tl_state_dict().items()})
@@ -167,13 +170,6 @@ def check_run(folder: Path) -> None:
     """
     folder = Path(folder)
     load_artifact(folder, make_hint="train it first without --resume")
-    path, meta_path = folder / STATE_DIR / "state.safetensors", folder / STATE_DIR / "state.json"
-    if not path.is_file() or not meta_path.is_file():
-        raise ToolkitError(f"no training state in {folder / STATE_DIR}; cannot resume (train without --resume)")
-    try:
-        tensors = load_file(str(path))
-        meta = json.loads(meta_path.read_text())
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise ToolkitError(f"corrupt training state in {folder / STATE_DIR}: {e}") from None
+    tensors, meta = _read_state(folder)
     if "sampler" not in tensors or not isinstance(meta, dict) or not {"step", "curve", "checks"} <= set(meta):
         raise ToolkitError(f"incomplete training state in {folder / STATE_DIR}; cannot resume")
