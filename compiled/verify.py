@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from compiled.compile import CompiledProgram
-from learned.artifact import decode, encode
+from learned.artifact import encode
+from learned.evaluate import predict_ids
 from learned.model import Transformer
 from rasp_programs import miu
 from rasp_programs.spec import ProgramSpec, Tokens
@@ -82,16 +83,10 @@ def against_tracr(cp: CompiledProgram, model: Transformer, inputs: Sequence[Toke
 
 
 def predict(model: Transformer, inputs: Sequence[Tokens], batch: int = 16384) -> list[list[str]]:
-    """Decoded outputs of the torch model at every position, in batches."""
-    dtype = next(model.parameters()).dtype
-    device = next(model.parameters()).device
-    outs: list[list[str]] = []
-    with torch.no_grad():
-        for i in range(0, len(inputs), batch):
-            chunk = inputs[i:i + batch]
-            logits = model(encode(model.cfg, chunk, device)).to(dtype)
-            outs += [row[:len(x)] for row, x in zip(decode(model.cfg, logits), chunk)]
-    return outs
+    """Decoded outputs of the torch model at every position (``learned.evaluate.predict_ids``, batched)."""
+    ids = predict_ids(model, encode(model.cfg, inputs), batch)  # [N, T]
+    vocab = model.cfg.output_vocab
+    return [[vocab[i] for i in row[1:len(x) + 1]] for row, x in zip(ids.tolist(), inputs)]
 
 
 def exhaustive(spec: ProgramSpec, model: Transformer, max_len: int, limit: int = 300_000) -> dict[str, Any]:
