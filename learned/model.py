@@ -25,6 +25,7 @@ the activation (an intervention), ``None`` leaves it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from typing import Callable, Mapping
@@ -34,6 +35,27 @@ import torch.nn.functional as F
 from torch import nn
 
 Hook = Callable[[torch.Tensor, str], "torch.Tensor | None"]
+
+
+@functools.cache
+def _has_onednn_linear() -> bool:
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, relu: bool = False) -> torch.Tensor:
+    """``x @ w.T + b`` (``F.linear``'s convention, ``w`` is ``[out, in]``), optionally ReLU'd.
+
+    Without autograd, on CPU in float32, this goes through oneDNN's matmul
+    (the kernel Inductor uses) instead of ``F.linear``'s MKL sgemm: for the
+    skinny shapes here (``[B*T, 64] @ [64, 121]``) MKL ran 2.5-4x slower on
+    the AMD EPYC CI machine (see ``python -m compiled.bench``). Training,
+    float64 and GPUs keep ``F.linear``; a test checks the two paths agree.
+    """
+    if (not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32
+            and _has_onednn_linear()):
+        return torch.ops.mkldnn._linear_pointwise(x, w, b, "relu" if relu else "none", [], "")
+    y = F.linear(x, w, b)
+    return y.relu_() if relu else y
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,7 +182,7 @@ class Transformer(nn.Module):
     # -- forward --------------------------------------------------------------
     def forward(self, tokens: torch.Tensor, hooks: Mapping[str, Hook] | None = None,
                 cache: dict[str, torch.Tensor] | None = None,
-                cache_names: Callable[[str], bool] | None = None) -> torch.Tensor:
+                cache_names: Callable[[str], bool] | None = None, skip_empty: bool = True) -> torch.Tensor:
         """Runs the model.
 
         Args:
@@ -168,6 +190,12 @@ class Transformer(nn.Module):
             hooks: ``{hook name: fn}``, see the module docstring.
             cache: if given, filled with ``{hook name: activation}``.
             cache_names: optional filter on which hook names to cache.
+            skip_empty: when no hook or cache is attached, skip any attention
+                sublayer whose ``W_O`` is exactly zero and any MLP whose
+                ``W_out`` is (their output is then just the bias). Tracr fills
+                the unused half of each layer this way, so a compiled model
+                does a third less work; the result is the same for finite
+                activations. ``False`` computes every sublayer, as Tracr does.
 
         Returns:
             logits ``[B, T, O]``.
@@ -191,42 +219,65 @@ class Transformer(nn.Module):
         B, T = tokens.shape
         if T > cfg.n_ctx:
             raise ValueError(f"sequence of {T} positions exceeds n_ctx={cfg.n_ctx}")
+        P = {k.replace("__", "."): v for k, v in self.p._parameters.items()}  # {TL name: parameter}
         pad_id = cfg.vocab.index(cfg.pad_token)
-        keep = (tokens != pad_id)[:, None, None, :]  # [B, 1, 1, T] key mask
-        if cfg.causal:
-            keep = keep & torch.ones(T, T, dtype=torch.bool, device=tokens.device).tril()
-        embed = hp("hook_embed", self.param("embed.W_E")[tokens])  # [B, T, D]
-        pos = hp("hook_pos_embed", self.param("pos_embed.W_pos")[:T].expand(B, T, -1))  # [B, T, D]
-        resid = embed + pos
-        scale = 1.0 / math.sqrt(cfg.d_head)
+        padded = bool((tokens == pad_id).any())
+        # "May attend" mask, broadcastable to [B, H, T, T]: pad keys, then causality. Without pads
+        # the fused kernel needs none (is_causal), so it is only built when something reads it.
+        mask = None
+        if padded or hooks or cache is not None:
+            if padded:
+                mask = (tokens != pad_id)[:, None, None, :]  # [B, 1, 1, T]
+            if cfg.causal:
+                tri = torch.ones(T, T, dtype=torch.bool, device=tokens.device).tril()  # [T, T]
+                mask = tri if mask is None else mask & tri
+        skip_empty = skip_empty and not hooks and cache is None
+        embed = hp("hook_embed", P["embed.W_E"][tokens])  # [B, T, D]
+        pos = hp("hook_pos_embed", P["pos_embed.W_pos"][:T].expand(B, T, -1))  # [B, T, D]
+        resid = embed + pos  # [B, T, D]
         for l in range(cfg.n_layers):
             p = f"blocks.{l}."
-            W = lambda n: self.param(p + n)  # noqa: E731
             resid = hp(p + "hook_resid_pre", resid)
-            H, K = cfg.n_heads, cfg.d_head
-            # Q, K and V in one matmul: [B, T, D] -> [B, T, 3, H, K] -> three [B, H, T, K].
-            w_qkv = torch.cat([W(f"attn.W_{n}") for n in "QKV"]).permute(0, 2, 1).reshape(3 * H * K, cfg.d_model)
-            b_qkv = torch.cat([W(f"attn.b_{n}") for n in "QKV"]).reshape(3 * H * K)
-            q, k, v = F.linear(resid, w_qkv, b_qkv).view(B, T, 3, H, K).permute(2, 0, 3, 1, 4).unbind(0)
-            if want(p + "attn.hook_pattern") or want(p + "attn.hook_z"):
-                scores = (q @ k.transpose(-1, -2)) * scale  # [B, H, T, T]
-                scores = scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
-                pattern = hp(p + "attn.hook_pattern", scores.softmax(dim=-1))  # [B, H, T, T]
-                z = pattern @ v  # [B, H, T, K]
-            else:  # nobody looks at the pattern: use the fused kernel
-                z = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, scale=scale)  # [B, H, T, K]
-            z = hp(p + "attn.hook_z", z.transpose(1, 2))  # [B, T, H, K]
-            if want(p + "attn.hook_result"):  # per-head outputs only when someone reads them
-                result = hp(p + "attn.hook_result", torch.einsum("bthk,hkd->bthd", z, W("attn.W_O")))  # [B, T, H, D]
-                attn_out = result.sum(dim=2)
+            if skip_empty and not P[p + "attn.W_O"].any():
+                resid = resid + P[p + "attn.b_O"]
             else:
-                attn_out = F.linear(z.reshape(B, T, H * K), W("attn.W_O").reshape(H * K, cfg.d_model).T)
-            attn_out = hp(p + "hook_attn_out", attn_out + W("attn.b_O"))  # [B, T, D]
-            resid = hp(p + "hook_resid_mid", resid + attn_out)
-            post = hp(p + "mlp.hook_post", F.linear(resid, W("mlp.W_in").T, W("mlp.b_in")).relu_())  # [B, T, M]
-            mlp_out = hp(p + "hook_mlp_out", F.linear(post, W("mlp.W_out").T, W("mlp.b_out")))  # [B, T, D]
-            resid = hp(p + "hook_resid_post", resid + mlp_out)
-        return F.linear(resid, self.param("unembed.W_U").T, self.param("unembed.b_U"))  # [B, T, O]
+                resid = hp(p + "hook_resid_mid", resid + self._attention(P, p, resid, mask, padded, hp, want))
+            if skip_empty and not P[p + "mlp.W_out"].any():
+                resid = resid + P[p + "mlp.b_out"]
+            else:
+                post = hp(p + "mlp.hook_post", linear(resid, P[p + "mlp.W_in"].T, P[p + "mlp.b_in"], relu=True))  # [B, T, M]
+                mlp_out = hp(p + "hook_mlp_out", linear(post, P[p + "mlp.W_out"].T, P[p + "mlp.b_out"]))  # [B, T, D]
+                resid = resid + mlp_out
+            resid = hp(p + "hook_resid_post", resid)
+        return linear(resid, P["unembed.W_U"].T, P["unembed.b_U"])  # [B, T, O]
+
+    def _attention(self, P: Mapping[str, torch.Tensor], p: str, resid: torch.Tensor, mask: torch.Tensor | None,
+                   padded: bool, hp: Callable, want: Callable) -> torch.Tensor:
+        """One attention sublayer's output ``[B, T, D]`` (bias included), hooks fired under prefix ``p``."""
+        cfg = self.cfg
+        B, T, D = resid.shape
+        H, K = cfg.n_heads, cfg.d_head
+        scale = 1.0 / math.sqrt(K)
+        # Q, K and V in one matmul: [B, T, D] -> [B, T, 3, H, K] -> three [B, H, T, K].
+        w_qkv = torch.cat([P[p + f"attn.W_{n}"] for n in "QKV"]).permute(0, 2, 1).reshape(3 * H * K, D)
+        b_qkv = torch.cat([P[p + f"attn.b_{n}"] for n in "QKV"]).reshape(3 * H * K)
+        q, k, v = linear(resid, w_qkv, b_qkv).view(B, T, 3, H, K).permute(2, 0, 3, 1, 4).unbind(0)
+        if want(p + "attn.hook_pattern") or want(p + "attn.hook_z"):
+            scores = (q @ k.transpose(-1, -2)) * scale  # [B, H, T, T]
+            if mask is not None:
+                scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+            pattern = hp(p + "attn.hook_pattern", scores.softmax(dim=-1))  # [B, H, T, T]
+            z = pattern @ v  # [B, H, T, K]
+        else:  # nobody looks at the pattern: use the fused kernel
+            z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask if padded else None,
+                                               is_causal=cfg.causal and not padded, scale=scale)  # [B, H, T, K]
+        z = hp(p + "attn.hook_z", z.transpose(1, 2))  # [B, T, H, K]
+        if want(p + "attn.hook_result"):  # per-head outputs only when someone reads them
+            result = hp(p + "attn.hook_result", torch.einsum("bthk,hkd->bthd", z, P[p + "attn.W_O"]))  # [B, T, H, D]
+            attn_out = result.sum(dim=2) + P[p + "attn.b_O"]
+        else:
+            attn_out = linear(z.reshape(B, T, H * K), P[p + "attn.W_O"].reshape(H * K, D).T, P[p + "attn.b_O"])
+        return hp(p + "hook_attn_out", attn_out)  # [B, T, D]
 
     def run_with_cache(self, tokens: torch.Tensor, hooks: Mapping[str, Hook] | None = None,
                        names: Callable[[str], bool] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -144,6 +144,35 @@ def test_padding_does_not_change_outputs(compiled_programs):
         torch.testing.assert_close(model(ids), model.run_with_cache(ids)[0])
 
 
+@pytest.mark.parametrize("name", sorted(PROGRAMS))
+def test_inference_fast_paths_agree_with_the_training_path(compiled_programs, name):
+    # Without autograd, in float32, the model takes oneDNN matmuls, is_causal attention when no
+    # key is a pad, and skips sublayers whose output weights are zero. With autograd on it takes
+    # F.linear and every sublayer; the explicit attention path (caching patterns) builds masks.
+    cp = compiled_programs[name]
+    model = to_torch(cp)[0].float()
+    rng = np.random.default_rng(0)
+    full = encode(model.cfg, [tuple(rng.choice(cp.spec.vocab, size=cp.max_len)) for _ in range(64)])
+    mixed = encode(model.cfg, cp.spec.sample_inputs(rng, 64, cp.max_len))
+    for ids in (full, mixed):
+        with torch.enable_grad():
+            reference = model(ids, skip_empty=False)
+            explicit = model.run_with_cache(ids)[0]
+        with torch.inference_mode():
+            fast, dense = model(ids), model(ids, skip_empty=False)
+        assert torch.equal(fast, dense)  # skipping a zero sublayer is exact, not approximate
+        torch.testing.assert_close(fast, reference, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(fast, explicit, atol=1e-5, rtol=1e-5)
+        assert torch.equal(fast.argmax(-1), reference.argmax(-1))
+
+
+def test_miu_has_empty_sublayers_to_skip(compiled_programs):
+    # Layers 0 and 2 only use their MLP: their attention is all zeros, which the fast path skips.
+    model, _ = to_torch(compiled_programs["miu"])
+    empty = [l for l in range(model.cfg.n_layers) if not model.param(f"blocks.{l}.attn.W_O").any()]
+    assert empty == [0, 2]
+
+
 # ---------------------------------------------------------------- artifacts --
 
 def run_cli(capsys, argv):
