@@ -190,12 +190,13 @@ class Transformer(nn.Module):
             hooks: ``{hook name: fn}``, see the module docstring.
             cache: if given, filled with ``{hook name: activation}``.
             cache_names: optional filter on which hook names to cache.
-            skip_empty: when no hook or cache is attached, skip any attention
-                sublayer whose ``W_O`` is exactly zero and any MLP whose
-                ``W_out`` is (their output is then just the bias). Tracr fills
-                the unused half of each layer this way, so a compiled model
-                does a third less work; the result is the same for finite
-                activations. ``False`` computes every sublayer, as Tracr does.
+            skip_empty: without autograd and with no hook or cache attached,
+                skip any attention sublayer whose ``W_O`` is exactly zero and
+                any MLP whose ``W_out`` is (their output is then just the
+                bias). Tracr fills the unused half of each layer this way, so
+                a compiled model does less work; the result is the same for
+                finite activations. ``False`` computes every sublayer, as
+                Tracr does.
 
         Returns:
             logits ``[B, T, O]``.
@@ -221,7 +222,8 @@ class Transformer(nn.Module):
             raise ValueError(f"sequence of {T} positions exceeds n_ctx={cfg.n_ctx}")
         P = {k.replace("__", "."): v for k, v in self.p._parameters.items()}  # {TL name: parameter}
         pad_id = cfg.vocab.index(cfg.pad_token)
-        padded = bool((tokens == pad_id).any())
+        # On an accelerator, always mask rather than sync with the host to find out.
+        padded = tokens.device.type != "cpu" or bool((tokens == pad_id).any())
         # "May attend" mask, broadcastable to [B, H, T, T]: pad keys, then causality. Without pads
         # the fused kernel needs none (is_causal), so it is only built when something reads it.
         mask = None
@@ -231,7 +233,8 @@ class Transformer(nn.Module):
             if cfg.causal:
                 tri = torch.ones(T, T, dtype=torch.bool, device=tokens.device).tril()  # [T, T]
                 mask = tri if mask is None else mask & tri
-        skip_empty = skip_empty and not hooks and cache is None
+        # Never under autograd: a zero W_O still has a gradient.
+        skip_empty = skip_empty and not hooks and cache is None and not torch.is_grad_enabled()
         embed = hp("hook_embed", P["embed.W_E"][tokens])  # [B, T, D]
         pos = hp("hook_pos_embed", P["pos_embed.W_pos"][:T].expand(B, T, -1))  # [B, T, D]
         resid = embed + pos  # [B, T, D]

@@ -171,6 +171,12 @@ def test_miu_has_empty_sublayers_to_skip(compiled_programs):
     model, _ = to_torch(compiled_programs["miu"])
     empty = [l for l in range(model.cfg.n_layers) if not model.param(f"blocks.{l}.attn.W_O").any()]
     assert empty == [0, 2]
+    # Under autograd nothing is skipped: a zeroed W_O in front of live heads still gets a gradient.
+    model = model.float()
+    with torch.no_grad():
+        model.param("blocks.1.attn.W_O").zero_()
+    model(encode(model.cfg, [tuple("MIUI")])).sum().backward()
+    assert model.param("blocks.1.attn.W_O").grad.abs().sum() > 0
 
 
 # ---------------------------------------------------------------- artifacts --
