@@ -171,6 +171,20 @@ def test_miu_has_empty_sublayers_to_skip(compiled_programs):
     model, _ = to_torch(compiled_programs["miu"])
     empty = [l for l in range(model.cfg.n_layers) if not model.param(f"blocks.{l}.attn.W_O").any()]
     assert empty == [0, 2]
+    # A skipped sublayer still adds its bias; an all-zero MLP is skipped too.
+    model = model.float()
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        model.param("blocks.1.mlp.W_out").zero_()
+        for l in range(model.cfg.n_layers):
+            for name in ("attn.b_O", "mlp.b_out"):
+                model.param(f"blocks.{l}.{name}").add_(torch.randn(model.cfg.d_model, generator=gen))
+    ids = encode(model.cfg, [tuple("MIUIUIIUMI"), tuple("MUIIIIUIUI")])
+    with torch.inference_mode():
+        fast, dense = model(ids), model(ids, skip_empty=False)
+    assert torch.equal(fast, dense)
+    with torch.enable_grad():
+        torch.testing.assert_close(fast, model(ids))
     # Under autograd nothing is skipped: a zeroed W_O in front of live heads still gets a gradient.
     model = model.float()
     with torch.no_grad():
