@@ -79,8 +79,6 @@ def main(argv: list[str] | None = None) -> int:
 
     # Return only the decoded ids, as the torch side does, so XLA drops the
     # residuals and attention logits Tracr's output also carries.
-    # Return only the decoded ids, as the torch side does, so XLA drops the
-    # residuals and attention logits Tracr's output also carries.
     fwd = jax.jit(lambda params, x: cp.model.forward(params, x).unembedded_output)
     jit_compile = 0.0
     rates: dict[str, tuple[float, str]] = {}  # {contender: (best strings/s, its setting)}

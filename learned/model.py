@@ -48,7 +48,7 @@ def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, relu: bool = False
     Without autograd, on CPU in float32, this goes through oneDNN's matmul
     (the kernel Inductor uses) instead of ``F.linear``'s MKL sgemm: for the
     skinny shapes here (``[B*T, 64] @ [64, 121]``) MKL ran 2.5-4x slower on
-    the AMD EPYC CI machine (see ``python -m compiled.bench``). Training,
+    the 2-core AMD EPYC machine this was built on (see ``compiled.bench``). Training,
     float64 and GPUs keep ``F.linear``; a test checks the two paths agree.
     """
     if (not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32
