@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from compare.controls import run_controls
-from compare.pipeline import CompareConfig, compare_models, prepare
-from compare.report import write_report
+from compare.pipeline import CompareConfig, check_finite, compare_models, prepare
+from compare.report import ReportData, Run, write_report
 from learned.artifact import check_compatible, load_artifact
 from learned.model import Transformer
 from rasp_programs.errors import ToolkitError, cli_main
@@ -53,11 +53,12 @@ def load_models(program: str, artifacts: Path, seeds: list[int], learned: list[s
     if not root.is_dir():
         raise ToolkitError(f"no artifacts for program '{program}' in {artifacts} "
                            f"(run `make compile PROGRAM={program}` then `make train PROGRAM={program}`)")
-    compiled, meta = load_artifact(root / "compiled", dtype=torch.float64, make_hint=f"make compile PROGRAM={program}")
+    compiled, meta = load_artifact(root / "compiled", dtype=torch.float32, make_hint=f"make compile PROGRAM={program}")
     if meta.get("kind") != "compiled" or "residual_labels" not in meta or "block_map" not in meta:
         raise ToolkitError(f"{root / 'compiled'} is not a compiled artifact (run `make compile PROGRAM={program}`)")
     if len(meta["residual_labels"]) != compiled.cfg.d_model:
         raise ToolkitError(f"{root / 'compiled'}: residual_labels do not match d_model (run `make compile`)")
+    check_finite(compiled, f"compiled artifact {root / 'compiled' / 'model.safetensors'}")
     if learned:
         folders = [(Path(p).name, Path(p)) for p in learned]
     else:
@@ -65,8 +66,9 @@ def load_models(program: str, artifacts: Path, seeds: list[int], learned: list[s
     models = []
     for label, folder in folders:
         hint = "" if learned else f"make train PROGRAM={program} SEEDS=\"{' '.join(map(str, seeds))}\""
-        model, _ = load_artifact(folder, dtype=torch.float64, make_hint=hint)
+        model, _ = load_artifact(folder, dtype=torch.float32, make_hint=hint)
         check_compatible(compiled.cfg, model.cfg, f"learned checkpoint {folder}")
+        check_finite(model, f"learned checkpoint {folder / 'model.safetensors'}")
         models.append((label, str(folder), model))
     return compiled, meta, models
 
@@ -78,17 +80,18 @@ def run(program: str, artifacts: Path, reports: Path, seeds: list[int], learned:
     check_writable(reports)
     compiled, meta, models = load_models(program, artifacts, seeds, learned)
     t0 = time.perf_counter()
+    log("preparing: inputs, live rows, pairs, untrained baselines, the compiled model against itself ...")
     prep = prepare(spec, compiled, meta, config)
     runs = []
     for label, path, model in models:
         log(f"comparing {label} ({path}) ...")
-        runs.append({"label": label, "path": path, "result": compare_models(prep, model)})
-    payload = {"program": program, "compiled": str(artifacts / program / "compiled"), "runs": runs}
+        runs.append(Run(label, path, compare_models(prep, model)))
+    checks = []
     if controls:
-        log("controls: self, disguised copy, random model, seed vs seed ...")
-        payload["controls"] = run_controls(prep, config.seed, [m for _, _, m in models])
-    payload["seconds"] = time.perf_counter() - t0
-    return write_report(reports / program, spec, payload)
+        log("controls: self, disguised copies, untrained, knockout, seed vs seed ...")
+        checks = run_controls(prep, config.seed, [m for _, _, m in models])
+    data = ReportData(program, str(artifacts / program / "compiled"), runs, checks, time.perf_counter() - t0)
+    return write_report(reports / program, spec, data)
 
 
 @cli_main

@@ -1,14 +1,28 @@
-"""The shared inputs, per-position variable values and cached activations.
+"""The shared inputs, rows, splits, live masks and cached activations.
 
 Both models run through the same ``learned.model.Transformer`` on the same
-token ids. A *row* is one real (non-BOS, non-pad) position of one input; every
-readout, CKA and pattern comparison works on rows, so both models are always
-compared on exactly the same (input, position) pairs.
+token ids. A *row* is one real position of one input, and every readout,
+intervention and pattern comparison works on rows.
+
+* **Distinct rows.** In a causal model the residual at position p depends
+  only on the prefix up to p, so rows that share a prefix are copies. For a
+  causal program the inputs are therefore the *distinct prefixes* of the
+  sampled strings, each with one row (its last position); otherwise the
+  inputs are the distinct strings with one row per position.
+* **Groups and folds.** Every row belongs to the sampled string it came from
+  (a prefix to the first string it was seen in); folds are
+  ``sklearn.model_selection.GroupKFold`` over those groups, so no string is
+  on both sides of a split. Fold 0 is the *test* split of the interventions,
+  fold 1 their *validation* split and the rest their *fit* split.
+* **Live rows.** A variable is live at a row when some other value of it
+  there changes the program's output (``spec.run`` with an intervention).
+  Statuses are decided on live rows.
+* **Inputs.** Every input up to ``max_len`` when there are few; otherwise a
+  seeded sample from the program's training mix (``learned.data``), which for
+  MIU is rich in well-formed strings, so ``count_I`` is live often.
 
 Positions: model position ``t`` (BOS is 0) holds RASP position ``t - 1``.
-
-Shape glossary: B inputs, T positions (BOS included), N rows, D d_model,
-H heads, K d_head.
+Shape glossary: B inputs, T positions (BOS included), N rows, D d_model.
 """
 
 from __future__ import annotations
@@ -18,11 +32,16 @@ from typing import Any, Iterable
 
 import numpy as np
 import torch
+from sklearn.model_selection import GroupKFold
 
 from learned.artifact import encode
+from learned.data import build_table
 from learned.model import ModelConfig, Transformer
 from rasp_programs.errors import ToolkitError
 from rasp_programs.spec import ProgramSpec, Tokens
+
+TEST, VAL = 0, 1   # folds: test, validation; every other fold is the fit split
+MAX_ALTERNATIVES = 12  # values tried per row when deciding liveness (all of them if fewer)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +57,7 @@ class VariableInfo:
         written_after: index into ``resid_hooks`` of the first residual hook
             that holds the variable in the compiled model.
         op: the RASP operation that computes it.
+        parent: for a coarsening (``count_I mod 3``), the variable it coarsens.
     """
 
     name: str
@@ -47,24 +67,30 @@ class VariableInfo:
     classes: tuple[Any, ...]
     written_after: int
     op: str
+    parent: str | None = None
 
 
 @dataclasses.dataclass
 class Dataset:
-    """Inputs, ids and per-row variable values (see module docstring).
+    """Inputs, ids and per-row values (see module docstring).
 
     Attributes:
-        inputs: the token tuples.
-        exhaustive: whether ``inputs`` are every input up to ``max_len``.
+        inputs: the token tuples run through the models.
+        exhaustive: whether the sample was every input up to ``max_len``.
         ids: ``[B, T]`` token ids (BOS first, pads last).
         row_input, row_pos: ``[N]`` input index and model position of each row.
+        group: ``[N]`` the sampled string each row came from.
+        fold: ``[N]`` the GroupKFold fold of each row.
+        values: ``{variable: [N]}`` the program's value (Python objects).
         targets: ``{variable: [N]}`` class index (categorical) or float value.
+        live: ``{variable: [N]}`` whether the variable is live at the row.
+        control: ``{variable: [N]}`` control-task labels (a random fixed class per (token, position) type).
         outputs: ``[N]`` reference output id of each row.
         variables: ``VariableInfo`` per compiled variable, program order.
+        derived: coarsenings of count-like variables (``count_I mod 3``), read out too.
         resid_hooks: residual hook names in order (embed, pre/mid, ..., post).
         output_vocab: the models' output values (strings) in id order.
-        derived: coarsenings of integer variables (``count_I mod 3``, ``count_bad_M == 0``):
-            read out too, so the report can say what a model keeps instead of the full value.
+        causal: the program (and so every row) is causal.
     """
 
     inputs: list[Tokens]
@@ -72,12 +98,18 @@ class Dataset:
     ids: torch.Tensor
     row_input: np.ndarray
     row_pos: np.ndarray
+    group: np.ndarray
+    fold: np.ndarray
+    values: dict[str, list]
     targets: dict[str, np.ndarray]
+    live: dict[str, np.ndarray]
+    control: dict[str, np.ndarray]
     outputs: np.ndarray
     variables: list[VariableInfo]
+    derived: list[VariableInfo]
     resid_hooks: list[str]
     output_vocab: tuple[str, ...]
-    derived: list[VariableInfo] = dataclasses.field(default_factory=list)
+    causal: bool
 
     @property
     def readout_variables(self) -> list[VariableInfo]:
@@ -88,7 +120,12 @@ class Dataset:
         return len(self.row_input)
 
     def var(self, name: str) -> VariableInfo:
-        return next(v for v in self.variables if v.name == name)
+        return next(v for v in self.readout_variables if v.name == name)
+
+    def split(self, name: str) -> np.ndarray:
+        """Boolean ``[N]`` mask of the ``"test"``, ``"val"``, ``"fit"`` or ``"train"`` (fit + val) rows."""
+        return {"test": self.fold == TEST, "val": self.fold == VAL, "fit": self.fold > VAL,
+                "train": self.fold != TEST}[name]
 
 
 COARSENINGS = (("== 0", lambda x: (x == 0).astype(np.int64)), ("mod 2", lambda x: x % 2), ("mod 3", lambda x: x % 3))
@@ -111,13 +148,7 @@ def output_id(cfg: ModelConfig, value: Any) -> int:
 
 
 def variable_infos(spec: ProgramSpec, meta: dict, values: dict[str, list]) -> list[VariableInfo]:
-    """Reads each variable's residual block and writing layer from the compiled ``model.json``.
-
-    Args:
-        spec: the program.
-        meta: compiled ``model.json`` (``residual_labels``, ``block_map``).
-        values: ``{variable: all observed values}`` used for the class list.
-    """
+    """Reads each variable's residual block and writing layer from the compiled ``model.json``."""
     labels = meta["residual_labels"]
     blocks = {b["sop"]: b for b in meta["block_map"]}
     out = []
@@ -138,38 +169,104 @@ def variable_infos(spec: ProgramSpec, meta: dict, values: dict[str, list]) -> li
     return out
 
 
-def build_dataset(spec: ProgramSpec, meta: dict, cfg: ModelConfig, n_inputs: int, seed: int) -> Dataset:
-    """Every input up to the compiled ``max_len`` if there are at most ``n_inputs``, else a seeded sample."""
+def sample_strings(spec: ProgramSpec, cfg: ModelConfig, max_len: int, n: int, seed: int) -> tuple[list[Tokens], bool]:
+    """Every input up to ``max_len`` if there are at most ``n``; else ``n`` distinct draws from the training mix."""
+    if spec.num_inputs(max_len) <= n:
+        return list(spec.enumerate_inputs(max_len)), True
+    table = build_table(spec, cfg, max_len, seed, pool_size=max(2048, n))
+    gen = torch.Generator().manual_seed(seed)
+    draws = torch.multinomial(table.weights, 4 * n, replacement=True, generator=gen).tolist()
+    real = {i: t for i, t in enumerate(cfg.vocab) if t not in (cfg.bos_token, cfg.pad_token)}
+    seen: dict[Tokens, None] = {}
+    for r in draws:
+        seen.setdefault(tuple(real[i] for i in table.ids[r, 1:].tolist() if i in real), None)
+        if len(seen) >= n:
+            break
+    return list(seen), False
+
+
+def _live(spec: ProgramSpec, tokens: Tokens, pos: int, var: str, current: Any, outputs: list,
+          alternatives: list) -> bool:
+    """Whether setting ``var`` at RASP position ``pos`` to another value changes the program's output."""
+    for alt in alternatives:
+        if alt == current:
+            continue
+        try:
+            changed = spec.run(tokens, {var: {pos: alt}})[spec.output] != outputs
+        except Exception:  # noqa: BLE001 - an undefined counterfactual (sort) is not a change
+            continue
+        if changed:
+            return True
+    return False
+
+
+def build_dataset(spec: ProgramSpec, meta: dict, cfg: ModelConfig, n_inputs: int, seed: int,
+                  n_folds: int = 3) -> Dataset:
+    """Samples inputs, builds distinct rows, groups, folds, values, live masks and control labels."""
     max_len = int(meta.get("max_len", spec.default_max_len))
-    inputs, exhaustive = spec.evaluation_inputs(max_len, n_inputs, seed)
+    strings, exhaustive = sample_strings(spec, cfg, max_len, n_inputs, seed)
+    if spec.causal:  # one input per distinct prefix, grouped with the string it was first seen in
+        first: dict[Tokens, int] = {}
+        for g, s in enumerate(strings):
+            for p in range(1, len(s) + 1):
+                first.setdefault(s[:p], g)
+        inputs = list(first)
+        row_input = np.arange(len(inputs))
+        row_pos = np.array([len(x) for x in inputs])
+        group = np.array([first[x] for x in inputs])
+    else:
+        inputs = strings
+        row_input = np.concatenate([np.full(len(x), i) for i, x in enumerate(inputs)])
+        row_pos = np.concatenate([np.arange(1, len(x) + 1) for x in inputs])
+        group = row_input.copy()
     runs = [spec.run(x) for x in inputs]
-    row_input = np.concatenate([np.full(len(x), i) for i, x in enumerate(inputs)])
-    row_pos = np.concatenate([np.arange(1, len(x) + 1) for x in inputs])
-    flat = {v.name: [val for r in runs for val in r[v.name]] for v in spec.variables}
-    variables = variable_infos(spec, meta, flat)
-    targets = {}
+    values = {v.name: [runs[i][v.name][p - 1] for i, p in zip(row_input, row_pos)] for v in spec.variables}
+    variables = variable_infos(spec, meta, values)
+    rng = np.random.default_rng(seed)
+    targets, live, control = {}, {}, {}
+    kinds = [(inputs[i][p - 1], p) for i, p in zip(row_input, row_pos)]  # (token, position) type of each row
+    type_ids = np.unique(np.array([f"{t}@{p}" for t, p in kinds]), return_inverse=True)[1]
     for v in variables:
+        vals = values[v.name]
         if v.encoding == "categorical":
             index = {c: i for i, c in enumerate(v.classes)}
-            targets[v.name] = np.array([index[x] for x in flat[v.name]], dtype=np.int64)
+            targets[v.name] = np.array([index[x] for x in vals], dtype=np.int64)
+            pool = list(v.classes)
         else:
-            targets[v.name] = np.array(flat[v.name], dtype=np.float64)
+            targets[v.name] = np.array(vals, dtype=np.float64)
+            pool = sorted(set(vals))
+        alts = (pool if len(pool) <= MAX_ALTERNATIVES else
+                [pool[i] for i in sorted(rng.choice(len(pool), MAX_ALTERNATIVES, replace=False))])
+        live[v.name] = np.array([_live(spec, inputs[i], p - 1, v.name, vals[r], runs[i][spec.output], alts)
+                                 for r, (i, p) in enumerate(zip(row_input, row_pos))])
+        # Hewitt & Liang control task: each (token, position) type gets a fixed label drawn from the
+        # variable's own distribution.
+        per_type = rng.choice(targets[v.name], size=type_ids.max() + 1)
+        control[v.name] = per_type[type_ids]
     derived = []
     for v in variables:
-        if v.encoding != "categorical" or not all(isinstance(c, int) and not isinstance(c, bool) for c in v.classes):
-            continue
-        values = np.array(flat[v.name])
+        if v.encoding != "categorical" or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0
+                                                  for c in v.classes):
+            continue  # only counts: -1 % 3 == 2 would merge "none" with "at 2, 5, 8"
+        raw = np.array(values[v.name])
         for suffix, fn in COARSENINGS:
-            coarse = fn(values)
+            coarse = fn(raw)
             classes = tuple(sorted(set(coarse.tolist())))
             if 1 < len(classes) < len(v.classes):
                 info = dataclasses.replace(v, name=f"{v.name} {suffix}", labels=(), dims=(), classes=classes,
-                                           op=f"{v.name} {suffix}")
+                                           op=f"{v.name} {suffix}", parent=v.name)
                 derived.append(info)
                 targets[info.name] = np.searchsorted(np.array(classes), coarse)
-    outputs = np.array([output_id(cfg, y) for x in inputs for y in spec.reference(x)], dtype=np.int64)
-    return Dataset(inputs, exhaustive, encode(cfg, inputs), row_input, row_pos, targets, outputs,
-                   variables, resid_hooks(cfg), cfg.output_vocab, derived)
+                live[info.name] = live[v.name]
+    outputs = np.array([output_id(cfg, runs[i][spec.output][p - 1]) for i, p in zip(row_input, row_pos)])
+    n_groups = len(np.unique(group))
+    if n_groups < n_folds:
+        raise ToolkitError(f"only {n_groups} distinct inputs; the comparison needs at least {n_folds}")
+    fold = np.empty(len(row_input), dtype=np.int64)
+    for k, (_, test) in enumerate(GroupKFold(n_folds, shuffle=True, random_state=seed).split(row_input, groups=group)):
+        fold[test] = k
+    return Dataset(inputs, exhaustive, encode(cfg, inputs), row_input, row_pos, group, fold, values, targets,
+                   live, control, outputs, variables, derived, resid_hooks(cfg), cfg.output_vocab, spec.causal)
 
 
 @torch.no_grad()
@@ -187,25 +284,7 @@ def run_cached(model: Transformer, ids: torch.Tensor, names: Iterable[str],
 
 def at_rows(act: torch.Tensor, data: Dataset) -> np.ndarray:
     """``[B, T, ...]`` activation to ``[N, ...]`` float64 numpy at the dataset's rows."""
-    return act[torch.from_numpy(data.row_input), torch.from_numpy(data.row_pos)].double().numpy()
-
-
-def sample_rows(n_rows: int, k: int, rng: np.random.Generator) -> np.ndarray:
-    """At most ``k`` distinct row indices, sorted (all rows if there are fewer)."""
-    if n_rows <= k:
-        return np.arange(n_rows)
-    return np.sort(rng.choice(n_rows, size=k, replace=False))
-
-
-def subset(data: Dataset, keep: np.ndarray) -> Dataset:
-    """The dataset restricted to the inputs ``keep`` (sorted indices), rows renumbered."""
-    new_index = np.full(len(data.inputs), -1)
-    new_index[keep] = np.arange(len(keep))
-    mask = new_index[data.row_input] >= 0
-    return Dataset([data.inputs[i] for i in keep], False, data.ids[torch.from_numpy(keep)],
-                   new_index[data.row_input[mask]], data.row_pos[mask],
-                   {k: v[mask] for k, v in data.targets.items()}, data.outputs[mask],
-                   data.variables, data.resid_hooks, data.output_vocab, data.derived)
+    return act[torch.from_numpy(data.row_input), torch.from_numpy(data.row_pos)].double().cpu().numpy()
 
 
 def embedding_basis(model: Transformer, max_len: int, tol: float = 1e-6) -> np.ndarray:

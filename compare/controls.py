@@ -1,64 +1,90 @@
-"""The four controls the report ends with.
+"""Controls: comparisons whose right answer is known, so ``compare/`` can be caught measuring nothing.
 
-* ``self``: the compiled model against itself; everything must be perfect.
-* ``disguised``: the compiled model with its residual stream rotated by a
-  random orthogonal matrix (applied to every read and write, so it computes
-  exactly the same function) and its heads permuted within each layer. The
-  comparison must recover the permutation exactly, with readouts and IIA
-  >= 0.99; it shows nothing depends on the basis or the head order.
-* ``random``: an untrained model (``Transformer.init_weights``); it must be
-  reported as no match.
-* ``seed_vs_seed``: two learned models against each other (CKA at matched
-  hooks, head-pattern agreement under the optimal matching, the least-squares
-  map); the ceiling of agreement one can expect between two trained models.
+Each control can fail, and each is a test (``tests/test_compare.py``):
+
+* ``self``: the compiled model against itself (``Prepared.reference``).
+  Every testable variable must be causal and every live head matched.
+* ``disguised (rotation)`` and ``disguised (invertible)``: the compiled
+  model with its residual stream mapped by a random orthogonal matrix, or by
+  a random invertible, non-orthogonal one (every read and write adjusted, so
+  it computes the same function), and its heads permuted within each layer.
+  Both must give the same statuses and hooks as ``self`` and recover the
+  permutation.
+* ``untrained``: a network with random weights; nothing may be causal and no
+  head may match ("no match").
+* ``knockout``: the compiled model with one live head's ``W_O`` zeroed. The
+  head's variable and everything computed from it must lose its causal
+  status, and the ablation table must show the damage.
+* ``distributed``: one variable's block mixed into other directions by an
+  invertible map. It must still be found, with an intervention dimension
+  close to the compiled block's.
+* ``seed vs seed``: two learned models against each other (CKA, head
+  agreement, output agreement): the ceiling of agreement between two trained
+  models, not a pass/fail check.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
-from compare import heads as H
-from compare.pipeline import Prepared, _max_len, _side, compare_models, frozen, head_name
+from compare import heads as heads_lib
+from compare.ablations import head_name
+from compare.pipeline import Prepared, _side, compare_models, descendants, frozen, max_len_of
+from compare.results import Comparison, Status
 from compare.similarity import linear_cka
 from learned.model import Transformer
 
-PASS = 0.99
+WRITES = ("embed.W_E", "pos_embed.W_pos")
+WRITE_SUFFIXES = ("attn.W_O", "attn.b_O", "mlp.W_out", "mlp.b_out")
+READ_SUFFIXES = ("attn.W_Q", "attn.W_K", "attn.W_V")
 
 
-def disguise(model: Transformer, seed: int) -> tuple[Transformer, np.ndarray, list[list[int]]]:
-    """A copy computing the same function in a rotated basis with permuted heads.
-
-    Returns:
-        (model, rotation ``[D, D]``, per layer ``perm`` with new head ``perm[h]``
-        = old head ``h``).
-    """
-    g = torch.Generator().manual_seed(seed)
+def remap(model: Transformer, a: torch.Tensor, perms: list[list[int]] | None = None) -> Transformer:
+    """A copy computing the same function on the residual basis ``x @ a`` (``a`` ``[D, D]`` invertible),
+    with heads permuted per layer (new head ``perm[h]`` = old head ``h``)."""
     dtype = model.param("embed.W_E").dtype
-    d = model.cfg.d_model
-    q, r = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
-    q = (q * torch.sign(torch.diagonal(r))).to(dtype)  # Haar-random orthogonal [D, D]
-    sd = {k: v.clone() for k, v in model.tl_state_dict().items()}
+    a = a.to(dtype)
+    inv = torch.linalg.inv(a.double()).to(dtype)
     out = {}
-    perms = []
-    for name, w in sd.items():
-        if name in ("embed.W_E", "pos_embed.W_pos") or name.endswith(("attn.W_O", "attn.b_O", "mlp.W_out", "mlp.b_out")):
-            out[name] = w @ q  # writes: [..., D] -> rotated
-        elif name.endswith(("attn.W_Q", "attn.W_K", "attn.W_V")):
-            out[name] = torch.einsum("de,hdk->hek", q, w)  # reads: [H, D, K]
-        elif name in ("unembed.W_U",) or name.endswith("mlp.W_in"):
-            out[name] = q.T @ w
+    for name, w in model.tl_state_dict().items():
+        if name in WRITES or name.endswith(WRITE_SUFFIXES):
+            out[name] = w @ a                                     # writes: [..., D] -> mapped
+        elif name.endswith(READ_SUFFIXES):
+            out[name] = torch.einsum("de,hek->hdk", inv, w)      # reads: [H, D, K]
+        elif name == "unembed.W_U" or name.endswith("mlp.W_in"):
+            out[name] = inv @ w                                   # reads: [D, X]
         else:
-            out[name] = w
-    for l in range(model.cfg.n_layers):
-        perm = torch.randperm(model.cfg.n_heads, generator=g)
-        inv = torch.argsort(perm)  # new position of old head h is perm[h]: new[perm[h]] = old[h]
+            out[name] = w.clone()
+    for l, perm in enumerate(perms or []):
+        order = torch.argsort(torch.tensor(perm))  # new[perm[h]] = old[h]
         for p in ("W_Q", "W_K", "W_V", "b_Q", "b_K", "b_V", "W_O"):
-            out[f"blocks.{l}.attn.{p}"] = out[f"blocks.{l}.attn.{p}"][inv]
-        perms.append(perm.tolist())
+            out[f"blocks.{l}.attn.{p}"] = out[f"blocks.{l}.attn.{p}"][order]
     copy = Transformer(model.cfg).to(dtype)
     copy.load_tl_state_dict(out)
-    return copy.eval(), q.double().numpy(), perms
+    return copy.eval()
+
+
+def random_map(d: int, seed: int, invertible: bool) -> torch.Tensor:
+    """A Haar-random rotation, or (``invertible``) rotation @ diag(0.3..3) @ rotation: not orthogonal."""
+    g = torch.Generator().manual_seed(seed)
+
+    def rotation() -> torch.Tensor:
+        q, r = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
+        return q * torch.sign(torch.diagonal(r))
+    if not invertible:
+        return rotation()
+    scales = torch.exp(torch.empty(d, dtype=torch.float64).uniform_(np.log(0.3), np.log(3.0), generator=g))
+    return rotation() @ torch.diag(scales) @ rotation()
+
+
+def disguise(model: Transformer, seed: int, invertible: bool = False) -> tuple[Transformer, list[list[int]]]:
+    """``remap`` by a random map with random head permutations; returns (copy, perms)."""
+    g = torch.Generator().manual_seed(seed + 1)
+    perms = [torch.randperm(model.cfg.n_heads, generator=g).tolist() for _ in range(model.cfg.n_layers)]
+    return remap(model, random_map(model.cfg.d_model, seed, invertible), perms), perms
 
 
 def random_model(model: Transformer, seed: int) -> Transformer:
@@ -68,80 +94,149 @@ def random_model(model: Transformer, seed: int) -> Transformer:
     return m.eval()
 
 
-def _nanmin(values) -> float:
-    """Smallest finite value (IIA is nan where a variable has no usable pairs); nan if none."""
-    vals = [float(x) for x in values if x is not None and np.isfinite(x)]
-    return min(vals) if vals else float("nan")
+def knockout(model: Transformer, layer: int, head: int) -> Transformer:
+    """A copy with one head's ``W_O`` zeroed."""
+    sd = {k: v.clone() for k, v in model.tl_state_dict().items()}
+    sd[f"blocks.{layer}.attn.W_O"][head] = 0.0
+    copy = Transformer(model.cfg).to(model.param("embed.W_E").dtype)
+    copy.load_tl_state_dict(sd)
+    return copy.eval()
 
 
-def _check(result: dict, heads_expected: dict[str, str] | None) -> dict:
-    v = result["variables"]
-    out = {
-        "min_readout_at_compiled_layer": min(x["readouts"][x["compiled_written_at"]]["score"] for x in v.values()),
-        "min_iia_readout": _nanmin(x["iia_readout"] for x in v.values()),
-        "min_iia_das": _nanmin(x["iia_das"] for x in v.values()),
-        "variables_without_pairs": [k for k, x in v.items() if x["n_pairs_test"] == 0],
-        "head_matches": {m["compiled"]: [m["learned"], m["score"]] for m in result["heads"]["matches"]},
-        "verdict": result["summary"]["verdict"],
-    }
-    if heads_expected is not None:
-        out["permutation_recovered"] = all(
-            out["head_matches"].get(c, [None])[0] == l for c, l in heads_expected.items())
-    return out
+def distribute(model: Transformer, dims: list[int], others: list[int], seed: int) -> Transformer:
+    """A copy whose residual directions ``dims`` (one variable's block) are mixed with ``others`` by a
+    random invertible map on their span (identity elsewhere)."""
+    d = model.cfg.d_model
+    sub = dims + others
+    a = torch.eye(d, dtype=torch.float64)
+    a[np.ix_(sub, sub)] = random_map(len(sub), seed, invertible=True)
+    return remap(model, a)
 
 
-def run_controls(prep: Prepared, seed: int, learned: list[Transformer] | None = None) -> dict:
-    """Runs the controls; returns ``{name: {"passed", "checks", "result"?}}``.
+@dataclasses.dataclass
+class ControlResult:
+    """One control: did it pass, what was checked, and the comparison it ran."""
 
-    ``result`` (the full comparison) is kept for every control but seed-vs-seed.
-    """
-    compiled = prep.compiled.model
-    out = {}
-    res = compare_models(prep, compiled)
-    checks = _check(res, {m["compiled"]: m["compiled"] for m in res["heads"]["matches"]})
-    checks["cka_min_matched"] = min(res["cka"]["matched_positions"])
-    out["self"] = {"passed": bool(checks["min_readout_at_compiled_layer"] >= PASS and checks["min_iia_readout"] >= PASS
-                                  and checks["permutation_recovered"]), "checks": checks, "result": res}
+    name: str
+    passed: bool | None
+    checks: dict
+    result: Comparison | None = None
 
-    copy, _, perms = disguise(compiled, seed)
+
+def _statuses(c: Comparison) -> dict[str, str]:
+    return {k: v.status.value for k, v in c.variables.items()}
+
+
+def _hooks(c: Comparison) -> dict[str, str | None]:
+    return {k: v.found_hook for k, v in c.variables.items()}
+
+
+def check_self(ref: Comparison) -> ControlResult:
+    testable = [v for v in ref.variables.values() if v.status is not Status.NOT_TESTABLE]
+    ok = bool(testable) and all(v.status.causal for v in testable) and ref.heads.matched == len(ref.heads.matches)
+    return ControlResult("self", ok, {"statuses": _statuses(ref), "hooks": _hooks(ref),
+                                      "heads": {m.compiled: m.learned for m in ref.heads.matches}}, ref)
+
+
+def check_disguised(prep: Prepared, seed: int, invertible: bool) -> ControlResult:
+    ref = prep.reference
+    copy, perms = disguise(prep.compiled.model, seed, invertible)
     res = compare_models(prep, copy)
-    expected = {head_name(l, h): head_name(l, perms[l][h]) for l in range(len(perms)) for h in range(len(perms[l]))
-                if (l, h) not in prep.empty}
-    checks = _check(res, expected)
-    checks["permutation"] = perms
-    out["disguised"] = {"passed": bool(checks["min_readout_at_compiled_layer"] >= PASS
-                                       and min(checks["min_iia_readout"], checks["min_iia_das"]) >= PASS
-                                       and checks["permutation_recovered"]),
-                        "checks": checks, "result": res}
-
-    rand = random_model(compiled, seed)
-    res = compare_models(prep, rand)
-    checks = _check(res, None)
-    out["random"] = {"passed": checks["verdict"] == "no match", "checks": checks, "result": res}
-
-    out["seed_vs_seed"] = seed_vs_seed(prep, learned or [])
-    return out
+    expected = {m.compiled: head_name(int(m.compiled[1:].split("H")[0]),
+                                      perms[int(m.compiled[1:].split("H")[0])][int(m.compiled.split("H")[1])])
+                for m in ref.heads.matches}
+    got = {m.compiled: m.learned for m in res.heads.matches if m.is_match}
+    checks = {"statuses": _statuses(res), "hooks": _hooks(res), "reference_statuses": _statuses(ref),
+              "heads": got, "expected_heads": expected, "permutation": perms}
+    ok = _statuses(res) == _statuses(ref) and _hooks(res) == _hooks(ref) and got == expected
+    return ControlResult("disguised (invertible)" if invertible else "disguised (rotation)", ok, checks, res)
 
 
-def seed_vs_seed(prep: Prepared, models: list[Transformer]) -> dict:
+def check_untrained(prep: Prepared, seed: int) -> ControlResult:
+    res = compare_models(prep, random_model(prep.compiled.model, seed))
+    causal = [k for k, v in res.variables.items() if v.status.causal]
+    return ControlResult("untrained", res.summary.verdict == "no match" and not causal,
+                         {"verdict": res.summary.verdict, "causal": causal, "statuses": _statuses(res)}, res)
+
+
+def knockout_target(prep: Prepared) -> tuple[int, int, str] | None:
+    """The live compiled head (layer, head, SOp) whose SOp has the most descendants, for the knockout."""
+    heads = [(l, h, e["sop"]) for (l, h), e in prep.sops.items() if (l, h) not in prep.empty]
+    if not heads:
+        return None
+    return max(heads, key=lambda t: (len(descendants(prep.spec, t[2])), -t[0], -t[1]))
+
+
+def check_knockout(prep: Prepared) -> ControlResult:
+    target = knockout_target(prep)
+    if target is None:
+        return ControlResult("knockout", None, {"note": "no live compiled head"})
+    l, h, sop = target
+    res = compare_models(prep, knockout(prep.compiled.model, l, h))
+    lost = {sop} | descendants(prep.spec, sop)
+    still = [k for k in lost if res.variables[k].status.causal]
+    ref_bal = prep.reference.ablation.clean.balanced_accuracy
+    bal = res.ablation.clean.balanced_accuracy
+    damaged = bool(bal.hi < ref_bal.lo)
+    return ControlResult("knockout", not still and damaged,
+                         {"head": head_name(l, h), "variable": sop, "must_lose": sorted(lost),
+                          "still_causal": still, "statuses": _statuses(res),
+                          "balanced_accuracy": bal.fmt(3), "compiled_balanced_accuracy": ref_bal.fmt(3)}, res)
+
+
+def check_distributed(prep: Prepared, seed: int) -> ControlResult:
+    """Mixes the block of the first variable the reference finds by its pattern with every other block."""
+    ref = prep.reference
+    data = prep.data
+    target = next((v for v in data.variables if ref.variables[v.name].status.causal
+                   and ref.variables[v.name].intervention.subspace == "pattern"), None)
+    if target is None:
+        return ControlResult("distributed", None, {"note": "no variable found by its pattern in the compiled model"})
+    own = list(target.dims)
+    rest = [i for v in data.variables if v.name != target.name for i in v.dims]
+    res = compare_models(prep, distribute(prep.compiled.model, own, rest, seed))
+    got, want = res.variables[target.name], ref.variables[target.name]
+    dim = got.intervention.dim if got.intervention else None
+    close = dim is not None and abs(dim - want.intervention.dim) <= max(1, want.intervention.dim // 4)
+    return ControlResult("distributed", bool(got.status == want.status and close),
+                         {"variable": target.name, "mixed_dims": len(own) + len(rest), "status": got.status.value,
+                          "reference_status": want.status.value, "dim": dim, "reference_dim": want.intervention.dim,
+                          "compiled_block_dim": len(own)}, res)
+
+
+def seed_vs_seed(prep: Prepared, models: list[Transformer]) -> ControlResult:
     """Agreement between every pair of learned models (needs at least two)."""
     if len(models) < 2:
-        return {"passed": None, "note": "needs at least two learned seeds", "pairs": []}
-    cfg, data, rows = prep.config, prep.data, prep.rows
+        return ControlResult("seed vs seed", None, {"note": "needs at least two learned seeds", "pairs": []})
+    data = prep.data
     with frozen(*models):
-        sides = [_side(m, data, rows, cfg, prep.examples, prep.sub_inputs, _max_len(prep.meta, prep.spec),
-                       readouts=False) for m in models]
-    names = H.head_names(models[0])
+        sides = [_side(m, data, prep.config, prep.examples, max_len_of(prep.meta, prep.spec), readouts=False)
+                 for m in models]
+    names = heads_lib.head_names(models[0])
     pairs = []
     for a in range(len(models)):
         for b in range(a + 1, len(models)):
             sa, sb = sides[a], sides[b]
-            cka = [linear_cka(sa.resid[h][rows], sb.resid[h][rows]) for h in data.resid_hooks]
-            sim = H.similarity_matrix(sa.patterns, sb.patterns, names, names)
-            match = H.match_heads(sim, list(range(len(names))))
+            cka = [linear_cka(sa.resid[h], sb.resid[h]) for h in data.resid_hooks]
+            sim = heads_lib.similarity_matrix(sa.patterns, sb.patterns, names, names)
+            match = heads_lib.match_heads(sim, list(range(len(names))))
             pairs.append({"a": a, "b": b, "cka_matched": cka, "cka_mean": float(np.mean(cka)),
                           "head_matches": [[head_name(*names[i]), head_name(*names[j]), s] for i, j, s in match],
                           "head_score_mean": float(np.mean([s for _, _, s in match])),
                           "output_agreement": float((sa.pred == sb.pred).mean())})
-    return {"passed": None, "note": "ceiling of agreement between two trained models", "pairs": pairs}
+    return ControlResult("seed vs seed", None, {"note": "ceiling of agreement between two trained models",
+                                                "pairs": pairs})
 
+
+def run_controls(prep: Prepared, seed: int, learned: list[Transformer] | None = None,
+                 which: tuple[str, ...] = ("self", "rotation", "invertible", "untrained", "knockout")) -> list[ControlResult]:
+    """Runs the chosen controls (``distributed`` too if named) and seed-vs-seed on the learned models."""
+    makers = {"self": lambda: check_self(prep.reference),
+              "rotation": lambda: check_disguised(prep, seed, invertible=False),
+              "invertible": lambda: check_disguised(prep, seed, invertible=True),
+              "untrained": lambda: check_untrained(prep, seed),
+              "knockout": lambda: check_knockout(prep),
+              "distributed": lambda: check_distributed(prep, seed)}
+    out = [makers[k]() for k in which]
+    out.append(seed_vs_seed(prep, learned or []))
+    return out

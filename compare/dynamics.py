@@ -6,17 +6,19 @@ For every log-spaced checkpoint a training run kept
 * exhaustive accuracy, overall and (for MIU) per deciding clause;
 * the model's probability that a few named strings (``MU``, ``MI``, ...)
   are theorems, read at their last position;
-* for every compiled variable, the linear-readout score at or after the
-  layer where the compiled model writes it, rescaled so that the
-  majority-class baseline is 0 and perfect is 1, and the
-  interchange-intervention accuracy (the cheap ``CompareConfig.fast``
-  setting of ``compare.pipeline``);
+* for every compiled variable, with the methods of ``compare.pipeline`` (the
+  cheap ``CompareConfig.fast`` setting): its status, the hook where it is
+  found, its held-out IIA with the CI's bounds, and its live-row readout
+  there rescaled so that the untrained-network baseline is 0 and perfect is 1;
 * the head-matching scores.
 
-Then it marks each variable's emergence step (where its readout first *stays*
-at or above 0.9, then 0.99), orders the variables by it, says which rose
-before the accuracy jump (a progress measure in the sense of Nanda et al.),
-and finds the first step at which the model rejected ``MU`` with probability
+Then it marks each variable's emergence steps: where it first *stays* causal
+(IIA lower bound >= 0.9 and above the random-subspace null, the status rule)
+and where its rescaled readout first stays at or above 0.9. It orders the
+variables by the causal emergence, says which became causal before the
+accuracy jump (a progress measure in the sense of Nanda et al.), flags those
+readable from the first checkpoint (an untrained network already is), and
+finds the first step at which the model rejected ``MU`` with probability
 >= 0.99. Output: ``reports/<program>/dynamics/`` (``dynamics.json``,
 ``dynamics.png``, ``dynamics.md``), which ``make compare`` folds into the
 report as "How the circuit formed".
@@ -41,7 +43,8 @@ from rasp_programs.errors import ToolkitError, cli_main
 from rasp_programs.registry import get_program
 from rasp_programs.spec import ProgramSpec
 
-THRESHOLDS = (0.9, 0.99)
+MEASURES = ("causal", "readable")  # emergence: the status is causal / rescaled readout >= READABLE
+READABLE = 0.9
 MIU_PROBES = ("MI", "MU", "MIU", "MII", "MIII", "MIIII", "MUI", "IMI", "MIM")
 REJECT = 0.99  # "rejects MU" = P(theorem) <= 1 - REJECT
 
@@ -76,13 +79,11 @@ def first_step(steps: Sequence[int], values: Sequence[float], threshold: float, 
 def normalised(score: float, baseline: float) -> float:
     """Readout score rescaled so the baseline is 0 and perfect is 1 (clipped to [0, 1]).
 
-    A raw accuracy of 0.96 means nothing for a variable whose majority class
-    covers 95% of positions (``theorem``); 0.2 of the way to perfect does.
+    A raw accuracy of 0.99 means nothing for a variable an untrained network
+    of the same shape already reads at 0.99 (``count_I`` on live rows).
     """
-    if score is None or baseline is None or np.isnan(score):
-        return float("nan")
-    if baseline >= 1.0:
-        return 1.0
+    if score is None or baseline is None or np.isnan(score) or np.isnan(baseline) or baseline >= 1.0:
+        return float("nan")  # nothing to gain over a baseline that is already perfect
     return float(np.clip((score - baseline) / (1.0 - baseline), 0.0, 1.0))
 
 
@@ -110,19 +111,23 @@ def analyse_curves(run: dict[str, Any]) -> dict[str, Any]:
     """Emergence steps, order, progress measures and MU rejection for one run's curves."""
     steps = run["steps"]
     out: dict[str, Any] = {"emergence": {}, "order": {}, "sentence": {}}
-    for t in THRESHOLDS:
-        em = {v: emergence_step(steps, c["readout"], t) for v, c in run["variables"].items()}
-        out["emergence"][str(t)] = em
-        out["order"][str(t)] = emergence_order(em)
-        out["sentence"][str(t)] = order_sentence(out["order"][str(t)], em, steps[0] if steps else 0)
+    for measure in MEASURES:
+        if measure == "causal":
+            em = {v: emergence_step(steps, [1.0 if c else 0.0 for c in curves["causal"]], 0.5)
+                  for v, curves in run["variables"].items()}
+        else:
+            em = {v: emergence_step(steps, curves["readout"], READABLE) for v, curves in run["variables"].items()}
+        out["emergence"][measure] = em
+        out["order"][measure] = emergence_order(em)
+        out["sentence"][measure] = order_sentence(out["order"][measure], em, steps[0] if steps else 0)
     jump = emergence_step(steps, run["accuracy"]["sequence"], 0.99)
     out["accuracy_jump_step"] = jump
-    early = out["emergence"]["0.9"]
-    # A progress measure *rose* before the jump: readable already at the first
-    # checkpoint (from the input alone) does not count.
-    out["progress_measures"] = sorted(v for v, s in early.items()
+    causal = out["emergence"]["causal"]
+    # A progress measure *became causal* before the jump; causal already at the first checkpoint does not count.
+    out["progress_measures"] = sorted(v for v, s in causal.items()
                                       if s is not None and s > steps[0] and (jump is None or s < jump))
-    out["readable_at_init"] = sorted(v for v, s in early.items() if s is not None and s == steps[0])
+    out["readable_at_init"] = sorted(v for v, s in out["emergence"]["readable"].items()
+                                     if s is not None and s == steps[0])
     if "MU" in run.get("probes", {}):
         out["mu_rejected_step"] = first_step(steps, run["probes"]["MU"], 1 - REJECT, below=True)
     return out
@@ -181,19 +186,26 @@ def analyse_run(spec: ProgramSpec, prep, eval_set, run_folder: Path, log=print) 
             probes = [s for s in MIU_PROBES if len(s) < model.cfg.n_ctx]  # those that fit MAX_LEN
             for s, p in theorem_probability(model, spec, probes).items():
                 run["probes"].setdefault(s, []).append(p)
-        for name, v in res["variables"].items():
-            c = run["variables"].setdefault(name, {"readout": [], "readout_raw": [], "baseline": [], "iia": []})
-            c["readout"].append(normalised(v["aligned_score"], v["baseline"]))
-            c["readout_raw"].append(v["aligned_score"])
-            c["baseline"].append(v["baseline"])
-            iia = [x for x in (v["iia_readout"], v["iia_das"]) if x is not None and not np.isnan(x)]
-            c["iia"].append(max(iia) if iia else float("nan"))
-        for h in res["heads"]["matches"]:  # keyed by compiled head: its partner may change over training
-            c = run["heads"].setdefault(h["compiled"], {"score": [], "learned": []})
-            c["score"].append(h["score"])
-            c["learned"].append(h["learned"])
+        for name, v in res.variables.items():
+            c = run["variables"].setdefault(name, {"status": [], "causal": [], "hook": [], "iia": [], "iia_lo": [],
+                                                    "iia_hi": [], "readout": [], "readout_raw": [], "untrained": []})
+            r = v.readout
+            c["status"].append(v.status.value)
+            c["causal"].append(v.status.causal)
+            c["hook"].append(v.found_hook)
+            c["iia"].append(v.iia.value)
+            c["iia_lo"].append(v.iia.lo)
+            c["iia_hi"].append(v.iia.hi)
+            base = r.untrained_live if r is not None and r.untrained_live is not None else float("nan")
+            c["readout"].append(normalised(r.live.value, base) if r is not None else float("nan"))
+            c["readout_raw"].append(r.live.value if r is not None else float("nan"))
+            c["untrained"].append(base)
+        for h in res.heads.matches:  # keyed by compiled head: its partner may change over training
+            c = run["heads"].setdefault(h.compiled, {"score": [], "learned": []})
+            c["score"].append(h.agreement.value)
+            c["learned"].append(h.learned)
         log(f"  step {step:>6}: all-prefix acc {m['sequence_accuracy']:.4f}, "
-            + ", ".join(f"{k} {c['readout'][-1]:.2f}" for k, c in run["variables"].items())
+            + ", ".join(f"{k} {c['status'][-1]} (IIA {c['iia'][-1]:.2f})" for k, c in run["variables"].items())
             + f"  ({time.perf_counter() - t0:.1f} s)")
     if not run["steps"]:
         raise ToolkitError(f"no usable checkpoint in {run_folder / 'checkpoints'}")
@@ -202,9 +214,9 @@ def analyse_run(spec: ProgramSpec, prep, eval_set, run_folder: Path, log=print) 
 
 def across_seeds(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Is the emergence order the same in every seed?"""
-    orders = {seed: r["analysis"]["order"]["0.9"] for seed, r in runs.items()}
+    orders = {seed: r["analysis"]["order"]["causal"] for seed, r in runs.items()}
     distinct = {repr(o) for o in orders.values()}
-    return {"order_0.9": orders, "same_order_in_every_seed": len(distinct) == 1,
+    return {"order_causal": orders, "same_order_in_every_seed": len(distinct) == 1,
             "mu_rejected_step": {seed: r["analysis"].get("mu_rejected_step") for seed, r in runs.items()}}
 
 
@@ -227,16 +239,17 @@ def plot(runs: dict[str, dict[str, Any]], path: Path) -> None:
         ax.set_title(f"seed {seed}: accuracy")
         ax = row[1]
         for name, c in run["variables"].items():
-            line, = ax.plot(x, c["readout"], "-", label=f"{name} readout")
-            ax.plot(x, c["iia"], ":", color=line.get_color(), label=f"{name} IIA")
-            for t, mark in zip(THRESHOLDS, ("|", "x")):
-                s = a["emergence"][str(t)].get(name)
-                if s is not None:
-                    ax.plot(max(s, 0.8), t, mark, color=line.get_color(), ms=12, mew=2)
+            line, = ax.plot(x, c["iia"], "-", label=f"{name} IIA")
+            ax.fill_between(x, np.nan_to_num(np.array(c["iia_lo"], dtype=float)),
+                            np.nan_to_num(np.array(c["iia_hi"], dtype=float)), color=line.get_color(), alpha=0.15)
+            ax.plot(x, c["readout"], ":", color=line.get_color(), label=f"{name} readout vs untrained")
+            s = a["emergence"]["causal"].get(name)
+            if s is not None:
+                ax.plot(max(s, 0.8), 0.9, "x", color=line.get_color(), ms=12, mew=2)
         if a["accuracy_jump_step"] is not None:
             for ax_ in row:
                 ax_.axvline(max(a["accuracy_jump_step"], 0.8), color="grey", lw=1)
-        ax.set_title("variables: readout above baseline (solid), IIA (dotted); | 0.9, x 0.99")
+        ax.set_title("variables: held-out IIA with 95% CI (solid), readout above untrained (dotted); x: causal")
         ax = row[2]
         for s, ys in run["probes"].items():
             ax.plot(x, ys, "-", lw=2.5 if s == "MU" else 1, label=f"P({s} is a theorem)")
@@ -258,15 +271,16 @@ def markdown(program: str, runs: dict[str, dict[str, Any]], seeds: dict[str, Any
     for seed, run in runs.items():
         a = run["analysis"]
         lines.append(f"**Seed {seed}** ({len(run['steps'])} checkpoints, steps {run['steps'][0]}–{run['steps'][-1]}).")
-        lines.append(f"Readout ≥ 0.9 from: {a['sentence']['0.9']}.")
-        lines.append(f"Readout ≥ 0.99 from: {a['sentence']['0.99']}.")
+        lines.append(f"Causal (IIA lower bound ≥ 0.9, above the null) from: {a['sentence']['causal']}.")
+        lines.append(f"Readable beyond untrained networks (rescaled readout ≥ {READABLE}) from: "
+                     f"{a['sentence']['readable']}.")
         jump = a["accuracy_jump_step"]
         lines.append(f"All-prefix accuracy stays ≥ 0.99 from step {jump}." if jump is not None
                      else "All-prefix accuracy never stays ≥ 0.99.")
         if a["progress_measures"]:
-            lines.append(f"Rose before the accuracy jump (progress measures): {', '.join(a['progress_measures'])}.")
+            lines.append(f"Causal before the accuracy jump (progress measures): {', '.join(a['progress_measures'])}.")
         else:
-            lines.append("No variable became readable before the accuracy jump.")
+            lines.append("No variable became causal before the accuracy jump.")
         if "mu_rejected_step" in a:
             s = a["mu_rejected_step"]
             lines.append(f"First rejected `MU` with probability ≥ {REJECT}: "
@@ -275,7 +289,7 @@ def markdown(program: str, runs: dict[str, dict[str, Any]], seeds: dict[str, Any
             lines.append("Skipped checkpoints: " + "; ".join(f"step {s['step']}: {s['error']}" for s in run["skipped"]))
         lines.append("")
     if len(runs) > 1:
-        lines.append("The emergence order (0.9) is " + ("the same in every seed." if seeds["same_order_in_every_seed"]
+        lines.append("The order in which variables became causal is " + ("the same in every seed." if seeds["same_order_in_every_seed"]
                                                         else "not the same in every seed."))
     lines += ["", "![training dynamics](dynamics.png)", ""]
     return "\n".join(lines)
@@ -315,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     for f in folders:
         print(f"dynamics of {f}:")
         runs[f.name.removeprefix("seed")] = analyse_run(spec, prep, eval_set, f)
-    out = {"program": spec.name, "compare_settings": prep.config.to_dict(), "thresholds": THRESHOLDS,
+    out = {"program": spec.name, "compare_settings": prep.config.to_dict(), "measures": list(MEASURES),
            "probes": list(MIU_PROBES) if spec.name == "miu" else [], "runs": runs,
            "seconds": round(time.perf_counter() - t0, 1)}
     return _rewrite(spec, args.reports, out)
@@ -342,14 +356,14 @@ def _rewrite(spec: ProgramSpec, reports: Path, out: dict[str, Any]) -> int:
         plot(runs, tmp / "dynamics.png")
         (tmp / "dynamics.md").write_text(markdown(spec.name, runs, seeds_summary))
     for seed, run in runs.items():
-        print(f"seed {seed}: emergence (0.9): {run['analysis']['sentence']['0.9']}")
+        print(f"seed {seed}: became causal: {run['analysis']['sentence']['causal']}")
         if "mu_rejected_step" in run["analysis"]:
             print(f"seed {seed}: first rejected MU (p >= {REJECT}) at step {run['analysis']['mu_rejected_step']}")
     print(f"wrote {target}/ (analysis took {out['seconds']} s)")
     compare_json = reports / spec.name / "compare.json"
     if compare_json.is_file():  # fold the section into the existing report, rebuilt from its own JSON
-        from compare.report import write_report
-        report = write_report(reports / spec.name, spec, _load_json(compare_json))
+        from compare.report import read_report, write_report
+        report = write_report(reports / spec.name, spec, read_report(compare_json))
         print(f"report: {report} (now with 'How the circuit formed')")
     else:
         print(f"run `make compare PROGRAM={spec.name}` to fold this into the report")

@@ -1,4 +1,4 @@
-"""The report's PNG figures (matplotlib, Agg backend), drawn only from the result dict."""
+"""The report's PNG figures (matplotlib, Agg backend), drawn only from a ``Comparison``."""
 
 from __future__ import annotations
 
@@ -10,42 +10,46 @@ matplotlib.use("Agg")  # noqa: E402  (no display; set before pyplot is imported)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from compare.results import IIA_OK, Comparison  # noqa: E402
+
 
 def _short(hook: str) -> str:
     return hook.replace("blocks.", "").replace(".hook_resid_", " ").replace("hook_", "")
 
 
 def _save(fig, path: Path) -> str:
-    fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path.name
 
 
-def readout_heatmap(res: dict, path: Path) -> str:
-    """Variables x residual hooks: learned readout score, compiled writing hook outlined."""
-    names = list(res["variables"])
-    hooks = res["cka"]["hooks"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 1.2 + 0.45 * len(names)), sharey=True)
-    for ax, key, title in ((axes[0], "compiled_readouts", "compiled"), (axes[1], "readouts", "learned")):
-        m = np.array([[res["variables"][v][key][h] if key == "compiled_readouts" else
-                       res["variables"][v][key][h]["score"] for h in hooks] for v in names])
+def readout_heatmap(res: Comparison, path: Path) -> str:
+    """Variables x residual hooks: live-row readout, compiled on the left, this model on the right."""
+    names = list(res.variables)
+    hooks = res.cka["hooks"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 1.4 + 0.5 * len(names)), sharey=True)
+    for ax, side in zip(axes, ("compiled", "model")):
+        m = np.array([[res.variables[v].compiled_live.get(h, np.nan) if side == "compiled" else
+                       res.variables[v].readout_at(h).live.value for h in hooks] for v in names])
         im = ax.imshow(m, vmin=0, vmax=1, cmap="viridis", aspect="auto")
         for i, v in enumerate(names):
-            j = hooks.index(res["variables"][v]["compiled_written_at"])
+            var = res.variables[v]
+            j = hooks.index(var.compiled_hook)
             ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=2))
+            found = var.reference_hook if side == "compiled" else var.found_hook
+            if found:
+                ax.plot(hooks.index(found), i - 0.3, "o", color="white", ms=5, mec="black")
             for jj in range(len(hooks)):
-                ax.text(jj, i, f"{m[i, jj]:.2f}", ha="center", va="center", fontsize=7,
-                        color="white" if m[i, jj] < 0.6 else "black")
+                if np.isfinite(m[i, jj]):
+                    ax.text(jj, i + 0.12, f"{m[i, jj]:.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if m[i, jj] < 0.6 else "black")
         ax.set_xticks(range(len(hooks)), [_short(h) for h in hooks], rotation=45, ha="right", fontsize=8)
         ax.set_yticks(range(len(names)), names)
-        ax.set_title(f"{title} residual", fontsize=9)
-    fig.suptitle("cross-validated readout score per variable and hook (red box: where the compiled model writes it)",
+        ax.set_title(f"{side} residual", fontsize=9)
+    fig.suptitle("cross-validated readout on live rows (red box: compiled block written; white dot: found there)",
                  fontsize=9)
     fig.colorbar(im, ax=axes, shrink=0.8)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path.name
+    return _save(fig, path)
 
 
 def matrix(m: np.ndarray, rows: list[str], cols: list[str], title: str, path: Path,
@@ -69,10 +73,10 @@ def matrix(m: np.ndarray, rows: list[str], cols: list[str], title: str, path: Pa
     return _save(fig, path)
 
 
-def attention_grids(res: dict, path: Path) -> str | None:
+def attention_grids(res: Comparison, path: Path) -> str | None:
     """Each non-empty compiled head beside its matched learned head, on the example inputs."""
-    pairs = [(m["compiled"], m["learned"], m["score"]) for m in res["heads"]["matches"]]
-    ex = res["examples"]
+    pairs = [(m.compiled, m.learned, m.agreement.value) for m in res.heads.matches]
+    ex = res.examples
     if not pairs or not ex["inputs"]:
         return None
     n = len(ex["inputs"])
@@ -88,58 +92,74 @@ def attention_grids(res: dict, path: Path) -> str | None:
                 ax.set_yticks(range(len(toks)), toks, fontsize=6)
                 if e == 0:
                     ax.set_title(f"{src} {name}" + (f"\n(agreement {s:.2f})" if side else ""), fontsize=8)
+    fig.tight_layout()
     return _save(fig, path)
 
 
-def iia_bars(res: dict, path: Path) -> str:
-    names = list(res["variables"])
+def iia_bars(res: Comparison, path: Path) -> str:
+    """Test IIA per variable with its CI, the null's 95th percentile and the threshold."""
+    names = list(res.variables)
     x = np.arange(len(names))
-    v = res["variables"]
     fig, ax = plt.subplots(figsize=(1.8 + 1.3 * len(names), 3.2))
-    series = (("readout score", [v[n]["aligned_score"] for n in names]),
-              ("IIA readout subspace", [np.nan_to_num(v[n]["iia_readout"] if v[n]["iia_readout"] is not None else 0.0) for n in names]),
-              ("IIA DAS", [np.nan_to_num(v[n]["iia_das"] if v[n]["iia_das"] is not None else 0.0) for n in names]))
-    for k, (label, vals) in enumerate(series):
-        ax.bar(x + (k - 1) * 0.27, vals, width=0.27, label=label)
-    ax.scatter(x - 0.27, [v[n]["baseline"] for n in names], marker="_", s=300, c="black", label="readout baseline")
-    ax.axhline(0.9, ls=":", c="grey")
-    ax.set_xticks(x, names, fontsize=8)
-    ax.set_ylim(0, 1.05)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.set_title("readouts and interchange-intervention accuracy (at the aligned hook)", fontsize=9)
+    for i, n in enumerate(names):
+        iv = res.variables[n].intervention
+        if iv is None or not iv.test.defined:
+            ax.text(i, 0.05, "n/a", ha="center", fontsize=8)
+            continue
+        ax.bar(i, iv.test.value, width=0.6, color="tab:blue")
+        ax.errorbar(i, iv.test.value, yerr=[[iv.test.value - iv.test.lo], [iv.test.hi - iv.test.value]],
+                    color="black", capsize=4)
+        if np.isfinite(iv.null_p95):
+            ax.plot([i - 0.3, i + 0.3], [iv.null_p95] * 2, color="black", lw=2.5)
+        ax.text(i, 1.02, f"{iv.subspace} {iv.dim}d", ha="center", fontsize=7)
+    ax.axhline(IIA_OK, ls=":", c="grey")
+    ax.set_xticks(x, [f"{n}\n({res.variables[n].status.value})" for n in names], fontsize=7)
+    ax.set_ylim(0, 1.08)
+    ax.set_ylabel("IIA on held-out pairs")
+    ax.set_title("interchange-intervention accuracy at the chosen hook (bar: 95% CI; black tick: null p95)", fontsize=9)
     return _save(fig, path)
 
 
-def ablation_bars(res: dict, path: Path) -> str:
-    abl = res["ablation"]
-    heads = list(abl["mean"]["per_head"])
-    matched = set(abl["mean"]["matched"]["heads"])
+def ablation_bars(res: Comparison, path: Path) -> str:
+    """Balanced-accuracy drop per head and mode, with the ablated model's CI as error bars."""
+    ab = res.ablation
+    modes = ("zero", "mean", "resample")
+    heads = list(dict.fromkeys(a.heads[0] for a in ab.per_head))
     x = np.arange(len(heads))
-    fig, ax = plt.subplots(figsize=(1.8 + 0.8 * len(heads), 3.0))
-    for k, mode in enumerate(("mean", "zero")):
-        ax.bar(x + (k - 0.5) * 0.4, [abl[mode]["per_head"][h] for h in heads], width=0.4, label=f"{mode} ablation")
+    clean = ab.clean.balanced_accuracy.value
+    fig, ax = plt.subplots(figsize=(2 + 0.9 * len(heads), 3.0))
+    for k, mode in enumerate(modes):
+        rs = [next(a for a in ab.per_head if a.heads == [h] and a.mode == mode) for h in heads]
+        drop = np.array([r.drop for r in rs])
+        lo = np.array([clean - r.metrics.balanced_accuracy.hi for r in rs])
+        hi = np.array([clean - r.metrics.balanced_accuracy.lo for r in rs])
+        ax.bar(x + (k - 1) * 0.27, drop, width=0.27, label=f"{mode} ablation",
+               yerr=[np.clip(drop - lo, 0, None), np.clip(hi - drop, 0, None)], capsize=2)
+    matched = {h for a in ab.groups if a.mode == "zero" and a.heads for h in a.heads} & {
+        h for a in ab.groups[:3] for h in a.heads}
     ax.set_xticks(x, [h + (" *" if h in matched else "") for h in heads], fontsize=8)
-    ax.set_ylabel("drop in task accuracy")
-    ax.set_title(f"learned heads ablated one at a time (* matched); clean accuracy {abl['clean']:.3f}", fontsize=9)
+    ax.axhline(clean - ab.chance, ls=":", c="grey")
+    ax.set_ylabel("drop in balanced accuracy")
+    ax.set_title(f"heads ablated one at a time (* matched; dotted: drop to chance); clean {clean:.3f}", fontsize=9)
     ax.legend(fontsize=7)
     return _save(fig, path)
 
 
-def draw_all(res: dict, folder: Path) -> dict[str, str]:
+def draw_all(res: Comparison, folder: Path) -> dict[str, str]:
     """Writes every figure for one comparison into ``folder``; returns ``{kind: file name}``."""
-    hooks = [_short(h) for h in res["cka"]["hooks"]]
-    heads = res["heads"]
-    names = heads["names"]
-    live = [i for i, n in enumerate(names) if n not in heads["empty_compiled"]]
-    boxes = [(names.index(m["compiled"]), names.index(m["learned"])) for m in heads["matches"]]
+    hooks = [_short(h) for h in res.cka["hooks"]]
+    hd = res.heads
+    boxes = [(hd.compiled_names.index(m.compiled), hd.learned_names.index(m.learned)) for m in hd.matches]
     out = {
         "readouts": readout_heatmap(res, folder / "readout_heatmap.png"),
-        "cka": matrix(np.array(res["cka"]["matrix"]), hooks, hooks, "linear CKA, compiled (rows) x learned (columns)",
-                      folder / "cka.png", boxes=[(i, i) for i in range(len(hooks))], xlabel="learned", ylabel="compiled"),
-        "heads": matrix(np.array(heads["similarity"]), names, names,
-                        "attention-pattern agreement (BOS column dropped)\ncyan: optimal matching; grey: empty compiled head",
-                        folder / "head_similarity.png", boxes=boxes,
-                        grey_rows=[i for i in range(len(names)) if i not in live], xlabel="learned", ylabel="compiled"),
+        "cka": matrix(np.array(res.cka["matrix"]), hooks, hooks, "linear CKA, compiled (rows) x model (columns)",
+                      folder / "cka.png", boxes=[(i, i) for i in range(len(hooks))], xlabel="model",
+                      ylabel="compiled"),
+        "heads": matrix(np.array(hd.similarity), hd.compiled_names, hd.learned_names,
+                        "attention-pattern agreement (BOS column dropped)\ncyan: optimal matching; grey: empty "
+                        "compiled head", folder / "head_similarity.png", boxes=boxes,
+                        grey_rows=[hd.compiled_names.index(n) for n in hd.empty_compiled], xlabel="model",
+                        ylabel="compiled"),
         "iia": iia_bars(res, folder / "iia.png"),
         "ablation": ablation_bars(res, folder / "ablation.png"),
     }

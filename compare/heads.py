@@ -1,4 +1,4 @@
-"""Head alignment: attention-pattern similarity, optimal matching, what each head writes.
+"""Head alignment: attention-pattern similarity and optimal matching.
 
 Similarity of two heads on the same inputs: for every real query row, drop
 the BOS key column (Tracr attends to BOS as the default when a selector is
@@ -50,12 +50,16 @@ def normalised_rows(pattern: torch.Tensor, row_input: np.ndarray, row_pos: np.nd
     return rows.transpose(1, 0, 2)
 
 
-def row_agreement(p: np.ndarray, q: np.ndarray) -> float:
-    """Mean over rows of ``1 - TV(p, q)``, with the BOS-only conventions above. ``p, q``: ``[N, T-1]``."""
+def row_agreements(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Per row ``1 - TV(p, q)`` ``[N]``, with the BOS-only conventions above. ``p, q``: ``[N, T-1]``."""
     p_empty, q_empty = p.sum(-1) == 0, q.sum(-1) == 0
     agree = 1.0 - 0.5 * np.abs(p - q).sum(-1)
-    agree = np.where(p_empty | q_empty, (p_empty & q_empty).astype(float), agree)
-    return float(agree.mean())
+    return np.where(p_empty | q_empty, (p_empty & q_empty).astype(float), agree)
+
+
+def row_agreement(p: np.ndarray, q: np.ndarray) -> float:
+    """Mean over rows of ``row_agreements``."""
+    return float(row_agreements(p, q).mean())
 
 
 def uniform_rows(ids: torch.Tensor, row_input: np.ndarray, row_pos: np.ndarray, causal: bool,

@@ -1,247 +1,300 @@
-"""Causal checks: interchange interventions (readout subspace and DAS) and head ablations.
+"""Interchange interventions: pairs, whitened subspaces, IIA, DAS and the random-subspace null.
 
-Interchange intervention on variable ``v`` at residual hook ``hook``: pick a
-base input, a position ``p`` and a source input at least ``p`` long; run the
-source, take its residual at ``(hook, p)``, and in the base run replace the
-component of the residual at ``(hook, p)`` inside the aligned subspace ``U``
-(``[D, r]``, orthonormal) by the source's: ``x + (x_src - x) U Uᵀ``. The
-expected output is the RASP program's counterfactual,
-``spec.run(base, interventions={v: {p: value of v in the source at p}})``.
+Interchange intervention on variable ``v`` at residual hook ``h``: take a
+base row and a source row at the same position, and in the base run replace
+the base residual's component inside a subspace by the source's. The
+expected output is the program's counterfactual, ``spec.run(base,
+interventions={v: {p: value of v in the source}})``. IIA (Geiger et al.) is
+the share of pairs whose output equals it at every position.
 
-Pairs whose counterfactual is undefined in the program (an exception in
-its plain-Python causal model, e.g. sort's ``target_pos`` set to a value
-another position already has) are skipped; a variable with no usable pairs
-gets IIA ``nan`` ("n/a"). Only *effective* pairs are used: the source's value differs from the base's
-and the counterfactual output differs from the base output somewhere. A model
-that ignores the intervention (or a constant model) therefore scores 0, not
-the share of no-op pairs. IIA is the fraction of pairs whose decoded output
-equals the counterfactual at every position.
+* **Pairs** are *effective* (the counterfactual output differs from the base
+  output) and drawn from rows where ``v`` is live, bases and sources from the
+  same split: fit (DAS training), validation (every choice) and test
+  (reported). Splits are the dataset's folds, grouped by input string, so a
+  test pair shares no base prefix, source prefix or position with training.
+* **What is swapped**: only what the layers wrote, ``x~ = x - W_E[token] -
+  W_pos[position]``, so a swap never moves the raw token or position.
+* **Whitened coordinates** (``Space``): ``x~`` is centred and whitened on the
+  training rows. Every method here is then invariant to any invertible map of
+  the residual stream, not only to rotations.
+* **Candidates**: the *pattern* swap, from a joint linear forward model of all
+  program variables (where each varies: Haufe et al. 2014, not a probe's
+  filter weights), which moves the variable's patterns and leaves the other
+  variables' alone; and DAS (Geiger et al. 2023), an orthonormal basis trained
+  on the fit pairs (``torch.nn.utils.parametrizations.orthogonal``), swept
+  over dimensions.
+* **Null**: random subspaces of the same dimension in the same coordinates.
 
-DAS (Geiger et al., distributed alignment search): an orthonormal ``[D, r]``
-basis (the first ``r`` columns of a rotation, as the Q factor of a free
-matrix) trained by gradient descent on separate pairs to produce the
-counterfactual outputs, starting from the readout subspace. The
-rotation with the best IIA on the training pairs (checked every fifth of
-the steps, the start included) is kept, and training stops once it reaches
-1; IIA is reported on the test pairs.
+Shapes: P pairs, T positions, D d_model, r whitened rank, k subspace dimension.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.utils.parametrizations import orthogonal
 
-from compare.activations import Dataset, VariableInfo, at_rows, run_cached
+from compare.activations import Dataset, VariableInfo
+from compare.readouts import Whitener
+from compare.stats import Estimate, bootstrap
 from learned.model import Transformer
 from rasp_programs.spec import ProgramSpec
+
+IGNORE = -100
 
 
 @dataclasses.dataclass
 class Pairs:
-    """Base/source input indices, model position and counterfactual output ids ``[P, T]`` (-100: ignore)."""
+    """Effective intervention pairs of one variable in one split.
+
+    Attributes:
+        base, source: ``[P]`` row indices.
+        target: ``[P, T]`` counterfactual output ids (``IGNORE`` at BOS and pads).
+        value: ``[P]`` the value set (the source's), as a string.
+    """
 
     base: np.ndarray
     source: np.ndarray
-    pos: np.ndarray
     target: torch.Tensor
-
-    def take(self, sl: slice) -> "Pairs":
-        return Pairs(self.base[sl], self.source[sl], self.pos[sl], self.target[sl])
+    value: np.ndarray
 
     def __len__(self) -> int:
         return len(self.base)
 
 
-def make_pairs(spec: ProgramSpec, data: Dataset, var: VariableInfo, n: int, rng: np.random.Generator,
-               max_tries: int = 50) -> Pairs:
-    """Up to ``n`` effective pairs for ``var`` (see module docstring), seeded by ``rng``."""
-    lens = np.array([len(x) for x in data.inputs])
-    runs: dict[int, dict[str, list]] = {}
-
-    def run(i: int) -> dict[str, list]:
-        if i not in runs:
-            runs[i] = spec.run(data.inputs[i])
-        return runs[i]
-
+def make_pairs(spec: ProgramSpec, data: Dataset, var: VariableInfo, split: str, n: int,
+               rng: np.random.Generator, max_tries: int = 30) -> Pairs:
+    """Up to ``n`` distinct effective pairs for ``var`` with bases and sources from ``split``'s live rows."""
+    rows = np.flatnonzero(data.split(split) & data.live[var.name])
+    by_pos: dict[int, np.ndarray] = {p: rows[data.row_pos[rows] == p] for p in np.unique(data.row_pos[rows])}
     width = data.ids.shape[1]
-    base, source, pos, targets = [], [], [], []
-    for _ in range(n * max_tries):
-        if len(base) >= n:
+    vals = data.values[var.name]
+    seen, base, source, targets, values = set(), [], [], [], []
+    for _ in range(max_tries * n):
+        if len(base) >= n or not len(rows):
             break
-        b = int(rng.integers(len(data.inputs)))
-        p = int(rng.integers(1, lens[b] + 1))
-        pool = np.flatnonzero(lens >= p)
-        s = int(pool[rng.integers(len(pool))])
-        value = run(s)[var.name][p - 1]
-        if value == run(b)[var.name][p - 1]:
+        b = int(rng.choice(rows))
+        same = by_pos[int(data.row_pos[b])]
+        s = int(rng.choice(same))
+        if (b, s) in seen or vals[s] == vals[b]:
             continue
-        try:  # some counterfactuals are undefined, e.g. sort with two tokens sent to one place
-            cf = spec.run(data.inputs[b], interventions={var.name: {p - 1: value}})[spec.output]
-            ids = [data.output_vocab.index(str(y)) for y in cf]
-        except (ValueError, IndexError, KeyError):
+        seen.add((b, s))
+        tokens, pos = data.inputs[data.row_input[b]], int(data.row_pos[b]) - 1
+        try:
+            cf = spec.run(tokens, {var.name: {pos: vals[s]}})[spec.output]
+        except Exception:  # noqa: BLE001 - an undefined counterfactual (sort's duplicate target) is skipped
             continue
-        if cf == run(b)[spec.output]:
+        if cf == spec.run(tokens)[spec.output]:
             continue
-        row = np.full(width, -100, dtype=np.int64)
-        row[1:len(cf) + 1] = ids
-        base.append(b), source.append(s), pos.append(p), targets.append(row)
-    target = torch.from_numpy(np.stack(targets)) if targets else torch.zeros(0, width, dtype=torch.long)
+        row = [IGNORE] * width
+        row[1:1 + len(cf)] = [data.output_vocab.index(str(y)) for y in cf]
+        base.append(b)
+        source.append(s)
+        targets.append(row)
+        values.append(str(vals[s]))
     return Pairs(np.array(base, dtype=np.int64), np.array(source, dtype=np.int64),
-                 np.array(pos, dtype=np.int64), target)
+                 torch.tensor(targets, dtype=torch.long).reshape(len(base), width), np.array(values))
 
 
-def _swap_hook(src: torch.Tensor, pos: torch.Tensor, basis: torch.Tensor):
-    """Hook replacing the ``basis`` component at ``(row, pos[row])`` by the source's. src: ``[P, D]``."""
-    idx = torch.arange(len(pos))
+# --------------------------------------------------------------------------- spaces --
 
-    def hook(x: torch.Tensor, name: str) -> torch.Tensor:  # x: [P, T, D]
-        x = x.clone()
-        here = x[idx, pos]  # [P, D]
-        x[idx, pos] = here + ((src - here) @ basis) @ basis.T
-        return x
+@dataclasses.dataclass
+class Space:
+    """Whitened coordinates of what the layers wrote at one hook.
 
-    return hook
+    The input is ``x~ = x - (W_E[token] + W_pos[position])``: the residual without the direct
+    embedding of its own token and position, so a swap never moves the raw token. Then
+    ``z = (x~ - mean) @ white`` ``[r]``, and ``x~ = z @ unwhite + mean`` on the support.
+    """
 
+    mean: np.ndarray      # [D]
+    white: np.ndarray     # [D, r]
+    unwhite: np.ndarray   # [r, D]
 
-def _source_resid(model: Transformer, data: Dataset, pairs: Pairs, hook: str) -> torch.Tensor:
-    """``[P, D]`` the source's residual at ``hook`` and the pair's position."""
-    _, cache = run_cached(model, data.ids[torch.from_numpy(pairs.source)], [hook])
-    return cache[hook][torch.arange(len(pairs)), torch.from_numpy(pairs.pos)]
+    @property
+    def m(self) -> int:
+        return self.white.shape[1]
 
+    def z(self, xt: np.ndarray) -> np.ndarray:
+        return (xt - self.mean) @ self.white
 
-def _logits(model: Transformer, data: Dataset, pairs: Pairs, hook: str, src: torch.Tensor,
-            basis: torch.Tensor) -> torch.Tensor:
-    ids = data.ids[torch.from_numpy(pairs.base)]
-    return model(ids, hooks={hook: _swap_hook(src, torch.from_numpy(pairs.pos), basis)})  # [P, T, O]
-
-
-def iia(logits: torch.Tensor, target: torch.Tensor) -> float:
-    """Fraction of pairs whose prediction equals the target at every scored position."""
-    if len(target) == 0:
-        return float("nan")
-    ok = (logits.argmax(-1) == target) | (target == -100)
-    return float(ok.all(-1).double().mean())
+    def lift(self, proj_z: np.ndarray) -> np.ndarray:
+        """``[D, D]`` residual-space map of a ``[r, r]`` map in whitened coordinates: ``x + delta @ P``."""
+        return self.white @ proj_z @ self.unwhite
 
 
-@torch.no_grad()
-def readout_iia(model: Transformer, data: Dataset, pairs: Pairs, hook: str, basis: np.ndarray) -> float:
-    """IIA when swapping the readout subspace ``basis`` ``[D, r]`` (nan without pairs)."""
-    if len(pairs) == 0:
-        return float("nan")
-    u = torch.from_numpy(basis).to(data.ids.device, dtype=model.param("embed.W_E").dtype)
-    return iia(_logits(model, data, pairs, hook, _source_resid(model, data, pairs, hook), u), pairs.target)
+def make_space(xt_train: np.ndarray) -> Space:
+    """The ``Space`` at one hook from training rows' ``x~`` ``[N, D]``."""
+    w = Whitener().fit(xt_train)
+    return Space(w.mean_, w.components_, w.inverse_)
 
 
-def das(model: Transformer, data: Dataset, train: Pairs, test: Pairs, hook: str, init: np.ndarray,
-        dim: int, steps: int, lr: float, seed: int) -> dict:
-    """Trains a DAS subspace on ``train`` pairs, returns IIA on ``test`` pairs and the basis.
+def design(data: Dataset, rows: np.ndarray, names: list[str]) -> tuple[np.ndarray, dict[str, slice]]:
+    """Centred regressors ``[n, C]`` of the named variables on ``rows`` (one-hot classes, or the value),
+    constant columns dropped, and each variable's columns."""
+    cols, parts, start = {}, [], 0
+    for name in names:
+        y = data.targets[name][rows]
+        info = data.var(name)
+        block = (np.eye(len(info.classes))[y] if info.encoding == "categorical" else y[:, None].astype(float))
+        block = block[:, block.std(0) > 0]
+        parts.append(block - block.mean(0))
+        cols[name] = slice(start, start + block.shape[1])
+        start += block.shape[1]
+    return (np.concatenate(parts, axis=1) if parts else np.zeros((len(rows), 0))), cols
 
-    The subspace is the orthonormal Q factor of a free ``[D, dim]`` matrix
-    (the first ``dim`` columns of a rotation), initialised at ``init`` (padded
-    with seeded random columns when it has fewer than ``dim``).
+
+def pattern_swap(space: Space, xt: np.ndarray, g: np.ndarray, cols: dict[str, slice], var: str,
+                 others: set[str], tol: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+    """Where ``var`` lives, from a joint linear forward model of every program variable.
+
+    ``z ≈ g @ B`` (least squares; ``g`` from ``design``): the rows of ``B`` for ``var`` are its patterns
+    (Haufe et al. 2014). The swap moves ``z`` along ``var``'s patterns by the change in ``var``'s
+    coordinates in the basis of its own patterns and those of ``others``, so a correlated variable
+    is not dragged along. ``others`` are the variables not computed from ``var`` (a descendant has no
+    representation of its own before it is computed, and its fitted "pattern" would be ``var``'s).
 
     Returns:
-        ``{"iia", "train_iia", "dim", "steps", "basis"}`` (basis ``[D, dim]`` numpy).
+        ``V`` ``[r, k]`` an orthonormal basis of ``var``'s patterns and ``P`` ``[r, r]`` the swap
+        (``z + (z_src - z) @ P``); ``k = 0`` if ``var`` has no pattern here.
     """
-    if len(train) == 0 or len(test) == 0:
-        return {"iia": float("nan"), "train_iia": float("nan"), "dim": dim, "steps": 0, "basis": init}
-    rng = np.random.default_rng(seed)
-    d = model.cfg.d_model
+    z = space.z(xt)
+    r = space.m
+    if g.shape[1] == 0 or cols[var].stop == cols[var].start or r == 0:
+        return np.zeros((r, 0)), np.zeros((r, r))
+    b = np.linalg.lstsq(g, z - z.mean(0), rcond=None)[0]  # [C, r]
+    own = _orth(b[cols[var]].T, tol)  # [r, k]
+    keep = [c for name, sl in cols.items() if name in others for c in range(sl.start, sl.stop)]
+    other = _orth(b[keep].T, tol) if keep else np.zeros((r, 0))
+    basis = np.concatenate([own, other], axis=1)  # [r, k + o]
+    coords = np.linalg.pinv(basis, rcond=1e-8)  # [k + o, r]: coordinates along own and the others' patterns
+    return own, coords[:own.shape[1]].T @ own.T
+
+
+def embed_overlap(space: Space, basis: np.ndarray, embed: np.ndarray) -> float:
+    """Share of the residual directions a swap along ``basis`` ``[r, k]`` writes that lie in the span of the
+    token and position embeddings ``embed`` ``[D, e]`` (Euclidean; descriptive)."""
+    if basis.shape[1] == 0:
+        return 0.0
+    w = _orth((basis.T @ space.unwhite).T, 1e-9)  # [D, k'] orthonormal write directions
+    return float(np.linalg.norm(embed.T @ w) ** 2 / max(w.shape[1], 1))
+
+
+def _orth(a: np.ndarray, tol: float) -> np.ndarray:
+    """Orthonormal basis of the column space of ``a`` (columns with singular value > tol * largest)."""
+    if a.size == 0:
+        return np.zeros((a.shape[0], 0))
+    u, s, _ = np.linalg.svd(a, full_matrices=False)
+    if not len(s) or s[0] <= 1e-12:
+        return np.zeros((a.shape[0], 0))
+    return u[:, s > tol * s[0]]
+
+
+def random_basis(m: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """A Haar-random ``[m, k]`` orthonormal basis."""
+    q, r = np.linalg.qr(rng.standard_normal((m, k)))
+    return q * np.sign(np.diagonal(r))
+
+
+# ---------------------------------------------------------------------------- IIA --
+
+def _patched_logits(model: Transformer, data: Dataset, pairs: Pairs, hook: str, delta: torch.Tensor,
+                    proj: torch.Tensor) -> torch.Tensor:
+    """Logits ``[P, T, O]`` of the base inputs with ``x + delta @ proj`` at each pair's position.
+
+    ``delta`` ``[P, D]`` is ``x~_src - x~_base``, what the layers wrote in the source minus the base.
+    """
+    ids = data.ids[torch.from_numpy(data.row_input[pairs.base])]
+    pos = torch.from_numpy(data.row_pos[pairs.base])
+    idx = torch.arange(len(pairs))
+    step = delta @ proj  # [P, D]
+
+    def swap(x: torch.Tensor, name: str) -> torch.Tensor:  # x: [P, T, D]
+        return x.index_put((idx, pos), x[idx, pos] + step)
+    return model(ids, hooks={hook: swap})
+
+
+def hits(model: Transformer, data: Dataset, pairs: Pairs, hook: str, delta: np.ndarray,
+         proj: np.ndarray) -> np.ndarray:
+    """``[P]`` bool: the patched output equals the counterfactual at every position."""
+    if not len(pairs):
+        return np.zeros(0, dtype=bool)
     dtype = model.param("embed.W_E").dtype
+    with torch.no_grad():
+        logits = _patched_logits(model, data, pairs, hook, torch.as_tensor(delta, dtype=dtype),
+                                 torch.as_tensor(proj, dtype=dtype))
+    ok = (logits.argmax(-1) == pairs.target) | (pairs.target == IGNORE)
+    return ok.all(-1).numpy()
+
+
+def iia(model: Transformer, data: Dataset, pairs: Pairs, hook: str, delta: np.ndarray, space: Space,
+        proj_z: np.ndarray) -> float:
+    """IIA of the swap ``proj_z`` ``[r, r]`` in whitened coordinates (nan without pairs)."""
+    if not len(pairs) or not proj_z.any():
+        return float("nan")
+    return float(hits(model, data, pairs, hook, delta, space.lift(proj_z)).mean())
+
+
+def das(model: Transformer, data: Dataset, train: Pairs, hook: str, delta: np.ndarray, space: Space,
+        init: np.ndarray, dim: int, steps: int, lr: float, seed: int) -> np.ndarray:
+    """Distributed alignment search: an orthonormal ``[r, dim]`` basis trained on ``train`` pairs.
+
+    The swap is the orthogonal projection onto it in whitened coordinates. Starts from ``init``
+    (padded with seeded random directions); stops early once every training pair is right.
+    """
+    m = space.m
+    dim = max(1, min(dim, m))
+    rng = np.random.default_rng(seed)
     start = init[:, :dim]
     if start.shape[1] < dim:
-        start = np.concatenate([start, 0.1 * rng.standard_normal((d, dim - start.shape[1]))], axis=1)
-    w = torch.tensor(start, dtype=dtype, requires_grad=True)
-    opt = torch.optim.Adam([w], lr=lr)
-    src_train = _source_resid(model, data, train, hook)
-    src_test = _source_resid(model, data, test, hook)
-
-    def basis() -> torch.Tensor:
-        return torch.linalg.qr(w)[0]
-
-    def train_iia(u: torch.Tensor) -> float:
-        with torch.no_grad():
-            return iia(_logits(model, data, train, hook, src_train, u), train.target)
-
-    best_u = basis().detach()
-    best = train_iia(best_u) if len(train) else float("nan")
-    check = max(1, steps // 5)
-    for step in range(1, (steps if len(train) else 0) + 1):
-        if best >= 1.0:  # nothing left to learn on the training pairs
+        extra = rng.standard_normal((m, dim - start.shape[1]))
+        extra -= start @ (start.T @ extra)
+        start = np.concatenate([start, extra], axis=1)
+    start = np.linalg.qr(start)[0]
+    if not len(train) or steps <= 0:
+        return start
+    dtype = model.param("embed.W_E").dtype
+    rot = orthogonal(torch.nn.Linear(dim, m, bias=False, dtype=dtype))  # weight [m, dim], orthonormal columns
+    with torch.no_grad():
+        rot.weight = torch.as_tensor(start, dtype=dtype)
+    white = torch.as_tensor(space.white, dtype=dtype)      # [D, m]
+    unwhite = torch.as_tensor(space.unwhite, dtype=dtype)  # [m, D]
+    delta_t = torch.as_tensor(delta, dtype=dtype)
+    opt = torch.optim.Adam(rot.parameters(), lr=lr)
+    for _ in range(steps):
+        u = rot.weight  # [m, dim]
+        logits = _patched_logits(model, data, train, hook, delta_t, white @ u @ u.T @ unwhite)
+        if bool(((logits.argmax(-1) == train.target) | (train.target == IGNORE)).all()):
             break
-        logits = _logits(model, data, train, hook, src_train, basis())
-        loss = F.cross_entropy(logits.flatten(0, 1), train.target.flatten(), ignore_index=-100)
+        loss = F.cross_entropy(logits.flatten(0, 1), train.target.flatten(), ignore_index=IGNORE)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if step % check == 0 or step == steps:
-            u = basis().detach()
-            score = train_iia(u)
-            if score > best:
-                best, best_u = score, u
-    with torch.no_grad():
-        return {"iia": iia(_logits(model, data, test, hook, src_test, best_u), test.target),
-                "train_iia": best, "dim": dim, "steps": steps, "basis": best_u.numpy()}
+    return rot.weight.detach().double().numpy()
 
 
-# ---------------------------------------------------------------------------
-# Head ablations and what a head writes
-# ---------------------------------------------------------------------------
-
-def _ablate_hook(heads: list[int], mode: str, z_mean: torch.Tensor | None):
-    def hook(z: torch.Tensor, name: str) -> torch.Tensor:  # z: [B, T, H, K]
-        z = z.clone()
-        for h in heads:
-            z[:, :, h] = 0.0 if mode == "zero" else z_mean[: z.shape[1], h]
-        return z
-    return hook
-
-
-def ablation_hooks(heads: list[tuple[int, int]], mode: str, z_means: dict[int, torch.Tensor]) -> dict:
-    """Hooks that zero- or mean-ablate the given ``(layer, head)``s at ``hook_z``."""
-    by_layer: dict[int, list[int]] = {}
-    for l, h in heads:
-        by_layer.setdefault(l, []).append(h)
-    return {f"blocks.{l}.attn.hook_z": _ablate_hook(hs, mode, z_means.get(l)) for l, hs in by_layer.items()}
+def null_iia(model: Transformer, data: Dataset, pairs: Pairs, hook: str, delta: np.ndarray, space: Space,
+             dim: int, n: int, seed: int) -> tuple[float, float]:
+    """Mean and 95th percentile of the IIA of ``n`` random ``dim``-dimensional subspaces."""
+    if not len(pairs) or dim == 0 or space.m == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(n):
+        u = random_basis(space.m, min(dim, space.m), rng)
+        vals.append(iia(model, data, pairs, hook, delta, space, u @ u.T))
+    return float(np.mean(vals)), float(np.quantile(vals, 0.95))
 
 
-def z_means(model: Transformer, data: Dataset) -> dict[int, torch.Tensor]:
-    """Per layer, the mean ``hook_z`` over the dataset per position ``[T, H, K]``."""
-    names = [f"blocks.{l}.attn.hook_z" for l in range(model.cfg.n_layers)]
-    _, cache = run_cached(model, data.ids, names)
-    return {l: cache[n].mean(0) for l, n in enumerate(names)}
+def stratified(h: np.ndarray, keys: np.ndarray, groups: np.ndarray, seed: int) -> dict[str, Estimate]:
+    """IIA per key (position, value) with a CI over base input strings."""
+    return {str(k): bootstrap(h[keys == k].astype(float), groups[keys == k], seed)
+            for k in sorted(set(keys.tolist()), key=lambda k: (len(str(k)), str(k)))}
 
 
-def task_accuracy(model: Transformer, data: Dataset, hooks: dict | None = None) -> float:
-    """Fraction of rows where the model's output equals the program's output."""
-    logits, _ = run_cached(model, data.ids, [], hooks=hooks)
-    pred = logits.argmax(-1)[torch.from_numpy(data.row_input), torch.from_numpy(data.row_pos)].numpy()
-    return float((pred == data.outputs).mean())
-
-
-def head_writes(model: Transformer, data: Dataset, readouts: dict, clean: dict[str, np.ndarray],
-                layer: int, head: int, means: dict[int, torch.Tensor]) -> dict[str, float]:
-    """Drop of every variable's readout score at the end of ``layer`` when the head is mean-ablated.
-
-    Uses the readouts already fitted on the clean model (no refitting), on all
-    rows of ``data`` (a small subset); ``clean``: ``{hook: [N, D]}`` clean residuals there.
-    """
-    hook = data.resid_hooks[2 * layer + 2]
-    _, abl = run_cached(model, data.ids, [hook], hooks=ablation_hooks([(layer, head)], "mean", means))
-    x_abl = at_rows(abl[hook], data)
-    out = {}
-    for v in data.variables:
-        r = readouts[v.name][hook]
-        truth = data.targets[v.name]
-        out[v.name] = _score(r, v, clean[hook], truth) - _score(r, v, x_abl, truth)
-    return out
-
-
-def _score(r, v: VariableInfo, x: np.ndarray, truth: np.ndarray) -> float:
-    pred = r.predict(x, v)
-    if v.encoding == "categorical":
-        return float((pred == truth).mean())
-    var = float(((truth - truth.mean()) ** 2).sum())
-    return 1.0 - float(((pred - truth) ** 2).sum()) / var if var > 0 else 0.0
+def pairs_summary(pairs: dict[str, Pairs]) -> dict[str, Any]:
+    return {k: len(v) for k, v in pairs.items()}

@@ -1,59 +1,59 @@
-"""``compare_models``: the whole comparison of one learned model against the compiled one.
+"""``compare_models``: where, and whether, a model implements each compiled variable.
 
-Usable per checkpoint: ``prepare`` does the compiled side once (inputs,
-activations, readouts, patterns, intervention pairs), ``compare_models`` then
-costs one pass over the learned model. ``CompareConfig.fast()`` is the cheap
-setting for many checkpoints. Every random choice is seeded from
-``CompareConfig.seed``; the returned dict is plain JSON (``compare.json``).
+``prepare`` does the shared work once (inputs, distinct rows, folds, live
+masks, intervention pairs, untrained baselines) and analyses the compiled
+model against itself (``Prepared.reference``), so every finding about a
+learned model is put beside what the same method finds in the compiled one.
+``compare_models`` then returns a typed ``Comparison`` for any model of the
+same vocabularies. Everything random is seeded from ``CompareConfig.seed``.
 
-Per compiled variable:
-  1. readouts at every residual hook (``compare.readouts``); the *aligned
-     hook* is the earliest hook at or after the one where the compiled model
-     has written the variable whose readout is within 0.01 of the best there,
-     and (for an upstream variable) before the learned model's output is
-     readable: swapping a subspace that already holds the output would flip
-     the output whatever the variable, which is no evidence about it;
-  2. candidate subspaces at that hook, each with the embedding span removed
-     (an intervention must not swap the raw token or position): the
-     readout's row space, LDA, and strongly regularised LDA; the one with the
-     best IIA on the *training* pairs is kept and its IIA reported on the
-     separate test pairs ("IIA readout subspace");
-  3. DAS started from that subspace, same dimension ("IIA DAS");
-  4. a status (see the table below) from the readout and the best IIA.
-Heads: pattern agreement, optimal matching, what each head writes
-(``compare.heads``, ``compare.interventions.head_writes``); ablations; CKA
-and learned -> compiled maps (``compare.similarity``).
+Per compiled variable (``locate``):
+  1. readouts at every residual hook (``compare.readouts``), on all rows and
+     on live rows, against three baselines;
+  2. the hooks searched: every hook from the embeddings up to, *not
+     including*, the first hook where the model's own output is readable
+     (swapping a subspace there could act through the output itself); every
+     hook for the output variable;
+  3. at each hook, earliest first, the validation IIA of the pattern
+     subspace and, if that is not enough, of DAS at the same dimension; the
+     variable *lives* at the earliest hook where it is readable on live rows
+     and causal (else the earliest causal hook, else the best one);
+  4. there: a DAS dimension sweep (the smallest dimension within
+     ``SWEEP_TOL`` of the best validation IIA wins, the pattern subspace on
+     ties), then test IIA with a CI, the random-subspace null, IIA per
+     position and per value, the control task and the coarsenings;
+  5. the status, from CI bounds (``compare.results.decide_status``).
+Heads: pattern agreement with CIs and optimal matching (``compare.heads``),
+what each head writes; ablations (``compare.ablations``); CKA and maps
+(``compare.similarity``).
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from typing import Iterator
 
 import numpy as np
 import torch
 
-from compare import heads as H
-from compare import interventions as I
-from compare.activations import Dataset, at_rows, build_dataset, embedding_basis, run_cached, sample_rows, subset
-from compare.readouts import Readout, best_hook, fit_readouts, lda_basis
+from compare import heads as heads_lib
+from compare.ablations import head_name, run_ablations, z_statistics, ablation_hooks
+from compare.activations import Dataset, VariableInfo, at_rows, build_dataset, embedding_basis, run_cached
+from compare.interventions import (Pairs, Space, das, design, embed_overlap, hits, iia, make_pairs, make_space,
+                                   null_iia, pattern_swap, stratified)
+from compare.readouts import Fitted, predict_held_out, read_out
+from compare.results import (IIA_OK, MATCH_OK, READ_OK, Coarsening, Comparison, HeadMatch, Heads, HookReadout, HookTrial,
+                             Intervention, Status, VariableResult, decide_status, summarise)
 from compare.similarity import cka_matrix, map_decoding
+from compare.stats import Tri, at_least, bootstrap
 from compare.threads import one_thread
 from learned.model import Transformer
+from rasp_programs.errors import ToolkitError
 from rasp_programs.spec import ProgramSpec
 
-# Status of a compiled variable in the learned model:
-#   computed               readable at the aligned hook (``is_readable``) and causal (best IIA >= IIA_OK)
-#   input-level            readable already from the embeddings, and no subspace outside them is causal:
-#                          no separate representation beyond the tokens and positions
-#   correlational only     readable but not causal
-#   coarsened              not readable, but causal: the model keeps only what the output needs
-#                          (the report names any readable coarsening: == 0, mod 2, mod 3)
-#   readable, not testable readable, and no intervention on it has a defined outcome
-#   not represented        none of the above
-READ_OK = 0.95     # a variable is readable at accuracy / R² >= READ_OK
-IIA_OK = 0.9       # ... and causal at IIA >= IIA_OK
-WRITES = 0.1       # a head writes a variable if ablating it drops the readout by >= WRITES
+SWEEP_TOL = 0.02   # DAS sweep: the smallest dimension within this of the best validation IIA
+WRITES = 0.1       # a head writes a variable if ablating it drops the live readout by >= WRITES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,32 +61,41 @@ class CompareConfig:
     """Sample sizes and seeds of one comparison (saved in ``compare.json``)."""
 
     seed: int = 0
-    n_inputs: int = 3000        # inputs (all of them if there are fewer)
-    readout_rows: int = 8000    # rows used for readouts, CKA and maps
-    folds: int = 3
-    ridge: float = 1e-5
-    logistic_iters: int = 50    # L-BFGS iterations of the logistic readouts (variables with <= 3 classes)
-    n_ablation_inputs: int = 1000  # inputs for head ablations and head writes
-    n_pairs: int = 300          # effective IIA test pairs per variable (as many again train DAS)
-    das_steps: int = 100
-    das_lr: float = 0.02
-    match_threshold: float = 0.8
+    n_inputs: int = 3000        # sampled strings (all inputs if there are fewer)
+    folds: int = 3              # GroupKFold folds: test, validation, fit
+    probe_iter: int = 200       # iterations of the logistic probes
+    n_untrained: int = 3        # untrained networks behind the readout baseline
+    n_fit: int = 200            # effective pairs per variable: DAS training
+    n_val: int = 150            # ... selection
+    n_test: int = 300           # ... reported
+    das_steps: int = 30
+    das_lr: float = 0.05
+    das_dims: tuple[int, ...] = (1, 4, 16)
+    n_null: int = 20            # random subspaces in the null
     n_examples: int = 3
 
     @classmethod
     def fast(cls, seed: int = 0) -> "CompareConfig":
         """Cheap setting for many checkpoints (training dynamics)."""
-        return cls(seed=seed, n_inputs=800, readout_rows=3000, n_ablation_inputs=300, n_pairs=100, das_steps=30,
-                   logistic_iters=20)
+        return cls(seed=seed, n_inputs=1200, probe_iter=100, n_untrained=1, n_fit=150, n_val=80, n_test=150,
+                   das_steps=30, das_dims=(), n_null=10)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        d["das_dims"] = list(self.das_dims)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CompareConfig":
+        d = {k: v for k, v in d.items() if k in {f.name for f in dataclasses.fields(cls)}}
+        if "das_dims" in d:
+            d["das_dims"] = tuple(d["das_dims"])
+        return cls(**d)
 
 
 @contextlib.contextmanager
 def frozen(*models: Transformer) -> Iterator[None]:
-    """Inside the block: gradients off for the models' parameters and one compute thread
-    (``compare.threads.one_thread``); both restored after."""
+    """Inside the block: gradients off for the models' parameters and one compute thread."""
     flags = [[p.requires_grad for p in m.parameters()] for m in models]
     for m in models:
         m.requires_grad_(False)
@@ -99,303 +108,352 @@ def frozen(*models: Transformer) -> Iterator[None]:
                 p.requires_grad_(f)
 
 
-def head_name(l: int, h: int) -> str:
-    return f"L{l}H{h}"
-
-
 @dataclasses.dataclass
 class ModelSide:
-    """Everything computed from one model on the shared dataset."""
+    """One model's activations and readouts on the shared dataset."""
 
     model: Transformer
-    resid: dict[str, np.ndarray]
-    pred: np.ndarray
-    readouts: dict[str, dict[str, Readout]]
-    patterns: dict[int, np.ndarray]        # layer -> [H, N, T-1] renormalised non-BOS rows
-    z_means: dict[int, torch.Tensor]
-    raw_patterns: dict[int, torch.Tensor]  # layer -> [E, H, T, T] on the example inputs
-    sub_resid: dict[str, np.ndarray]       # clean residuals at the rows of the ablation subset
-    embed: np.ndarray                      # [D, e] span of the embeddings (left alone by interventions)
+    resid: dict[str, np.ndarray]                 # hook -> [N, D]
+    pred: np.ndarray                             # [N] output id
+    readouts: dict[str, dict[str, HookReadout]]  # variable -> hook -> readout
+    fitted: dict[str, dict[str, Fitted]]
+    patterns: dict[int, np.ndarray]              # layer -> [H, N, T-1] renormalised non-BOS rows
+    raw_patterns: dict[int, torch.Tensor]        # layer -> [E, H, T, T] on the example inputs
+    embed: np.ndarray                            # [D, e]
+    direct: np.ndarray                           # [N, D] W_E[token] + W_pos[position] of each row
+    spaces: dict[str, Space] = dataclasses.field(default_factory=dict)
+
+    def xt(self, hook: str) -> np.ndarray:
+        """``[N, D]`` what the layers wrote by ``hook``: the residual without the row's direct embedding."""
+        return self.resid[hook] - self.direct
+
+    def space(self, data: Dataset, hook: str) -> Space:
+        if hook not in self.spaces:
+            self.spaces[hook] = make_space(self.xt(hook)[data.split("train")])
+        return self.spaces[hook]
+
+    def delta(self, hook: str, pairs: Pairs) -> np.ndarray:
+        """``[P, D]`` source minus base of what the layers wrote, per pair."""
+        xt = self.xt(hook)
+        return xt[pairs.source] - xt[pairs.base]
 
 
 @dataclasses.dataclass
 class Prepared:
-    """The compiled side, shared by every ``compare_models`` call."""
+    """The shared side, computed once per comparison run."""
 
     spec: ProgramSpec
     meta: dict
     config: CompareConfig
     data: Dataset
-    rows: np.ndarray
-    sub: Dataset                            # the ablation subset
-    sub_inputs: np.ndarray
-    compiled: ModelSide
-    compiled_writes: dict
-    empty: set
-    sops: dict                              # (layer, head) -> block_map entry of its SOp
-    pairs: dict[str, tuple[I.Pairs, I.Pairs]]  # variable -> (train, test)
+    pairs: dict[str, dict[str, Pairs]]           # variable -> split -> pairs
     examples: list[int]
-    uniform: np.ndarray                     # [N, T-1] uniform-over-allowed-keys rows
+    uniform: np.ndarray                          # [N, T-1] uniform-over-allowed-keys rows
+    compiled: ModelSide
+    sops: dict                                   # (layer, head) -> block_map entry of its SOp
+    empty: set
+    untrained: dict[str, dict[str, dict[str, tuple[float, float]]]] = dataclasses.field(default_factory=dict)
+    reference: Comparison | None = None          # the compiled model against itself
 
 
-def _side(model: Transformer, data: Dataset, rows: np.ndarray, cfg: CompareConfig,
-          examples: list[int], sub_inputs: np.ndarray, max_len: int, readouts: bool = True) -> ModelSide:
-    """Activations, readouts (unless ``readouts=False``) and patterns of one model on the dataset."""
-    patt = [f"blocks.{l}.attn.hook_pattern" for l in range(model.cfg.n_layers)]
-    zs = [f"blocks.{l}.attn.hook_z" for l in range(model.cfg.n_layers)]
-    logits, cache = run_cached(model, data.ids, data.resid_hooks + patt + zs)
-    pred = logits.argmax(-1)[torch.from_numpy(data.row_input), torch.from_numpy(data.row_pos)].numpy()
-    resid = {h: at_rows(cache[h], data) for h in data.resid_hooks}
-    fitted = fit_readouts(data, resid, rows, cfg.folds, cfg.ridge, cfg.seed, cfg.logistic_iters) if readouts else {}
-    sub_in, sub_pos = data.row_input[rows], data.row_pos[rows]
-    patterns = {l: H.normalised_rows(cache[n], sub_in, sub_pos) for l, n in enumerate(patt)}
-    raw = {l: cache[n][examples].double() for l, n in enumerate(patt)}
-    z_means = {l: cache[n].mean(0) for l, n in enumerate(zs)}
-    sub_rows = np.isin(data.row_input, sub_inputs)
-    sub_resid = {h: x[sub_rows] for h, x in resid.items()}
-    return ModelSide(model, resid, pred, fitted, patterns, z_means, raw, sub_resid,
-                     embedding_basis(model, max_len))
-
-
-def prepare(spec: ProgramSpec, compiled: Transformer, meta: dict, cfg: CompareConfig) -> Prepared:
-    """The compiled side: dataset, activations, readouts, patterns and intervention pairs."""
-    with frozen(compiled):
-        data = build_dataset(spec, meta, compiled.cfg, cfg.n_inputs, cfg.seed)
-        data.ids = data.ids.to(compiled.param("embed.W_E").device)
-        rng = np.random.default_rng(cfg.seed)
-        rows = sample_rows(data.n_rows, cfg.readout_rows, rng)
-        lens = np.array([len(x) for x in data.inputs])
-        longest = np.flatnonzero(lens == lens.max())
-        examples = sorted(rng.choice(longest, size=min(cfg.n_examples, len(longest)), replace=False).tolist())
-        sub_inputs = sample_rows(len(data.inputs), cfg.n_ablation_inputs, rng)
-        sub = subset(data, sub_inputs)
-        side = _side(compiled, data, rows, cfg, examples, sub_inputs, _max_len(meta, spec))
-        empty = H.empty_heads(compiled)
-        writes = {n: I.head_writes(compiled, sub, side.readouts, side.sub_resid, n[0], n[1], side.z_means)
-                  for n in H.head_names(compiled) if n not in empty}
-        sops = {}
-        for entry in meta["block_map"]:
-            for b in entry["blocks"]:
-                if b["kind"] == "attn":
-                    sops[(b["layer"], b["head"])] = entry
-        pairs = {}
-        for v in data.variables:
-            prng = np.random.default_rng([cfg.seed, data.variables.index(v)])
-            both = I.make_pairs(spec, data, v, 2 * cfg.n_pairs, prng)
-            half = len(both) // 2
-            pairs[v.name] = (both.take(slice(0, half)), both.take(slice(half, None)))
-        pad = compiled.cfg.vocab.index(compiled.cfg.pad_token)
-        uniform = H.uniform_rows(data.ids.cpu(), data.row_input[rows], data.row_pos[rows], compiled.cfg.causal, pad)
-    return Prepared(spec, meta, cfg, data, rows, sub, sub_inputs, side, writes, empty, sops, pairs, examples, uniform)
-
-
-def _max_len(meta: dict, spec: ProgramSpec) -> int:
+def max_len_of(meta: dict, spec: ProgramSpec) -> int:
     return int(meta.get("max_len", spec.default_max_len))
 
 
-def intervention_basis(weight: np.ndarray, embed: np.ndarray, tol: float = 1e-3) -> np.ndarray:
-    """``[D, r]`` orthonormal basis of the readout's row space with the embedding span projected out."""
-    w = weight - embed @ (embed.T @ weight)
-    u, s, _ = np.linalg.svd(w, full_matrices=False)
-    if s.size == 0 or s[0] <= 1e-12:
-        return np.zeros((weight.shape[0], 0))
-    return u[:, s > tol * s[0]]
+def check_finite(model: Transformer, what: str) -> None:
+    """Raises a one-line ``ToolkitError`` naming the first parameter with a NaN or infinity."""
+    for name, w in model.tl_state_dict().items():
+        if not torch.isfinite(w).all():
+            raise ToolkitError(f"{what}: parameter {name} has non-finite values (NaN or inf)")
 
 
-def _output_ready(prep: Prepared, learned: ModelSide, v) -> int | None:
-    """For an upstream variable, the first hook (at or after its compiled hook) where the learned model's
-    output is already readable: intervening there or later could act through the output directly, so
-    the aligned hook stays before it (``None``: no limit, or the output variable itself)."""
+def _side(model: Transformer, data: Dataset, cfg: CompareConfig, examples: list[int], max_len: int,
+          readouts: bool = True, ci: bool = True) -> ModelSide:
+    """Activations, readouts at every hook (CIs unless ``ci`` is off) and attention patterns of one model."""
+    patt = [f"blocks.{l}.attn.hook_pattern" for l in range(model.cfg.n_layers)]
+    logits, cache = run_cached(model, data.ids, data.resid_hooks + patt)
+    pred = logits.argmax(-1)[torch.from_numpy(data.row_input), torch.from_numpy(data.row_pos)].cpu().numpy()
+    resid = {h: at_rows(cache[h], data) for h in data.resid_hooks}
+    if not all(np.isfinite(x).all() for x in resid.values()):
+        raise ToolkitError("the model's activations are not finite on the comparison inputs")
+    side_readouts: dict = {v.name: {} for v in data.variables}
+    fitted: dict = {v.name: {} for v in data.variables}
+    if readouts:
+        for i, h in enumerate(data.resid_hooks):
+            prev = data.resid_hooks[i - 1] if i else None
+            same = prev is not None and np.array_equal(resid[h], resid[prev])  # an empty sublayer (Tracr padding)
+            for v in data.variables:
+                if same:
+                    side_readouts[v.name][h] = dataclasses.replace(side_readouts[v.name][prev], hook=h)
+                    fitted[v.name][h] = fitted[v.name][prev]
+                else:
+                    side_readouts[v.name][h], fitted[v.name][h] = read_out(data, resid[h], v, h, cfg.seed,
+                                                                           cfg.probe_iter, ci=ci)
+    patterns = {l: heads_lib.normalised_rows(cache[n].cpu(), data.row_input, data.row_pos) for l, n in enumerate(patt)}
+    raw = {l: cache[n][examples].double().cpu() for l, n in enumerate(patt)}
+    tokens = data.ids[torch.from_numpy(data.row_input), torch.from_numpy(data.row_pos)]
+    direct = (model.param("embed.W_E")[tokens] + model.param("pos_embed.W_pos")[torch.from_numpy(data.row_pos)])
+    return ModelSide(model, resid, pred, side_readouts, fitted, patterns, raw, embedding_basis(model, max_len),
+                     direct.detach().double().cpu().numpy())
+
+
+def prepare(spec: ProgramSpec, compiled: Transformer, meta: dict, cfg: CompareConfig) -> Prepared:
+    """Dataset, pairs and the compiled side; then the compiled model against itself (``reference``)."""
+    check_finite(compiled, "compiled artifact")
+    with frozen(compiled):
+        data = build_dataset(spec, meta, compiled.cfg, cfg.n_inputs, cfg.seed, cfg.folds)
+        rng = np.random.default_rng(cfg.seed)
+        lens = np.array([len(x) for x in data.inputs])
+        longest = np.flatnonzero(lens == lens.max())
+        examples = sorted(rng.choice(longest, size=min(cfg.n_examples, len(longest)), replace=False).tolist())
+        pairs = {}
+        for i, v in enumerate(data.variables):
+            prng = np.random.default_rng([cfg.seed, i])
+            pairs[v.name] = {s: make_pairs(spec, data, v, s, n, prng)
+                             for s, n in (("fit", cfg.n_fit), ("val", cfg.n_val), ("test", cfg.n_test))}
+        side = _side(compiled, data, cfg, examples, max_len_of(meta, spec))
+        sops = {(b["layer"], b["head"]): entry for entry in meta["block_map"] for b in entry["blocks"]
+                if b["kind"] == "attn"}
+        pad = compiled.cfg.vocab.index(compiled.cfg.pad_token)
+        uniform = heads_lib.uniform_rows(data.ids.cpu(), data.row_input, data.row_pos, compiled.cfg.causal, pad)
+    prep = Prepared(spec, meta, cfg, data, pairs, examples, uniform, side, sops, heads_lib.empty_heads(compiled))
+    prep.reference = compare_models(prep, compiled)
+    return prep
+
+
+def untrained_baseline(prep: Prepared, like: Transformer) -> dict[str, dict[str, tuple[float, float]]]:
+    """Live readout scores of ``n_untrained`` untrained networks shaped like ``like``: var -> hook -> (mean, sd)."""
+    key = like.cfg.shape_key()
+    if key not in prep.untrained:
+        cfg, data = prep.config, prep.data
+        scores: dict = {v.name: {h: [] for h in data.resid_hooks} for v in data.variables}
+        for k in range(cfg.n_untrained):
+            rand = Transformer(like.cfg).to(like.param("embed.W_E").dtype)
+            rand.init_weights(torch.Generator().manual_seed(10_000 + k))
+            side = _side(rand.eval(), data, cfg, [], max_len_of(prep.meta, prep.spec), ci=False)
+            for v in data.variables:
+                for h in data.resid_hooks:
+                    scores[v.name][h].append(side.readouts[v.name][h].live.value)
+        prep.untrained[key] = {v: {h: (float(np.mean(s)), float(np.std(s))) for h, s in hs.items()}
+                               for v, hs in scores.items()}
+    return prep.untrained[key]
+
+
+# ------------------------------------------------------------------- variables --
+
+def output_ready(prep: Prepared, side: ModelSide) -> int | None:
+    """Index of the first hook where the model's own output is readable (None: nowhere)."""
     out = prep.spec.output
-    if v.name == out:
-        return None
-    hooks = prep.data.resid_hooks
-    ro = learned.readouts[out]
-    for i in range(v.written_after + 1, len(hooks)):
-        if is_readable(ro[hooks[i]].score, ro[hooks[i]].baseline):
+    for i, h in enumerate(prep.data.resid_hooks):
+        r = side.readouts[out][h]
+        need = max(READ_OK, r.majority_live + 0.5 * (1.0 - r.majority_live))
+        if at_least(r.live, need) is Tri.YES:
             return i
     return None
 
 
-def is_readable(score: float, baseline: float) -> bool:
-    """Score >= READ_OK and at least half-way from the baseline to 1 (rare classes need more)."""
-    return score >= READ_OK and score - baseline >= 0.5 * (1.0 - baseline)
+def descendants(spec: ProgramSpec, name: str) -> set[str]:
+    """The variables computed (directly or not) from ``name``."""
+    out: set[str] = set()
+    for var in spec.variables:  # program order: parents come first
+        if name in var.parents or out & set(var.parents):
+            out.add(var.name)
+    return out
 
 
-def _variables(prep: Prepared, learned: ModelSide) -> dict:
+def _train_rows(prep: Prepared, v: VariableInfo) -> np.ndarray:
+    """Fit-split rows where ``v`` is live (all fit rows if too few are live) for pattern estimation."""
+    fit = prep.data.split("fit")
+    live = fit & prep.data.live[v.name]
+    return live if live.sum() >= 20 else fit
+
+
+def locate(prep: Prepared, side: ModelSide, v: VariableInfo, vi: int, ready: int | None) -> VariableResult:
+    """Finds where ``v`` lives in the model and decides its status (see the module docstring)."""
     cfg, data = prep.config, prep.data
+    hooks = data.resid_hooks
+    pairs = prep.pairs[v.name]
+    upstream = v.name != prep.spec.output
+    stop = (ready if ready is not None else len(hooks)) if upstream else len(hooks)
+    rows = np.flatnonzero(_train_rows(prep, v))
+    g, cols = design(data, rows, [u.name for u in data.variables])
+    others = set(cols) - descendants(prep.spec, v.name) - {v.name}
+    model = side.model
+
+    def val_iia(h: str, proj_z: np.ndarray) -> float:
+        return iia(model, data, pairs["val"], h, side.delta(h, pairs["val"]), side.space(data, h), proj_z)
+
+    def run_das(h: str, init: np.ndarray, dim: int, salt: int) -> np.ndarray:
+        return das(model, data, pairs["fit"], h, side.delta(h, pairs["fit"]), side.space(data, h), init,
+                   dim, cfg.das_steps, cfg.das_lr, seed=cfg.seed * 1000 + vi * 100 + salt)
+
+    trials, found, chosen = [], {}, None
+    for i in range(max(stop, 1)):
+        h = hooks[i]
+        space = side.space(data, h)
+        readable = side.readouts[v.name][h].live.value >= READ_OK
+        own, proj = pattern_swap(space, side.xt(h)[rows], g, cols, v.name, others) if len(pairs["val"]) else (None, None)
+        if own is None or own.shape[1] == 0:
+            trials.append(HookTrial(h, readable, math.nan, None))
+            continue
+        vp = val_iia(h, proj)
+        cands = [("pattern", own.shape[1], own, proj, vp)]
+        vd = None
+        if vp < IIA_OK and cfg.das_steps > 0 and readable:
+            basis = run_das(h, own, own.shape[1], i)
+            vd = val_iia(h, basis @ basis.T)
+            cands.append(("das", basis.shape[1], basis, basis @ basis.T, vd))
+        trials.append(HookTrial(h, readable, vp, vd))
+        found[i] = cands
+        if readable and max(vp, vd if vd is not None else -1.0) >= IIA_OK:
+            chosen = i
+            break
+
+    def best(i: int) -> float:
+        return max(c[4] for c in found[i])
+    if chosen is None and found:
+        causal = [i for i in found if best(i) >= IIA_OK]
+        chosen = causal[0] if causal else max(found, key=lambda i: (best(i), -i))
+    intervention = _intervene(prep, side, v, vi, chosen, found[chosen], val_iia, run_das) if chosen is not None else None
+    hook = hooks[chosen] if chosen is not None else None
+    readout = side.readouts[v.name][hook] if hook is not None else None
+    coarse, control = [], None
+    if hook is not None:
+        x = side.resid[hook]
+        for d in data.derived:
+            if d.parent == v.name:
+                r, _ = read_out(data, x, d, hook, cfg.seed, cfg.probe_iter)
+                coarse.append(Coarsening(d.name, hook, r.live, r.majority_live))
+        control = read_out(data, x, v, hook, cfg.seed, cfg.probe_iter, labels=data.control[v.name])[0].live
+    readable, beyond, causal, status = decide_status(readout, intervention, coarse)
+    ref = prep.reference.variables[v.name].found_hook if prep.reference else hook
+    anchor = hooks.index(ref) if prep.reference and ref else v.written_after
+    return VariableResult(
+        v.name, v.encoding, v.op, [str(c) for c in v.classes], hooks[v.written_after], len(v.labels),
+        float(data.live[v.name].mean()), [side.readouts[v.name][h] for h in hooks], trials,
+        hooks[ready] if ready is not None and upstream else None, hook,
+        chosen - anchor if chosen is not None else None, readout, control, intervention,
+        readable, beyond, causal, status, coarse, ref,
+        {h: prep.compiled.readouts[v.name][h].live.value for h in hooks})
+
+
+def _intervene(prep: Prepared, side: ModelSide, v: VariableInfo, vi: int, i: int, cands: list, val_iia,
+               run_das) -> Intervention:
+    """The DAS sweep, test IIA with CI, null, strata and embedding overlap at hook index ``i``."""
+    cfg, data = prep.config, prep.data
+    h = data.resid_hooks[i]
+    space = side.space(data, h)
+    own = cands[0][2]
+    options = list(cands)
+    sweep = {str(c[1]): c[4] for c in cands if c[0] == "das"}
+    for k in cfg.das_dims:
+        if k > space.m or str(k) in sweep:
+            continue
+        basis = run_das(h, own, k, 50 + k)
+        sweep[str(k)] = val_iia(h, basis @ basis.T)
+        options.append(("das", k, basis, basis @ basis.T, sweep[str(k)]))
+    top = max(o[4] for o in options)
+    kind, dim, basis, proj, val = min((o for o in options if o[4] >= top - SWEEP_TOL),
+                                      key=lambda o: (o[1], o[0] != "pattern"))
+    test = prep.pairs[v.name]["test"]
+    delta = side.delta(h, test)
+    hit = hits(side.model, data, test, h, delta, space.lift(proj)) if len(test) else np.zeros(0, bool)
+    groups = data.group[test.base]
+    null_mean, null_p95 = null_iia(side.model, data, test, h, delta, space, dim, cfg.n_null, cfg.seed + vi)
+    return Intervention(h, kind, dim, float(val), bootstrap(hit.astype(float), groups, cfg.seed), null_mean, null_p95,
+                        embed_overlap(space, own, side.embed), dict(sorted(sweep.items(), key=lambda kv: int(kv[0]))),
+                        stratified(hit, data.row_pos[test.base], groups, cfg.seed),
+                        stratified(hit, test.value, groups, cfg.seed),
+                        len(prep.pairs[v.name]["fit"]), len(prep.pairs[v.name]["val"]), len(test))
+
+
+# ----------------------------------------------------------------------- heads --
+
+def head_writes(prep: Prepared, side: ModelSide, layer: int, head: int, means, resampled) -> dict[str, float]:
+    """Drop of every variable's held-out live readout at the end of ``layer`` when the head is mean-ablated."""
+    data = prep.data
+    hook = data.resid_hooks[2 * layer + 2]
+    _, abl = run_cached(side.model, data.ids, [hook], hooks=ablation_hooks([(layer, head)], "mean", means, resampled))
+    x = at_rows(abl[hook], data)
     out = {}
-    for vi, v in enumerate(data.variables):
-        ro = learned.readouts[v.name]
-        hooks = data.resid_hooks
-        best_any = max(hooks, key=lambda h: (ro[h].score, -hooks.index(h)))
-        at = best_hook(ro, hooks, start=v.written_after, stop=_output_ready(prep, learned, v))
-        r = ro[at]
-        train, test = prep.pairs[v.name]
-        candidates = {"readout": intervention_basis(r.weight, learned.embed)}
-        if v.encoding == "categorical":
-            x, y = learned.resid[at][prep.rows], data.targets[v.name][prep.rows]
-            candidates["lda"] = lda_basis(x, y, len(v.classes), learned.embed, eps=1e-6)
-            candidates["lda-regularised"] = lda_basis(x, y, len(v.classes), learned.embed, eps=1.0)
-        train_scores = {k: I.readout_iia(learned.model, data, train, at, b) for k, b in candidates.items()}
-        chosen = max(candidates, key=lambda k: (np.nan_to_num(train_scores[k], nan=-1.0), -list(candidates).index(k)))
-        basis = candidates[chosen]
-        iia_ro = I.readout_iia(learned.model, data, test, at, basis)
-        dim = max(1, basis.shape[1])
-        init = basis
-        d = I.das(learned.model, data, train, test, at, init, dim, cfg.das_steps, cfg.das_lr,
-                  seed=cfg.seed * 1000 + vi) if cfg.das_steps > 0 else {"iia": float("nan"), "train_iia": float("nan")}
-        best_iia = np.nanmax([iia_ro, d["iia"]]) if not (np.isnan(iia_ro) and np.isnan(d["iia"])) else float("nan")
-        readable = is_readable(r.score, r.baseline)
-        causal = bool(best_iia >= IIA_OK)
-        testable = len(test) > 0
-        coarse = {}
-        for dv in data.derived:
-            if dv.name.startswith(v.name + " "):
-                dro = learned.readouts[dv.name]
-                dh = best_hook(dro, hooks, start=v.written_after)
-                coarse[dv.name] = {"hook": dh, "score": dro[dh].score, "baseline": dro[dh].baseline,
-                                   "compiled_score": prep.compiled.readouts[dv.name][dh].score}
-        kept = [k for k, c in coarse.items() if is_readable(c["score"], c["baseline"])]
-        at_input = is_readable(ro[hooks[0]].score, ro[hooks[0]].baseline)
-        status = ("computed" if readable and causal else
-                  "readable, not testable" if readable and not testable else
-                  "input-level" if readable and at_input else
-                  "correlational only" if readable else
-                  "coarsened" if causal else "not represented")
-        out[v.name] = {
-            "encoding": v.encoding, "op": v.op, "compiled_block": list(v.labels),
-            "compiled_dim": len(v.labels),
-            "classes": [str(c) for c in v.classes],
-            "compiled_written_at": hooks[v.written_after],
-            "readouts": {h: ro[h].summary() for h in hooks},
-            "compiled_readouts": {h: prep.compiled.readouts[v.name][h].score for h in hooks},
-            "best_hook": best_any, "best_score": ro[best_any].score,
-            "best_at_or_after_compiled": hooks.index(best_any) >= v.written_after,
-            "aligned_hook": at, "aligned_score": r.score, "baseline": r.baseline,
-            "readout_dim": int(r.basis.shape[1]), "readout_energy_dim": r.energy_dim,
-            "intervention_dim": int(basis.shape[1]), "intervention_subspace": chosen,
-            "subspace_train_iia": train_scores,
-            "n_pairs_train": len(train), "n_pairs_test": len(test),
-            "iia_readout": iia_ro, "iia_das": d["iia"], "das_train_iia": d["train_iia"], "das_dim": dim,
-            "correlational_only": bool(readable and testable and not causal), "status": status,
-            "readable_from_embeddings": ro[hooks[0]].score,
-            "coarsenings": coarse, "readable_coarsenings": sorted(kept, key=lambda k: -coarse[k]["score"]),
-        }
+    for v in data.variables:
+        fitted, truth, live = side.fitted[v.name][hook], data.targets[v.name], data.live[v.name]
+        if v.encoding != "categorical" or not live.any():
+            continue
+        clean = float((fitted.pred[live] == truth[live]).mean())
+        out[v.name] = clean - float((predict_held_out(fitted, x)[live] == truth[live]).mean())
     return out
 
 
-def _heads(prep: Prepared, learned: ModelSide) -> dict:
-    cfg, data, model = prep.config, prep.data, learned.model
-    names = H.head_names(model)
-    sim = H.similarity_matrix(prep.compiled.patterns, learned.patterns, names, names)
-    uni = {n: H.row_agreement(prep.compiled.patterns[n[0]][n[1]], prep.uniform) for n in names}
-    live = [i for i, n in enumerate(names) if n not in prep.empty]
-    matches = H.match_heads(sim, live)
-    writes = {n: I.head_writes(model, prep.sub, learned.readouts, learned.sub_resid, n[0], n[1], learned.z_means)
-              for n in names}
-    compiled_writes = prep.compiled_writes
-    matched_cols = {j for _, j, s in matches if s >= cfg.match_threshold}
-    table = []
-    for i, j, s in matches:
-        c, lh = names[i], names[j]
+def compare_heads(prep: Prepared, side: ModelSide) -> Heads:
+    """Pattern agreement of every compiled head with every learned head, matching, and head writes."""
+    compiled_names = heads_lib.head_names(prep.compiled.model)
+    learned_names = heads_lib.head_names(side.model)
+    sim = heads_lib.similarity_matrix(prep.compiled.patterns, side.patterns, compiled_names, learned_names)
+    live = [i for i, n in enumerate(compiled_names) if n not in prep.empty]
+    means, resampled = z_statistics(side.model, prep.data, prep.config.seed)
+    writes = {n: head_writes(prep, side, *n, means, resampled) for n in learned_names}
+    ref_writes = prep.reference.heads.learned_writes if prep.reference else {}
+    matches = []
+    for i, j, _ in heads_lib.match_heads(sim, live):
+        c, lh = compiled_names[i], learned_names[j]
+        per_row = heads_lib.row_agreements(prep.compiled.patterns[c[0]][c[1]], side.patterns[lh[0]][lh[1]])
+        agreement = bootstrap(per_row, prep.data.group, prep.config.seed)
         entry = prep.sops.get(c, {})
-        table.append({
-            "compiled": head_name(*c), "sop": entry.get("sop"), "op": entry.get("op"),
-            "learned": head_name(*lh), "score": s, "uniform_baseline": uni[c],
-            "is_match": s >= cfg.match_threshold,
-            "compiled_writes": {k: v for k, v in compiled_writes[c].items() if v >= WRITES},
-            "learned_writes": {k: v for k, v in writes[lh].items() if v >= WRITES},
-        })
-    return {
-        "names": [head_name(*n) for n in names],
-        "similarity": sim.tolist(),
-        "empty_compiled": [head_name(*n) for n in names if n in prep.empty],
-        "uniform_baseline": {head_name(*n): uni[n] for n in names},
-        "matches": table,
-        "unmatched_learned": [{"learned": head_name(*names[j]),
-                               "best_compiled": head_name(*names[live[int(np.argmax(sim[live, j]))]]) if live else None,
-                               "best_score": float(sim[live, j].max()) if live else float("nan"),
-                               "writes": {k: v for k, v in writes[names[j]].items() if v >= WRITES}}
-                              for j in range(len(names)) if j not in matched_cols],
-        "learned_writes": {head_name(*n): writes[n] for n in names},
-        "recovered": [[names[i], names[j]] for i, j, s in matches if s >= cfg.match_threshold],
-    }
+        uniform = heads_lib.row_agreement(prep.compiled.patterns[c[0]][c[1]], prep.uniform)
+        matches.append(HeadMatch(head_name(*c), head_name(*lh), entry.get("sop", ""), entry.get("op", ""), agreement,
+                                 uniform, bool(agreement.lo >= MATCH_OK),
+                                 {k: x for k, x in ref_writes.get(head_name(*c), {}).items() if x >= WRITES},
+                                 {k: x for k, x in writes[lh].items() if x >= WRITES}))
+    matched = {m.learned for m in matches if m.is_match}
+    return Heads([head_name(*n) for n in compiled_names], [head_name(*n) for n in learned_names], sim.tolist(),
+                 [head_name(*n) for n in compiled_names if n in prep.empty], matches,
+                 [head_name(*n) for n in learned_names if head_name(*n) not in matched],
+                 {head_name(*n): w for n, w in writes.items()})
 
 
-def _ablation(prep: Prepared, learned: ModelSide, heads: dict) -> dict:
-    model, data = learned.model, prep.sub
-    names = H.head_names(model)
-    by_name = {head_name(*n): n for n in names}
-    matched = [by_name[m["learned"]] for m in heads["matches"] if m["is_match"]]
-    unmatched = [n for n in names if n not in matched]
-    out = {"clean": I.task_accuracy(model, data)}
-    for mode in ("mean", "zero"):
-        res = {"per_head": {}}
-        for n in names:
-            res["per_head"][head_name(*n)] = out["clean"] - I.task_accuracy(
-                model, data, I.ablation_hooks([n], mode, learned.z_means))
-        for group, hs in (("matched", matched), ("unmatched", unmatched)):
-            res[group] = {"heads": [head_name(*n) for n in hs],
-                          "drop": out["clean"] - I.task_accuracy(model, data, I.ablation_hooks(hs, mode, learned.z_means))
-                          if hs else 0.0}
-        out[mode] = res
-    return out
+# ---------------------------------------------------------------------- driver --
 
-
-def compare_models(prep: Prepared, learned_model: Transformer) -> dict:
-    """Compares one learned model with the prepared compiled side; returns a JSON-ready dict."""
+def compare_models(prep: Prepared, model: Transformer) -> Comparison:
+    """Compares one model with the prepared compiled side; returns a typed ``Comparison``."""
     cfg, data = prep.config, prep.data
+    check_finite(model, "model")
+    if model.cfg.vocab != prep.compiled.model.cfg.vocab:
+        raise ToolkitError("the model's input vocabulary differs from the compiled model's")
     torch.manual_seed(cfg.seed)
-    with frozen(prep.compiled.model, learned_model):
-        learned = _side(learned_model, data, prep.rows, cfg, prep.examples, prep.sub_inputs,
-                        _max_len(prep.meta, prep.spec))
-        variables = _variables(prep, learned)
-        heads = _heads(prep, learned)
-        ablation = _ablation(prep, learned, heads)
-        maps = map_decoding(prep.compiled.resid, learned.resid, data, prep.rows, cfg.folds, cfg.seed)
-        cka = cka_matrix(prep.compiled.resid, learned.resid, data.resid_hooks, prep.rows)
-        compiled_acc = float((prep.compiled.pred == data.outputs).mean())
+    with frozen(prep.compiled.model, model):
+        side = prep.compiled if model is prep.compiled.model else _side(
+            model, data, cfg, prep.examples, max_len_of(prep.meta, prep.spec))
+        base = untrained_baseline(prep, model)
+        for v in data.variables:
+            for h, r in side.readouts[v.name].items():
+                r.untrained_live, r.untrained_sd = base[v.name][h]
+        ready = output_ready(prep, side)
+        variables = {v.name: locate(prep, side, v, i, ready) for i, v in enumerate(data.variables)}
+        heads = compare_heads(prep, side)
+        matched = [tuple(int(c) for c in m.learned[1:].split("H")) for m in heads.matches if m.is_match]
+        names = heads_lib.head_names(model)
+        ablation = run_ablations(model, data, names, {"matched": matched,
+                                                      "unmatched": [n for n in names if n not in matched]}, cfg.seed)
+        maps = map_decoding(prep.compiled.resid, side.resid, data)
+        cka = cka_matrix(prep.compiled.resid, side.resid, data.resid_hooks)
     last = data.resid_hooks[-1]
-    return {
-        "settings": cfg.to_dict(),
-        "data": {"n_inputs": len(data.inputs), "exhaustive": data.exhaustive, "n_rows": data.n_rows,
-                 "readout_rows": len(prep.rows), "ablation_inputs": len(prep.sub_inputs), "max_len": int(prep.meta.get("max_len", 0))},
-        "task_accuracy": {"compiled": compiled_acc, "learned": float((learned.pred == data.outputs).mean())},
-        "variables": variables,
-        "heads": heads,
-        "ablation": ablation,
-        "cka": {"hooks": data.resid_hooks, "matrix": cka.tolist(),
-                "matched_positions": [float(cka[i, i]) for i in range(len(cka))]},
-        "maps": maps,
-        "fraction_decodable_one_map": {k: maps[k][last]["fraction_decodable"] for k in maps},
-        "examples": {"inputs": ["".join(prep.data.inputs[i]) if all(len(t) == 1 for t in prep.data.inputs[i])
-                                else " ".join(prep.data.inputs[i]) for i in prep.examples],
-                     "compiled": {head_name(l, h): prep.compiled.raw_patterns[l][:, h].tolist()
-                                  for l, h in H.head_names(learned_model)},
-                     "learned": {head_name(l, h): learned.raw_patterns[l][:, h].tolist()
-                                 for l, h in H.head_names(learned_model)}},
-        "summary": summarise(variables, heads),
-    }
-
-
-def summarise(variables: dict, heads: dict) -> dict:
-    """Counts behind the verdict: computed / correlational / absent variables, matched heads."""
-    n = len(variables)
-    comp = [k for k, v in variables.items() if v["status"] == "computed"]
-    corr = [k for k, v in variables.items() if v["status"] == "correlational only"]
-    untested = [k for k, v in variables.items() if v["status"] == "readable, not testable"]
-    coarsened = [k for k, v in variables.items() if v["status"] == "coarsened"]
-    corr += [k for k, v in variables.items() if v["status"] == "input-level"]
-    live = len(heads["matches"])
-    matched = sum(m["is_match"] for m in heads["matches"])
-    if comp and len(comp) + len(untested) == n and matched == live:
-        verdict = "match"
-    elif not comp and not coarsened and not matched:
-        verdict = "no match"
-    else:
-        verdict = "partial match"
-    return {"verdict": verdict, "computed": comp, "correlational_only": corr, "readable_not_testable": untested,
-            "coarsened": coarsened,
-            "not_represented": [k for k in variables if k not in comp + corr + untested + coarsened],
-            "heads_matched": matched, "heads_compared": live}
+    return Comparison(
+        settings=cfg.to_dict(),
+        data={"n_inputs": len(data.inputs), "n_strings": int(len(np.unique(data.group))),
+              "exhaustive": data.exhaustive, "n_rows": data.n_rows, "causal": data.causal,
+              "max_len": max_len_of(prep.meta, prep.spec), "folds": cfg.folds,
+              "live_share": {v.name: float(data.live[v.name].mean()) for v in data.variables}},
+        task_accuracy={"compiled": float((prep.compiled.pred == data.outputs).mean()),
+                       "model": float((side.pred == data.outputs).mean())},
+        variables=variables, heads=heads, ablation=ablation,
+        cka={"hooks": data.resid_hooks, "matrix": cka.tolist(),
+             "matched_positions": [float(cka[i, i]) for i in range(len(cka))]},
+        maps={"per_hook": maps, "fraction_decodable_one_map": {k: maps[k][last]["fraction_decodable"] for k in maps}},
+        examples={"inputs": [" ".join(data.inputs[i]) if any(len(t) > 1 for t in data.inputs[i])
+                             else "".join(data.inputs[i]) for i in prep.examples],
+                  "compiled": {head_name(l, h): prep.compiled.raw_patterns[l][:, h].tolist()
+                               for l, h in heads_lib.head_names(prep.compiled.model)},
+                  "learned": {head_name(l, h): side.raw_patterns[l][:, h].tolist()
+                              for l, h in heads_lib.head_names(model)}},
+        summary=summarise(variables, heads))

@@ -1,262 +1,127 @@
-"""Cross-validated linear readouts of every compiled variable from a residual stream.
+"""Cross-validated linear readouts (probes) of every compiled variable, with scikit-learn.
 
-A categorical variable is read by a linear discriminant classifier (shared
-within-class covariance, shrunk towards a multiple of the identity, class
-priors in the bias), scored by accuracy against the majority class; it copes
-with rare classes (MIU theorems are 5% of prefixes), where an argmax over a
-least-squares one-hot regression falls back to the majority class. Variables
-with at most three classes (the output, ``== 0`` / ``mod 2`` / ``mod 3``
-coarsenings) are also read by a cross-validated multinomial logistic
-regression, which does not assume equal class covariances (a learned model's
-own unembedding can separate classes that LDA does not); their score is the
-better of the two. A
-numerical variable is read by affine ridge regression, scored by R² against
-predicting the mean. Features are centred and divided by one global scale and
-every penalty is isotropic, so a readout does not change when the residual
-stream is rotated (the disguised-copy control relies on this).
+A categorical variable is read by multinomial ``LogisticRegression``, a
+numerical one by ``Ridge`` (scored by R²). Folds are the dataset's
+``GroupKFold`` folds (``PredefinedSplit``), so no input string is on both
+sides. Features are *whitened* inside each fold's pipeline (``Whitener``:
+centre, rotate to the residual's principal axes, scale each to unit
+variance, drop directions without variance); a readout then does not change
+when the residual stream is mapped by any invertible matrix, which the
+disguised-copy controls rely on.
 
-The readout's row space (the column space of its weights ``[D, C]``) is the
-learned subspace that carries the variable; its orthonormal basis is what the
-interchange interventions swap.
+Every score is an ``Estimate`` with a bootstrap CI over input strings, on all
+rows and on the rows where the variable is live. Baselines: the majority
+class on the same rows, untrained networks of the same shape (filled in by
+``compare.pipeline``) and a control task (Hewitt & Liang 2019: the
+variable's labels reassigned at random per (token, position) type).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.dummy import DummyClassifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import PredefinedSplit
+from sklearn.pipeline import make_pipeline
 
 from compare.activations import Dataset, VariableInfo
+from compare.results import HookReadout
+from compare.stats import N_BOOT, Estimate, bootstrap, r2
 
-RANK_TOL = 1e-3  # singular values below RANK_TOL * largest do not count towards the subspace
-SHRINK = 1e-3    # within-class covariance + SHRINK * mean variance * identity
-LOGISTIC_MAX_CLASSES = 3  # variables with this few classes are also read by logistic regression
+EIG_TOL = 1e-9  # whitening keeps directions with variance above EIG_TOL * the largest
+
+
+class Whitener(TransformerMixin, BaseEstimator):
+    """Centre and whiten: ``z = (x - mean) @ V / sqrt(λ)`` over the directions with variance."""
+
+    def __init__(self, tol: float = EIG_TOL):
+        self.tol = tol
+
+    def fit(self, x: np.ndarray, y=None) -> "Whitener":
+        self.mean_ = x.mean(0)
+        vals, vecs = np.linalg.eigh(np.cov(x - self.mean_, rowvar=False, bias=True).reshape(x.shape[1], -1))
+        keep = vals > self.tol * max(float(vals.max()), 1e-300)
+        self.components_ = vecs[:, keep] / np.sqrt(vals[keep])  # [D, r]
+        self.inverse_ = (vecs[:, keep] * np.sqrt(vals[keep])).T  # [r, D]: z @ inverse_ + mean = x (on the support)
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return (x - self.mean_) @ self.components_
+
+
+def make_probe(encoding: str, max_iter: int):
+    """The probe for one variable: whitening, then multinomial logistic regression or ridge."""
+    if encoding == "categorical":
+        return make_pipeline(Whitener(), LogisticRegression(C=1.0, max_iter=max_iter, tol=1e-4))
+    return make_pipeline(Whitener(), Ridge(alpha=1e-3))
 
 
 @dataclasses.dataclass
-class Readout:
-    """A fitted readout of one variable at one hook.
+class Fitted:
+    """A readout's held-out predictions and its per-fold models (for head-write checks)."""
 
-    Attributes:
-        score: cross-validated accuracy (categorical) or R² (numerical).
-        baseline: majority-class accuracy or 0 (R² of the mean).
-        weight: ``[D, C]`` in raw residual coordinates (fit on all rows).
-        bias: ``[C]``.
-        basis: ``[D, r]`` orthonormal basis of the readout subspace.
-        energy_dim: number of directions holding 99% of the squared singular values.
-    """
-
-    score: float
-    baseline: float
-    weight: np.ndarray
-    bias: np.ndarray
-    basis: np.ndarray
-    energy_dim: int
-
-    def predict(self, x: np.ndarray, info: VariableInfo) -> np.ndarray:
-        """Class index (categorical) or value (numerical) for rows ``x`` ``[N, D]``."""
-        y = x @ self.weight + self.bias
-        return y.argmax(-1) if info.encoding == "categorical" else y[:, 0]
-
-    def summary(self) -> dict:
-        return {"score": self.score, "baseline": self.baseline, "dim": int(self.basis.shape[1]),
-                "energy_dim": self.energy_dim}
+    pred: np.ndarray          # [N] held-out class index or value
+    models: list              # one fitted pipeline per fold
+    fold: np.ndarray          # [N] fold of each row
 
 
-def folds_of(n: int, k: int, seed: int) -> list[np.ndarray]:
-    """A seeded split of ``range(n)`` into ``k`` test folds."""
-    perm = np.random.default_rng(seed).permutation(n)
-    return [np.sort(f) for f in np.array_split(perm, k)]
-
-
-def _targets(data: Dataset, rows: np.ndarray) -> tuple[np.ndarray, list[slice]]:
-    """Stacked regression targets for all variables ``[n, sum C]`` and each variable's columns."""
-    cols, parts, start = [], [], 0
-    for v in data.readout_variables:
-        y = data.targets[v.name][rows]
-        if v.encoding == "categorical":
-            part = np.eye(len(v.classes))[y]
+def cross_fit(x: np.ndarray, y: np.ndarray, fold: np.ndarray, encoding: str, max_iter: int) -> Fitted:
+    """Held-out predictions for every row: each fold predicted by a probe fitted on the others."""
+    pred = np.zeros(len(y), dtype=y.dtype)
+    models = []
+    for train, test in PredefinedSplit(fold).split():
+        if encoding == "categorical" and len(np.unique(y[train])) < 2:
+            model = DummyClassifier(strategy="most_frequent")
         else:
-            part = y[:, None].astype(np.float64)
-        parts.append(part)
-        cols.append(slice(start, start + part.shape[1]))
-        start += part.shape[1]
-    return np.concatenate(parts, axis=1), cols
+            model = make_probe(encoding, max_iter)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(x[train], y[train])
+        pred[test] = model.predict(x[test])
+        models.append(model)
+    return Fitted(pred, models, fold)
 
 
-def _ridge(x: np.ndarray, y: np.ndarray, ridge: float) -> tuple[np.ndarray, np.ndarray]:
-    """Affine ridge fit ``y ≈ x @ w + b`` with a rotation-invariant penalty; returns (w, b)."""
-    mu, nu = x.mean(0), y.mean(0)
-    xc = x - mu
-    scale = float(np.sqrt((xc ** 2).sum(1).mean())) or 1.0
-    xs = xc / scale
-    gram = xs.T @ xs / len(xs)
-    w = np.linalg.solve(gram + ridge * np.eye(len(gram)), xs.T @ (y - nu) / len(xs)) / scale
-    return w, nu - mu @ w
-
-
-def _lda_classifier(x: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Linear discriminant classifier ``argmax(x @ w + b)``; returns (w ``[D, C]``, b ``[C]``)."""
-    mu = x.mean(0)
-    xc = x - mu
-    onehot = np.eye(n_classes)[y]  # [N, C]
-    counts = onehot.sum(0)
-    means = (onehot.T @ xc) / np.maximum(counts, 1)[:, None]
-    resid = xc - means[y]
-    within = resid.T @ resid / len(x)
-    scale = float(np.trace(xc.T @ xc)) / len(x) / x.shape[1] or 1.0
-    w = np.linalg.solve(within + SHRINK * scale * np.eye(x.shape[1]), means.T)  # [D, C]
-    prior = np.where(counts > 0, np.log(np.maximum(counts, 1) / len(x)), -1e30)
-    b = prior - 0.5 * np.einsum("cd,dc->c", means, w) - mu @ w
-    return w, b
-
-
-def _logistic(x: np.ndarray, ys: list[np.ndarray], ks: list[int], test_folds: list[np.ndarray],
-              l2: float = 1e-4, iters: int = 50) -> list[np.ndarray]:
-    """Cross-validated multinomial logistic regressions, one per target, fitted jointly (the loss is a sum).
-
-    Returns, per target, a boolean ``[N]``: whether the held-out prediction is right.
-    """
-    import torch
-
-    xc = x - x.mean(0)
-    # whiten (rotation-equivariant, unlike per-dimension scaling): low-variance directions such as a
-    # model's own logit direction get the same footing as high-variance ones
-    vals, vecs = np.linalg.eigh(xc.T @ xc / len(xc))
-    keep = vals > 1e-9 * max(float(vals.max()), 1e-300)
-    xs = torch.from_numpy(xc @ (vecs[:, keep] / np.sqrt(vals[keep])))
-    hits = [np.zeros(len(x), dtype=bool) for _ in ys]
-    offsets = np.cumsum([0, *ks])
-    for test in test_folds:
-        train = torch.from_numpy(np.setdiff1d(np.arange(len(x)), test))
-        w = torch.zeros(xs.shape[1] + 1, int(offsets[-1]), dtype=xs.dtype, requires_grad=True)
-        feats = torch.cat([xs, torch.ones(len(xs), 1, dtype=xs.dtype)], 1)
-        targets = [torch.from_numpy(y) for y in ys]
-        opt = torch.optim.LBFGS([w], max_iter=iters, line_search_fn="strong_wolfe")
-
-        def closure():
-            opt.zero_grad()
-            logits = feats[train] @ w
-            loss = sum(torch.nn.functional.cross_entropy(logits[:, offsets[i]:offsets[i + 1]], t[train])
-                       for i, t in enumerate(targets)) + l2 * (w[:-1] ** 2).sum()
-            loss.backward()
-            return loss
-        opt.step(closure)
-        with torch.no_grad():
-            logits = feats[torch.from_numpy(test)] @ w
-            for i, t in enumerate(ys):
-                hits[i][test] = (logits[:, offsets[i]:offsets[i + 1]].argmax(-1).numpy() == t[test])
-    return hits
-
-
-def _score(info: VariableInfo, pred: np.ndarray, truth: np.ndarray) -> float:
-    if info.encoding == "categorical":
-        return float((pred.argmax(-1) == truth).mean())
-    pred = pred[:, 0]
-    var = float(((truth - truth.mean()) ** 2).sum())
-    return 1.0 - float(((pred - truth) ** 2).sum()) / var if var > 0 else 0.0
-
-
-def _basis(w: np.ndarray) -> tuple[np.ndarray, int]:
-    u, s, _ = np.linalg.svd(w, full_matrices=False)
-    if s.size == 0 or s[0] == 0:
-        return np.zeros((w.shape[0], 0)), 0
-    rank = int((s > RANK_TOL * s[0]).sum())
-    energy = np.cumsum(s ** 2) / (s ** 2).sum()
-    return u[:, :rank], int(np.searchsorted(energy, 0.99) + 1)
-
-
-def fit_readouts(data: Dataset, resid: dict[str, np.ndarray], rows: np.ndarray, folds: int,
-                 ridge: float, seed: int, logistic_iters: int = 50) -> dict[str, dict[str, Readout]]:
-    """Fits every variable at every residual hook.
-
-    Args:
-        data: the dataset (variables and targets).
-        resid: ``{hook: [N, D]}`` residuals at all rows.
-        rows: the row indices to use (a seeded subset keeps it fast).
-        folds: number of cross-validation folds.
-        ridge: penalty relative to the (unit) mean squared feature norm.
-        seed: seeds the fold split.
-        logistic_iters: L-BFGS iterations of the logistic readouts (0: LDA only).
-
-    Returns:
-        ``{variable: {hook: Readout}}``, derived coarsenings included.
-    """
-    y, cols = _targets(data, rows)
-    test_folds = folds_of(len(rows), folds, seed)
-    out: dict[str, dict[str, Readout]] = {v.name: {} for v in data.readout_variables}
-    few = [v for v in data.readout_variables if v.encoding == "categorical" and len(v.classes) <= LOGISTIC_MAX_CLASSES
-           and logistic_iters > 0]
-    for hook in data.resid_hooks:
-        x = resid[hook][rows]
-        logistic = dict(zip((v.name for v in few), _logistic(
-            x, [data.targets[v.name][rows] for v in few], [len(v.classes) for v in few], test_folds,
-            iters=logistic_iters))) if few else {}
-        pred = np.zeros_like(y)
-        for test in test_folds:
-            train = np.setdiff1d(np.arange(len(rows)), test)
-            w, b = _ridge(x[train], y[train], ridge)
-            pred[test] = x[test] @ w + b
-        w_all, b_all = _ridge(x, y, ridge)
-        for v, c in zip(data.readout_variables, cols):
-            truth = data.targets[v.name][rows]
-            if v.encoding == "categorical":
-                k = len(v.classes)
-                hit = np.zeros(len(rows), dtype=bool)
-                for test in test_folds:
-                    train = np.setdiff1d(np.arange(len(rows)), test)
-                    w, b = _lda_classifier(x[train], truth[train], k)
-                    hit[test] = (x[test] @ w + b).argmax(-1) == truth[test]
-                w, b = _lda_classifier(x, truth, k)
-                score, base = float(hit.mean()), float(np.bincount(truth).max() / len(truth))
-                if v.name in logistic:
-                    score = max(score, float(logistic[v.name].mean()))
-            else:
-                w, b = w_all[:, c], b_all[c]
-                score, base = _score(v, pred[:, c], truth), 0.0
-            basis, edim = _basis(w - w.mean(1, keepdims=True) if v.encoding == "categorical" else w)
-            out[v.name][hook] = Readout(score, base, w, b, basis, edim)
+def predict_held_out(fitted: Fitted, x: np.ndarray) -> np.ndarray:
+    """Applies each fold's model to its own held-out rows of new residuals ``x`` (e.g. after an ablation)."""
+    out = np.zeros_like(fitted.pred)
+    for k, model in enumerate(fitted.models):
+        rows = fitted.fold == k
+        if rows.any():
+            out[rows] = model.predict(x[rows])
     return out
 
 
-def best_hook(readouts: dict[str, Readout], hooks: list[str], start: int = 0, tol: float = 0.01,
-              stop: int | None = None) -> str:
-    """Earliest hook at index in ``[start, stop)`` whose score is within ``tol`` of the best there."""
-    cand = hooks[start:stop] or hooks[start:start + 1]
-    top = max(readouts[h].score for h in cand)
-    return next(h for h in cand if readouts[h].score >= top - tol)
+def score(info: VariableInfo, truth: np.ndarray, pred: np.ndarray, groups: np.ndarray, mask: np.ndarray,
+          seed: int, ci: bool = True) -> Estimate:
+    """Accuracy (categorical) or R² (numerical) on the rows in ``mask``, with a CI over groups (unless ``ci``
+    is off: then the bounds are nan)."""
+    if not mask.any():
+        return Estimate.empty()
+    stat = None if info.encoding == "categorical" else r2(truth[mask], pred[mask])
+    values = (truth[mask] == pred[mask]).astype(float) if stat is None else np.zeros(int(mask.sum()))
+    return bootstrap(values, groups[mask], seed, stat=stat, n_boot=N_BOOT if ci else 0)
 
 
-def lda_basis(x: np.ndarray, y: np.ndarray, n_classes: int, embed: np.ndarray,
-              eps: float = 1e-6, tol: float = 1e-3) -> np.ndarray:
-    """``[D, r]``: the directions that carry a categorical variable, for interventions.
+def majority(info: VariableInfo, truth: np.ndarray, mask: np.ndarray) -> float:
+    """Majority-class accuracy on the rows in ``mask`` (0 for a numerical variable's R²)."""
+    if info.encoding != "categorical" or not mask.any():
+        return 0.0
+    return float(np.bincount(truth[mask]).max() / mask.sum())
 
-    Regularised linear discriminant analysis on the residual with the
-    embedding span ``embed`` ``[D, e]`` projected out: directions whose value
-    is (nearly) a function of the variable (small within-class variance)
-    and varies with it (between-class variance). Unlike the least-squares
-    readout's row space, this does not spread onto other variables' features
-    that are exact linear combinations of the same inputs (Tracr's one-hot
-    blocks have many such dependencies). At most ``n_classes - 1`` directions,
-    those with a between/within ratio >= ``tol`` times the largest.
-    """
-    from scipy.linalg import eigh
 
-    d = x.shape[1]
-    keep = np.eye(d) - embed @ embed.T
-    xc = (x - x.mean(0)) @ keep  # [N, D]
-    total = xc.T @ xc / len(xc)
-    onehot = np.eye(n_classes)[y]
-    counts = onehot.sum(0)
-    means = (onehot.T @ xc) / np.maximum(counts, 1)[:, None]
-    between = (means * counts[:, None]).T @ means / len(xc)  # [D, D]
-    within = total - between
-    scale = np.trace(total) / d or 1.0
-    vals, vecs = eigh(between, within + eps * scale * np.eye(d))
-    order = np.argsort(vals)[::-1][:max(int((counts > 0).sum()) - 1, 0)]
-    vals, vecs = vals[order], vecs[:, order]
-    if not len(vals) or vals[0] <= 0:
-        return np.zeros((d, 0))
-    vecs = keep @ vecs[:, vals >= tol * vals[0]]
-    u, s, _ = np.linalg.svd(vecs, full_matrices=False)
-    return u[:, s > 1e-9 * s[0]]
+def read_out(data: Dataset, x: np.ndarray, info: VariableInfo, hook: str, seed: int, max_iter: int,
+             labels: np.ndarray | None = None, ci: bool = True) -> tuple[HookReadout, Fitted]:
+    """Cross-validated readout of ``info`` (or of other ``labels``, e.g. the control task) from ``x`` ``[N, D]``."""
+    truth = data.targets[info.name] if labels is None else labels
+    fitted = cross_fit(x, truth, data.fold, info.encoding, max_iter)
+    live = data.live[info.name]
+    everything = np.ones(len(truth), dtype=bool)
+    return HookReadout(hook, score(info, truth, fitted.pred, data.group, everything, seed, ci),
+                       score(info, truth, fitted.pred, data.group, live, seed, ci),
+                       majority(info, truth, everything), majority(info, truth, live)), fitted

@@ -1,14 +1,17 @@
 """Writes ``reports/<program>/``: report.html (self-contained), report.md, compare.json, PNGs.
 
-The report is built from the JSON-ready result only, so every number in it
-can be recomputed from ``compare.json``. The folder is written atomically: an
-interrupted run leaves the previous report in place.
+The report is built from a ``ReportData`` record only, and ``compare.json`` is
+that record as JSON, so the report can be rebuilt from the JSON alone (a test
+checks that it is). The folder is written atomically: an interrupted run
+leaves the previous report in place.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
+import json
 import math
 import shutil
 from pathlib import Path
@@ -17,80 +20,82 @@ from typing import Any
 import numpy as np
 
 from compare import figures
+from compare.controls import ControlResult
+from compare.results import IIA_OK, MARGIN, MATCH_OK, READ_OK, Comparison, Status, VariableResult, from_json, to_json
+from compare.stats import Estimate
 from learned.artifact import atomic_dir, write_json
+from rasp_programs.errors import ToolkitError
 from rasp_programs.spec import ProgramSpec
 
 
-def clean_json(x: Any) -> Any:
-    """numpy scalars to Python, NaN/inf to None, tuples to lists (strict JSON)."""
-    if isinstance(x, dict):
-        return {str(k): clean_json(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [clean_json(v) for v in x]
-    if isinstance(x, (np.bool_, bool)):
-        return bool(x)
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return None if not math.isfinite(float(x)) else float(x)
-    if isinstance(x, np.ndarray):
-        return clean_json(x.tolist())
-    return x
+@dataclasses.dataclass
+class Run:
+    label: str
+    path: str
+    result: Comparison
+
+
+@dataclasses.dataclass
+class ReportData:
+    """Everything a report shows; ``compare.json`` is this record."""
+
+    program: str
+    compiled: str
+    runs: list[Run]
+    controls: list[ControlResult]
+    seconds: float = 0.0
+    figures: list[str] = dataclasses.field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return to_json(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ReportData":
+        try:
+            return from_json(cls, data)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ToolkitError(f"compare.json does not match this version's schema ({e}); rerun `make compare`") from None
 
 
 def _f(x: Any, nd: int = 2) -> str:
     return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{nd}f}"
 
 
-def _best_iia(v: dict) -> float | None:
-    vals = [x for x in (v["iia_readout"], v["iia_das"]) if x is not None and math.isfinite(x)]
-    return max(vals) if vals else None
+def _baselines(v: VariableResult) -> str:
+    r = v.readout
+    if r is None:
+        return "n/a"
+    untrained = f"{_f(r.untrained_live)} ± {_f(r.untrained_sd)}" if r.untrained_live is not None else "n/a"
+    control = _f(v.control_task.value) if v.control_task else "n/a"
+    return f"majority {_f(r.majority_live)}, untrained {untrained}, control task {control}"
 
 
-def verdict_sentences(spec: ProgramSpec, res: dict) -> list[str]:
-    """Plain-words findings, one per compiled variable, most specific first."""
-    docs = {v.name: v.doc for v in spec.variables}
-    by_sop = {m["sop"]: m for m in res["heads"]["matches"] if m.get("sop")}
-    out = []
-    for name, v in res["variables"].items():
-        hook = v["aligned_hook"]
-        head = by_sop.get(name)
-        where = f"{hook}"
-        if head and head["is_match"]:
-            where += (f", attention in learned head {head['learned']} (matches compiled {head['compiled']}, "
-                      f"pattern agreement {_f(head['score'])})")
-        elif head:
-            where += (f"; no learned head attends like compiled {head['compiled']} "
-                      f"(best {head['learned']}, agreement {_f(head['score'])} vs uniform {_f(head['uniform_baseline'])})")
-        if v["status"] == "computed":
-            out.append(f"The learned model computes {name} ({docs.get(name, '')}) at {where}: readout "
-                       f"{_f(v['aligned_score'])} vs baseline {_f(v['baseline'])}, interchange accuracy "
-                       f"{_f(_best_iia(v))}.")
-        elif v["status"] == "correlational only":
-            out.append(f"{name} can be read linearly ({_f(v['aligned_score'])} at {hook}) but swapping that "
-                       f"subspace does not act like {name} (IIA {_f(_best_iia(v))}): correlational only.")
-        elif v["status"] == "input-level":
-            out.append(f"It does not represent {name} separately from its input: {name} is linearly readable "
-                       f"from the token and position embeddings alone ({_f(v['readable_from_embeddings'])}), and swapping "
-                       f"the subspaces found at {hook} does not act like it (IIA {_f(_best_iia(v))}).")
-        elif v["status"] == "coarsened":
-            kept = v["readable_coarsenings"]
-            what = (f"{kept[0]} (readout {_f(v['coarsenings'][kept[0]]['score'])} at {v['coarsenings'][kept[0]]['hook']})"
-                    if kept else "a coarser version")
-            out.append(f"It does not represent {name} in full (readout {_f(v['aligned_score'])}, baseline "
-                       f"{_f(v['baseline'])}) but keeps {what}; swapping a {v['das_dim']}-dim subspace at {hook} "
-                       f"acts like setting {name} on every pair where the output changes (IIA {_f(_best_iia(v))}).")
-        elif v["status"] == "readable, not testable":
-            out.append(f"{name} can be read linearly ({_f(v['aligned_score'])} at {hook}); no interchange "
-                       f"intervention on it has a defined outcome in the program, so it is not tested causally.")
-        else:
-            kept = v["readable_coarsenings"]
-            also = (f"; {kept[0]} is readable ({_f(v['coarsenings'][kept[0]]['score'])}), but no swap reaches "
-                    f"IIA 0.9, so that is not shown to be causal" if kept else "")
-            out.append(f"It does not represent {name} as a separate variable (best readout "
-                       f"{_f(v['best_score'])} at {v['best_hook']}, baseline {_f(v['baseline'])}, "
-                       f"IIA {_f(_best_iia(v))}{also}).")
-    return out
+def variable_sentence(v: VariableResult, doc: str) -> str:
+    """One plain-words finding, the live-row evidence first, every number with its CI."""
+    r, iv = v.readout, v.intervention
+    if v.status is Status.NOT_TESTABLE or r is None or iv is None:
+        return f"{v.name} ({doc}) is not testable here: no live rows or no effective intervention pairs."
+    live = f"on live rows ({100 * v.live_share:.0f}% of rows) it is read at {r.live.fmt()} ({_baselines(v)})"
+    swap = (f"swapping a {iv.dim}-dim {iv.subspace} subspace at {v.found_hook} gives IIA {iv.test.fmt()} on "
+            f"{iv.n_test} held-out pairs (random {iv.dim}-dim subspaces: mean {_f(iv.null_mean)}, 95th pct "
+            f"{_f(iv.null_p95)})")
+    where = f"{v.found_hook}, {v.where}"
+    if v.status is Status.COMPUTED:
+        return f"{v.name} ({doc}) is computed at {where}: {live}; {swap}."
+    if v.status is Status.CAUSAL_PARTIAL:
+        kept = [c for c in v.coarsenings if c.live.lo >= READ_OK]
+        also = f"; readable coarsenings: {', '.join(f'{c.name} {c.live.fmt()}' for c in kept)}" if kept else ""
+        return (f"{v.name} ({doc}) is causal at {where} but a linear probe does not read its full value there: "
+                f"{swap}; {live}{also}.")
+    if v.status is Status.UNDECIDED:
+        return (f"{v.name} ({doc}) is undecided at {where}: {swap}; {live}. A confidence interval straddles a "
+                f"threshold (IIA {IIA_OK}, readout {READ_OK}); more data, not a verdict, is needed.")
+    if v.status is Status.CORRELATIONAL:
+        return f"{v.name} ({doc}) is readable but not causal (correlational only): {live}; but {swap}."
+    if v.status is Status.UNTRAINED_LEVEL:
+        return (f"{v.name} ({doc}) is readable only as in an untrained network: {live}; {swap}. No evidence "
+                f"that the model uses it.")
+    return f"{v.name} ({doc}) is not represented: {live}; {swap}."
 
 
 class Doc:
@@ -133,9 +138,9 @@ class Doc:
     def html(self, folder: Path, title: str) -> str:
         e = html.escape
         out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>"
-               "body{font-family:sans-serif;max-width:1150px;margin:2em auto;line-height:1.4}"
-               "table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}"
-               "td,th{border:1px solid #bbb;padding:3px 6px}th{background:#eee}"
+               "body{font-family:sans-serif;max-width:1200px;margin:2em auto;line-height:1.4}"
+               "table{border-collapse:collapse;font-size:0.82em;margin:0.5em 0}"
+               "td,th{border:1px solid #bbb;padding:3px 6px;vertical-align:top}th{background:#eee}"
                "img{max-width:100%}figcaption{font-style:italic;font-size:0.9em}</style></head><body>"]
         for b in self.blocks:
             if b[0] == "h":
@@ -155,137 +160,198 @@ class Doc:
         return "\n".join(out) + "</body></html>\n"
 
 
-def _section_main(doc: Doc, res: dict, figs: dict[str, str]) -> None:
-    v = res["variables"]
-    doc.h(2, "1. Residual subspaces")
-    doc.p("Cross-validated ridge readouts of each compiled variable from every learned residual hook "
-          "(accuracy against the majority class; R² against the mean for numerical variables). "
-          "'aligned hook' is the earliest hook at or after the compiled writing hook (and, for an upstream "
-          "variable, before the learned model's output is readable there, so a swap cannot act through the output "
-          "itself) whose readout is within 0.01 of the best there; interventions act there. Dimensions: readout "
-          "row space / intervention subspace / compiled block.")
-    doc.table(["variable", "compiled op", "compiled writes at", "best learned hook (score)", "at/after compiled?",
-               "aligned hook", "readout", "baseline", "dims", "IIA readout subspace", "IIA DAS", "status"],
-              [[k, x["op"], x["compiled_written_at"], f"{x['best_hook']} ({_f(x['best_score'])})",
-                "yes" if x["best_at_or_after_compiled"] else "no", x["aligned_hook"], _f(x["aligned_score"]),
-                _f(x["baseline"]), f"{x['readout_dim']} / {x['intervention_dim']} / {x['compiled_dim']}",
-                _f(x["iia_readout"]), _f(x["iia_das"]),
-                x["status"] + (" (flag: correlational only)" if x["correlational_only"] else "")]
-               for k, x in v.items()])
-    crows = [[k, c, x["hook"], _f(x["score"]), _f(x["baseline"]), _f(x["compiled_score"])]
-             for k, v_ in v.items() for c, x in v_["coarsenings"].items()]
-    if crows:
-        doc.p("Coarsenings of integer variables, read out at or after the compiled writing hook: what a model "
-              "may keep instead of the full value.")
-        doc.table(["variable", "coarsening", "hook", "learned readout", "baseline", "compiled readout"], crows)
-    doc.img(figs["readouts"], "Readout score per variable and residual hook (left: compiled, right: learned).")
-    doc.img(figs["cka"], "Linear CKA between every compiled and learned residual hook.")
-    last = res["cka"]["hooks"][-1]
-    doc.p(f"Linear maps learned -> compiled residual, read with the compiled labels (held-out rows). "
-          f"Fraction of compiled variables decodable (>= 0.95) through one map at {last}: least squares "
-          f"{_f(res['fraction_decodable_one_map']['lstsq'])}, Procrustes {_f(res['fraction_decodable_one_map']['procrustes'])}.")
-    hooks = res["cka"]["hooks"]
-    doc.table(["hook", "CKA (same hook)", "lstsq R²", "lstsq decodable", "Procrustes R²", "Procrustes decodable"],
-              [[h, _f(res["cka"]["matched_positions"][i]), _f(res["maps"]["lstsq"][h]["r2"]),
-                _f(res["maps"]["lstsq"][h]["fraction_decodable"]), _f(res["maps"]["procrustes"][h]["r2"]),
-                _f(res["maps"]["procrustes"][h]["fraction_decodable"])] for i, h in enumerate(hooks)])
+def _methods(doc: Doc, res: Comparison) -> None:
+    d, s = res.data, res.settings
+    doc.h(2, "Methods")
+    doc.items([
+        f"Rows: {d['n_rows']} distinct rows from {d['n_strings']} input strings "
+        + ("(every input up to length " if d["exhaustive"] else "(a seeded sample of the training mix, lengths up to ")
+        + f"{d['max_len']}). "
+        + ("The program is causal, so each distinct prefix is one row (rows sharing a prefix are copies)."
+           if d["causal"] else "One row per (input, position)."),
+        f"Splits: {d['folds']} folds grouped by input string (scikit-learn GroupKFold); readouts are cross-validated "
+        "over them; interventions fit DAS on one fold, choose hook, subspace and dimension on another, and are "
+        "scored on the third, so test pairs share no base, source or position with training.",
+        "Live rows: a variable is live at a row when some other value of it there changes the program's output "
+        "(the causal model decides, with interventions). Statuses are decided on live rows; live shares: "
+        + ", ".join(f"{k} {100 * x:.0f}%" for k, x in d["live_share"].items()) + ".",
+        "Probes: whitened residual, then multinomial logistic regression (categorical) or ridge (numerical); "
+        "baselines: the majority class, the mean over "
+        f"{s['n_untrained']} untrained networks of the same shape, and a control task (Hewitt & Liang 2019: labels "
+        "reassigned at random per (token, position) type).",
+        "Interventions swap only what the layers wrote (the direct token and position embedding is left alone), "
+        "in whitened coordinates, so they are invariant to any invertible map of the residual stream. Candidates: "
+        "the pattern subspace (a joint linear forward model of every variable; the swap leaves the other "
+        f"variables' patterns alone) and DAS, swept over dimensions {s['das_dims']}; the smallest dimension within "
+        f"0.02 of the best validation IIA is kept. Null: {s['n_null']} random subspaces of the same dimension.",
+        "Where a variable lives: the earliest residual hook where it is readable on live rows and causal, among "
+        "the hooks before the model's own output becomes readable (for the output itself, every hook).",
+        f"Uncertainty: 95% bootstrap intervals over input strings. Readable: the lower bound ≥ {READ_OK}; beyond "
+        f"an untrained network: lower bound ≥ untrained mean + {MARGIN}; causal: IIA lower bound ≥ {IIA_OK} and "
+        f"above the null's 95th percentile; a head matches at agreement lower bound ≥ {MATCH_OK}. An interval "
+        "across a threshold gives 'undecided'.",
+    ])
 
-    hd = res["heads"]
+
+def _section_variables(doc: Doc, res: Comparison, figs: dict[str, str]) -> None:
+    doc.h(2, "1. Where each variable lives")
+    doc.table(["variable", "live rows", "compiled block written at", "found in compiled", "found here",
+               "live readout", "baselines (live)", "IIA (test)", "null mean / p95", "subspace", "status"],
+              [[k, f"{100 * v.live_share:.0f}%", v.compiled_hook, v.reference_hook or "n/a", f"{v.found_hook} ({v.where})",
+                v.readout.live.fmt() if v.readout else "n/a", _baselines(v), v.iia.fmt(),
+                f"{_f(v.intervention.null_mean)} / {_f(v.intervention.null_p95)}" if v.intervention else "n/a",
+                f"{v.intervention.subspace}, dim {v.intervention.dim}" if v.intervention else "n/a", v.status.value]
+               for k, v in res.variables.items()])
+    doc.p("All rows vs live rows at the chosen hook, and the search: validation IIA at each hook tried "
+          "(pattern / DAS at the pattern's dimension); the DAS dimension sweep; how much of the pattern subspace "
+          "lies in the span of the token and position embeddings.")
+    doc.table(["variable", "readout all rows", "readout live rows", "search (hook: readable, pattern, DAS)",
+               "DAS sweep (dim: val IIA)", "embedding overlap"],
+              [[k, v.readout.all.fmt() if v.readout else "n/a", v.readout.live.fmt() if v.readout else "n/a",
+                "; ".join(f"{_short(t.hook)}: {'R' if t.readable else '-'} {_f(t.val_pattern)} {_f(t.val_das)}"
+                          for t in v.search),
+                ", ".join(f"{d}: {_f(x)}" for d, x in v.intervention.das_sweep.items()) if v.intervention else "n/a",
+                _f(v.intervention.embed_overlap) if v.intervention else "n/a"] for k, v in res.variables.items()])
+    doc.p("Test IIA per position and per value set (the source's), with 95% CIs: one average can hide where it fails.")
+    doc.table(["variable", "per position", "per value"],
+              [[k, "; ".join(f"{p}: {e.fmt()} (n={e.n})" for p, e in v.intervention.per_position.items()),
+                "; ".join(f"{x}: {e.fmt()} (n={e.n})" for x, e in v.intervention.per_value.items())]
+               for k, v in res.variables.items() if v.intervention])
+    rows = [[k, c.name, c.live.fmt(), _f(c.majority_live)] for k, v in res.variables.items() for c in v.coarsenings]
+    if rows:
+        doc.p("Coarsenings of count variables, read out at the chosen hook on live rows: what a model may keep "
+              "instead of the full value.")
+        doc.table(["variable", "coarsening", "live readout", "majority"], rows)
+    doc.img(figs["readouts"], "Live-row readout per variable and residual hook (left: compiled, right: this model); "
+                              "red box: where the compiled block is written, white dot: where the variable is found.")
+    doc.img(figs["iia"], "Test IIA at the chosen hook with its 95% CI; black tick: the random-subspace null's 95th "
+                         "percentile; dotted line: the causal threshold.")
+
+
+def _short(hook: str) -> str:
+    return hook.replace("blocks.", "").replace("hook_resid_", "")
+
+
+def _section_heads(doc: Doc, res: Comparison, figs: dict[str, str]) -> None:
+    hd = res.heads
     doc.h(2, "2. Heads")
-    doc.p("Pattern agreement = mean over query rows of 1 - total variation distance, BOS column dropped and "
-          "rows renormalised. Matching: scipy linear_sum_assignment over the non-empty compiled heads. "
-          "'writes' = variables whose readout at the end of the head's layer drops by >= 0.1 when the head is "
-          "mean-ablated.")
-    doc.table(["compiled head", "SOp", "RASP op", "learned head", "agreement", "uniform baseline", "match?",
+    doc.p("Pattern agreement = mean over query rows of 1 - total variation distance, BOS column dropped and rows "
+          "renormalised, with a 95% CI over input strings; matching: scipy linear_sum_assignment over the non-empty "
+          f"compiled heads; a match needs the lower bound ≥ {MATCH_OK}. 'writes' = variables whose held-out live "
+          "readout at the end of the head's layer drops by ≥ 0.1 when the head is mean-ablated.")
+    doc.table(["compiled head", "SOp", "RASP op", "learned head", "agreement", "uniform head", "match?",
                "compiled head writes", "learned head writes"],
-              [[m["compiled"], m["sop"], m["op"], m["learned"], _f(m["score"]), _f(m["uniform_baseline"]),
-                "yes" if m["is_match"] else "no",
-                ", ".join(f"{k} ({_f(x)})" for k, x in m["compiled_writes"].items()) or "-",
-                ", ".join(f"{k} ({_f(x)})" for k, x in m["learned_writes"].items()) or "-"]
-               for m in hd["matches"]])
-    doc.p("Empty compiled heads (all-zero OV, Tracr padding; not matched): " + (", ".join(hd["empty_compiled"]) or "none"))
-    doc.table(["unmatched learned head", "closest compiled head", "agreement", "writes"],
-              [[u["learned"], u["best_compiled"], _f(u["best_score"]),
-                ", ".join(f"{k} ({_f(x)})" for k, x in u["writes"].items()) or "-"] for u in hd["unmatched_learned"]])
+              [[m.compiled, m.sop, m.op, m.learned, m.agreement.fmt(), _f(m.uniform), "yes" if m.is_match else "no",
+                ", ".join(f"{k} ({_f(x)})" for k, x in m.compiled_writes.items()) or "-",
+                ", ".join(f"{k} ({_f(x)})" for k, x in m.learned_writes.items()) or "-"] for m in hd.matches])
+    doc.p("Empty compiled heads (all-zero OV, Tracr padding; not matched): " + (", ".join(hd.empty_compiled) or "none")
+          + ". Unmatched learned heads: " + (", ".join(
+              f"{n} (writes {', '.join(k for k, x in hd.learned_writes[n].items() if x >= 0.1) or 'nothing'})"
+              for n in hd.unmatched_learned) or "none") + ".")
     doc.img(figs["heads"], "Head similarity (compiled rows x learned columns) with the optimal matching boxed.")
     if "attention" in figs:
         doc.img(figs["attention"], "Attention patterns: each compiled head beside its matched learned head.")
 
-    doc.h(2, "3. Causal checks")
-    doc.p("Interchange interventions on effective pairs only (the RASP counterfactual output differs from the "
-          "base output); a pair counts when every output position equals the counterfactual.")
-    doc.table(["variable", "hook", "pairs (train/test)", "subspace", "IIA readout subspace", "IIA DAS (dim)"],
-              [[k, x["aligned_hook"], f"{x['n_pairs_train']}/{x['n_pairs_test']}", x["intervention_subspace"],
-                _f(x["iia_readout"]), f"{_f(x['iia_das'])} ({x['das_dim']})"] for k, x in v.items()])
-    doc.img(figs["iia"], "Readout score and interchange-intervention accuracy per variable.")
-    ab = res["ablation"]
-    doc.table(["ablation", "matched heads", "drop", "unmatched heads", "drop"],
-              [[mode, " ".join(ab[mode]["matched"]["heads"]) or "-", _f(ab[mode]["matched"]["drop"], 3),
-                " ".join(ab[mode]["unmatched"]["heads"]) or "-", _f(ab[mode]["unmatched"]["drop"], 3)]
-               for mode in ("mean", "zero")])
-    doc.img(figs["ablation"], "Task-accuracy drop when each learned head is ablated.")
+
+def _section_ablations(doc: Doc, res: Comparison, figs: dict[str, str]) -> None:
+    ab = res.ablation
+    doc.h(2, "3. Ablations")
+    doc.p(f"Balanced accuracy (chance {_f(ab.chance)}) and the mean logit difference of the correct class, over the "
+          f"comparison rows (95% CIs over input strings). Clean: balanced accuracy {ab.clean.balanced_accuracy.fmt(3)}, "
+          f"logit difference {ab.clean.logit_diff.fmt()}, plain accuracy {_f(ab.clean.accuracy, 3)}. Means are "
+          "taken over real (non-pad) positions; resample ablation uses another input's activation.")
+    doc.table(["ablated", "mode", "balanced accuracy", "drop", "logit diff"],
+              [[" ".join(a.heads) or "-", a.mode, a.metrics.balanced_accuracy.fmt(3), _f(a.drop, 3),
+                a.metrics.logit_diff.fmt()] for a in ab.groups + ab.per_head])
+    doc.img(figs["ablation"], "Balanced-accuracy drop when each head is ablated (95% CI of the ablated model).")
 
 
-def _section_controls(doc: Doc, controls: dict) -> None:
-    doc.h(2, "Controls")
+def _section_similarity(doc: Doc, res: Comparison, figs: dict[str, str]) -> None:
+    doc.h(2, "4. Whole-residual similarity")
+    doc.img(figs["cka"], "Linear CKA between every compiled and learned residual hook.")
+    hooks, maps = res.cka["hooks"], res.maps["per_hook"]
+    if not maps:
+        doc.p("Linear maps need residual streams of the same width; not computed.")
+        return
+    doc.p("Linear maps learned -> compiled residual (fit on other folds, applied to held-out rows), read with the "
+          "compiled labels: the fraction of the compiled variables present at the hook that decode at ≥ 0.95.")
+    doc.table(["hook", "CKA (same hook)", "lstsq R²", "lstsq decodable", "Procrustes R²", "Procrustes decodable"],
+              [[h, _f(res.cka["matched_positions"][i]), _f(maps["lstsq"][h]["r2"]),
+                _f(maps["lstsq"][h]["fraction_decodable"]), _f(maps["procrustes"][h]["r2"]),
+                _f(maps["procrustes"][h]["fraction_decodable"])] for i, h in enumerate(hooks)])
+
+
+def _section_seeds(doc: Doc, runs: list[Run]) -> None:
+    doc.h(2, "Stability across seeds")
+    names = list(runs[0].result.variables)
+    doc.table(["model", "verdict", *names],
+              [[r.label, r.result.summary.verdict,
+                *(f"{r.result.variables[n].status.value}; IIA {r.result.variables[n].iia.fmt()}; "
+                  f"{r.result.variables[n].found_hook}" for n in names)] for r in runs])
     rows = []
-    for name in ("self", "disguised", "random"):
-        c = controls.get(name)
-        if not c:
+    for n in names:
+        vs = [r.result.variables[n] for r in runs]
+        iia = [v.iia.value for v in vs if v.iia.defined]
+        live = [v.readout.live.value for v in vs if v.readout and v.readout.live.defined]
+        counts = {}
+        for v in vs:
+            counts[v.status.value] = counts.get(v.status.value, 0) + 1
+        rows.append([n, f"{_f(np.mean(iia))} ± {_f(np.std(iia))}" if iia else "n/a",
+                     f"{_f(np.mean(live))} ± {_f(np.std(live))}" if live else "n/a",
+                     ", ".join(f"{k}: {c}/{len(vs)}" for k, c in sorted(counts.items(), key=lambda kv: -kv[1]))])
+    doc.table(["variable", "IIA mean ± sd", "live readout mean ± sd", "status counts"], rows)
+
+
+def _section_controls(doc: Doc, controls: list[ControlResult]) -> None:
+    doc.h(2, "Controls")
+    doc.p("Each control can fail. self: the compiled model against itself (every testable variable causal, every "
+          "live head matched). disguised: the residual stream mapped by a random rotation, or by a random invertible "
+          "non-orthogonal map, heads permuted (same statuses and hooks as self, permutation recovered). untrained: "
+          "random weights ('no match', nothing causal). knockout: one compiled head's W_O zeroed (its variable and "
+          "everything computed from it lose their causal status; balanced accuracy drops).")
+    rows = []
+    for c in controls:
+        if c.name == "seed vs seed":
             continue
-        ch = c["checks"]
-        rows.append([name, {True: "pass", False: "FAIL"}[c["passed"]], ch["verdict"],
-                     _f(ch["min_readout_at_compiled_layer"]), _f(ch["min_iia_readout"]), _f(ch["min_iia_das"]),
-                     "; ".join(f"{k}->{x[0]} ({_f(x[1])})" for k, x in ch["head_matches"].items()),
-                     {True: "yes", False: "no", None: "-"}[ch.get("permutation_recovered")]])
-    doc.table(["control", "result", "verdict", "min readout at compiled hook", "min IIA readout", "min IIA DAS",
-               "head matches", "heads recovered"], rows)
-    doc.p("self: the compiled model against itself (must be perfect). disguised: residual stream rotated by a "
-          "random orthogonal matrix and heads permuted within each layer (must recover the permutation, "
-          "readouts and IIA >= 0.99). random: an untrained model (must be 'no match').")
-    ss = controls.get("seed_vs_seed", {})
-    if ss.get("pairs"):
+        detail = {k: x for k, x in c.checks.items() if k not in ("permutation", "reference_statuses")}
+        rows.append([c.name, {True: "pass", False: "FAIL", None: "-"}[c.passed],
+                     c.result.summary.verdict if c.result else "-", json.dumps(detail, sort_keys=True)])
+    doc.table(["control", "result", "verdict", "checks"], rows)
+    ss = next((c for c in controls if c.name == "seed vs seed"), None)
+    if ss and ss.checks.get("pairs"):
         doc.p("Learned seed vs learned seed: the ceiling of agreement between two trained models.")
         doc.table(["seeds", "mean CKA (same hook)", "mean head agreement (matched)", "output agreement"],
                   [[f"{p['a']} vs {p['b']}", _f(p["cka_mean"]), _f(p["head_score_mean"]), _f(p["output_agreement"], 4)]
-                   for p in ss["pairs"]])
-    else:
-        doc.p("Learned seed vs learned seed: " + ss.get("note", "not run") + ".")
+                   for p in ss.checks["pairs"]])
+    elif ss:
+        doc.p("Learned seed vs learned seed: " + ss.checks.get("note", "not run") + ".")
 
 
-def build_doc(spec: ProgramSpec, payload: dict, figs: dict[str, str], folder: Path | None = None) -> Doc:
+def build_doc(spec: ProgramSpec, data: ReportData, figs: dict[str, str], folder: Path | None = None) -> Doc:
     doc = Doc()
-    runs = payload["runs"]
-    main = runs[0]["result"]
-    summ = main["summary"]
+    main = data.runs[0].result
+    summ = main.summary
+    docs = {v.name: v.doc for v in spec.variables}
     doc.h(1, f"Compiled vs learned: {spec.name}")
-    doc.p(f"Verdict ({runs[0]['label']}): {summ['verdict']}. "
-          f"{summ['heads_matched']}/{summ['heads_compared']} non-empty compiled heads matched; "
-          f"variables computed: {', '.join(summ['computed']) or 'none'}.")
-    doc.items(verdict_sentences(spec, main))
-    d = main["data"]
-    doc.p(f"Program: {spec.description}. Inputs: {d['n_inputs']} ({'every input' if d['exhaustive'] else 'seeded sample'}"
-          f" up to length {d['max_len']}), {d['n_rows']} positions; readouts on {d['readout_rows']} positions; "
-          f"ablations on {d['ablation_inputs']} inputs. Task accuracy: compiled {_f(main['task_accuracy']['compiled'], 4)}, "
-          f"learned {_f(main['task_accuracy']['learned'], 4)}. Compiled artifact: {payload['compiled']}; "
-          f"learned: {runs[0]['path']}. Settings: {main['settings']}.")
-    _section_main(doc, main, figs)
-    if len(runs) > 1:
-        doc.h(2, "Stability across seeds")
-        names = list(main["variables"])
-        doc.table(["learned model", "verdict", *names, "head matches"],
-                  [[r["label"], r["result"]["summary"]["verdict"],
-                    *(f"{r['result']['variables'][n]['status']} (read {_f(r['result']['variables'][n]['aligned_score'])}, "
-                      f"IIA {_f(_best_iia(r['result']['variables'][n]))})" for n in names),
-                    "; ".join(f"{m['compiled']}->{m['learned']} ({_f(m['score'])})" for m in r["result"]["heads"]["matches"])]
-                   for r in runs])
-        for n in names:
-            st = [r["result"]["variables"][n]["status"] for r in runs]
-            doc.p(f"{n}: '{max(set(st), key=st.count)}' in {max(st.count(s) for s in set(st))}/{len(st)} seeds.")
+    doc.p(f"Verdict ({data.runs[0].label}): {summ.verdict}. {summ.heads_matched}/{summ.heads_compared} non-empty "
+          f"compiled heads matched; computed: {', '.join(summ.computed) or 'none'}; causal but not fully readable: "
+          f"{', '.join(summ.causal_partial) or 'none'}; undecided: {', '.join(summ.undecided) or 'none'}.")
+    doc.items([variable_sentence(v, docs.get(k, "")) for k, v in main.variables.items()])
+    doc.p(f"Program: {spec.description}. Task accuracy on the comparison rows: compiled "
+          f"{_f(main.task_accuracy['compiled'], 4)}, this model {_f(main.task_accuracy['model'], 4)}. Compiled "
+          f"artifact: {data.compiled}; model: {data.runs[0].path}.")
+    _methods(doc, main)
+    _section_variables(doc, main, figs)
+    _section_heads(doc, main, figs)
+    _section_ablations(doc, main, figs)
+    _section_similarity(doc, main, figs)
+    if len(data.runs) > 1:
+        _section_seeds(doc, data.runs)
     if folder is not None:
         _dynamics(doc, folder)
-    if payload.get("controls"):
-        _section_controls(doc, payload["controls"])
+    if data.controls:
+        _section_controls(doc, data.controls)
+    doc.p(f"Settings: {json.dumps(main.settings)}.")
     return doc
 
 
@@ -306,23 +372,32 @@ def _dynamics(doc: Doc, folder: Path) -> None:
         doc.img("dynamics/dynamics.png", "Training dynamics: accuracy, readouts and IIA per checkpoint.")
 
 
-def write_report(target: Path, spec: ProgramSpec, payload: dict) -> Path:
+def write_report(target: Path, spec: ProgramSpec, data: ReportData) -> Path:
     """Writes the whole report folder atomically; returns the path of report.html.
 
     A ``dynamics/`` subfolder left by ``make dynamics`` is carried over and folded in.
     """
-    payload = clean_json(payload)
     target = Path(target)
     with atomic_dir(target) as tmp:
         if (target / "dynamics").is_dir():
             shutil.copytree(target / "dynamics", tmp / "dynamics")
-        figs = figures.draw_all(payload["runs"][0]["result"], tmp)
-        doc = build_doc(spec, payload, figs, tmp)
+        figs = figures.draw_all(data.runs[0].result, tmp)
+        doc = build_doc(spec, data, figs, tmp)
         (tmp / "report.md").write_text(doc.markdown())
         (tmp / "report.html").write_text(doc.html(tmp, f"Compiled vs learned: {spec.name}"))
-        payload["figures"] = sorted(p.name for p in tmp.glob("*.png"))
-        write_json(tmp / "compare.json", payload)
+        data.figures = sorted(p.name for p in tmp.glob("*.png"))
+        write_json(tmp / "compare.json", data.to_json())
         for f in tmp.iterdir():
             f.chmod(0o755 if f.is_dir() else 0o644)
         tmp.chmod(0o755)
-    return Path(target) / "report.html"
+    return target / "report.html"
+
+
+def read_report(path: Path) -> ReportData:
+    """``compare.json`` back into a ``ReportData``; one-line errors if it is missing or corrupt."""
+    try:
+        return ReportData.from_json(json.loads(Path(path).read_text()))
+    except FileNotFoundError:
+        raise ToolkitError(f"no {path}; run `make compare` first") from None
+    except json.JSONDecodeError as e:
+        raise ToolkitError(f"corrupt {path}: {e}") from None

@@ -4,7 +4,7 @@
   residual hook and every learned one, on the same rows.
 * ``map_decoding``: at each hook, an affine least-squares map and an orthogonal
   Procrustes map from the learned residual to the compiled one (fit on some
-  folds, applied to held-out rows); the mapped residual is then read with the
+  folds, applied to held-out rows, folds grouped by input string); the mapped residual is then read with the
   *compiled labels* (argmax over a variable's block ``count_I:0..10``, or the
   value of a numerical variable's single dimension), with no new readout.
   A variable counts as decodable through the map at accuracy (or R²) >= 0.95.
@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.linalg import orthogonal_procrustes
+from sklearn.metrics import r2_score
+from sklearn.model_selection import PredefinedSplit
 
 from compare.activations import Dataset, VariableInfo
-from compare.readouts import folds_of
 
 DECODABLE = 0.95
 
@@ -30,11 +31,10 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     return float(hsic / norm) if norm > 0 else 0.0
 
 
-def cka_matrix(a: dict[str, np.ndarray], b: dict[str, np.ndarray], hooks: list[str],
-               rows: np.ndarray) -> np.ndarray:
-    """``[len(hooks), len(hooks)]``: entry (i, j) is CKA(a[hooks[i]], b[hooks[j]])."""
-    ca = {h: a[h][rows] - a[h][rows].mean(0) for h in hooks}
-    cb = {h: b[h][rows] - b[h][rows].mean(0) for h in hooks}
+def cka_matrix(a: dict[str, np.ndarray], b: dict[str, np.ndarray], hooks: list[str]) -> np.ndarray:
+    """``[len(hooks), len(hooks)]``: entry (i, j) is CKA(a[hooks[i]], b[hooks[j]]) over all rows (widths may differ)."""
+    ca = {h: a[h] - a[h].mean(0) for h in hooks}
+    cb = {h: b[h] - b[h].mean(0) for h in hooks}
     na = {h: np.linalg.norm(x.T @ x) for h, x in ca.items()}
     nb = {h: np.linalg.norm(x.T @ x) for h, x in cb.items()}
     return np.array([[np.linalg.norm(cb[g].T @ ca[h]) ** 2 / (na[h] * nb[g]) if na[h] * nb[g] > 0 else 0.0
@@ -58,47 +58,43 @@ def decoding_score(x: np.ndarray, info: VariableInfo, truth: np.ndarray) -> floa
     dec = decode_with_labels(x, info)
     if info.encoding == "categorical":
         return float((_label_class_index(info)[dec] == truth).mean())
-    var = float(((truth - truth.mean()) ** 2).sum())
-    return 1.0 - float(((dec - truth) ** 2).sum()) / var if var > 0 else 0.0
+    return float(r2_score(truth, dec))
 
 
 def _fit_map(src: np.ndarray, dst: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Affine map ``src @ w + b ≈ dst``: least squares, or an orthogonal Procrustes rotation with one scale."""
     mu_s, mu_d = src.mean(0), dst.mean(0)
-    if kind == "lstsq":  # (nearly) unregularised ridge: rank-deficient residuals are common
-        xc = src - mu_s
-        gram = xc.T @ xc
-        w = np.linalg.solve(gram + 1e-8 * np.trace(gram) / len(gram) * np.eye(len(gram)) + 1e-300 * np.eye(len(gram)),
-                            xc.T @ (dst - mu_d))
-    else:  # Procrustes: orthogonal w (scaled) minimising ||(src - mu) w - (dst - mu)||
+    if kind == "lstsq":
+        w = np.linalg.lstsq(src - mu_s, dst - mu_d, rcond=1e-10)[0]
+    else:
         w, s = orthogonal_procrustes(src - mu_s, dst - mu_d)
         w = w * (s / max(float(((src - mu_s) ** 2).sum()), 1e-300))
     return w, mu_d - mu_s @ w
 
 
-def map_decoding(compiled: dict[str, np.ndarray], learned: dict[str, np.ndarray], data: Dataset,
-                 rows: np.ndarray, folds: int, seed: int) -> dict:
-    """Maps learned -> compiled at every hook and decodes every variable with the compiled labels.
+def map_decoding(compiled: dict[str, np.ndarray], learned: dict[str, np.ndarray], data: Dataset) -> dict:
+    """Maps learned -> compiled at every hook (fit on the other folds, applied to each held-out fold,
+    folds grouped by input string) and decodes every variable with the compiled labels.
 
     Returns:
         ``{"lstsq"|"procrustes": {hook: {"r2": float, "variables": {var: score},
         "fraction_decodable": float}}}``; only variables the compiled model holds
-        at that hook are counted.
+        at that hook are counted. Needs residuals of the same width (else ``{}``).
     """
-    test_folds = folds_of(len(rows), folds, seed)
     out: dict = {}
+    if compiled[data.resid_hooks[0]].shape[1] != learned[data.resid_hooks[0]].shape[1]:
+        return out
     for kind in ("lstsq", "procrustes"):
         out[kind] = {}
         for i, hook in enumerate(data.resid_hooks):
-            src, dst = learned[hook][rows], compiled[hook][rows]
+            src, dst = learned[hook], compiled[hook]
             mapped = np.zeros_like(dst)
-            for test in test_folds:
-                train = np.setdiff1d(np.arange(len(rows)), test)
+            for train, test in PredefinedSplit(data.fold).split():
                 w, b = _fit_map(src[train], dst[train], kind)
                 mapped[test] = src[test] @ w + b
-            resid_var = float(((dst - dst.mean(0)) ** 2).sum())
-            r2 = 1.0 - float(((mapped - dst) ** 2).sum()) / resid_var if resid_var > 0 else 0.0
+            r2 = float(r2_score(dst, mapped, multioutput="variance_weighted")) if dst.var(0).sum() > 0 else 0.0
             present = [v for v in data.variables if v.written_after <= i]
-            scores = {v.name: decoding_score(mapped, v, data.targets[v.name][rows]) for v in present}
+            scores = {v.name: decoding_score(mapped, v, data.targets[v.name]) for v in present}
             frac = float(np.mean([s >= DECODABLE for s in scores.values()])) if scores else float("nan")
             out[kind][hook] = {"r2": r2, "variables": scores, "fraction_decodable": frac}
     return out

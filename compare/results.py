@@ -1,0 +1,353 @@
+"""The result schema of one comparison: typed records, JSON only at the edge.
+
+``compare_models`` returns a ``Comparison``; ``report``, ``figures``,
+``controls`` and ``dynamics`` read its attributes. ``to_json`` /
+``from_json`` convert any record here to and from plain JSON (NaN becomes
+``null``), so ``compare.json`` is the complete record and a report can be
+rebuilt from it alone.
+
+The status of a compiled variable in the learned model (``Status``) is
+decided in one place, ``decide_status``, from confidence-interval bounds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import types
+import typing
+from typing import Any
+
+from compare.stats import Estimate, Tri, at_least
+
+READ_OK = 0.95    # readable: accuracy (or R²) on live rows at or above this, on the CI's lower bound
+IIA_OK = 0.9      # causal: interchange-intervention accuracy at or above this, on the CI's lower bound
+MARGIN = 0.05     # readable *beyond an untrained network*: lower bound >= untrained mean + MARGIN
+MATCH_OK = 0.8    # a head matches at pattern agreement >= MATCH_OK (CI lower bound)
+
+
+class Status(enum.Enum):
+    """What the evidence says about one compiled variable in the learned model."""
+
+    COMPUTED = "computed"                       # causal, and readable in full on live rows
+    CAUSAL_PARTIAL = "causal, not fully readable"  # causal, but a linear probe does not read its full value
+    UNDECIDED = "undecided"                     # a CI straddles a threshold: more data needed
+    CORRELATIONAL = "correlational only"        # readable beyond an untrained network, not causal
+    UNTRAINED_LEVEL = "readable as in an untrained network"  # readable, but so it is with random weights
+    NOT_REPRESENTED = "not represented"         # neither readable nor causal
+    NOT_TESTABLE = "not testable"               # no live rows or no effective intervention pairs
+
+    @property
+    def causal(self) -> bool:
+        return self in (Status.COMPUTED, Status.CAUSAL_PARTIAL)
+
+
+@dataclasses.dataclass
+class HookReadout:
+    """Cross-validated readout of one variable at one residual hook (folds grouped by input string).
+
+    Attributes:
+        hook: residual hook name.
+        all, live: accuracy (categorical) or R² (numerical) on all rows / on rows where the variable is live.
+        majority_all, majority_live: majority-class accuracy on the same rows (0 for R²).
+        untrained_live: mean live score over untrained networks of the same shape (``None``: not run).
+        untrained_sd: their standard deviation.
+    """
+
+    hook: str
+    all: Estimate
+    live: Estimate
+    majority_all: float
+    majority_live: float
+    untrained_live: float | None = None
+    untrained_sd: float | None = None
+
+
+@dataclasses.dataclass
+class HookTrial:
+    """One step of the search for where a variable lives: validation IIA at one hook."""
+
+    hook: str
+    readable: bool           # live readout (point estimate) >= READ_OK
+    val_pattern: float       # validation IIA of the pattern subspace (nan: no subspace there)
+    val_das: float | None    # validation IIA of DAS at the pattern's dimension (None: not tried)
+
+
+@dataclasses.dataclass
+class Intervention:
+    """The causal test at the chosen hook, scored on held-out pairs.
+
+    Attributes:
+        hook: where the subspace is swapped.
+        subspace: ``"pattern"`` (class means, Haufe et al.) or ``"das"`` (learned rotation).
+        dim: its dimension.
+        val_iia: IIA on validation pairs (what the choice was made on).
+        test: IIA on test pairs (bases, sources and positions unseen in fitting and selection).
+        null_mean, null_p95: IIA of random subspaces of the same dimension on the test pairs.
+        embed_overlap: share of the subspace (before the embedding span is removed) inside the
+            span of the token and position embeddings, for the pattern candidate.
+        das_sweep: DAS dimension -> validation IIA.
+        per_position: model position -> test IIA.
+        per_value: the value being set (source value) -> test IIA.
+        n_fit, n_val, n_test: effective pairs in each split.
+    """
+
+    hook: str
+    subspace: str
+    dim: int
+    val_iia: float
+    test: Estimate
+    null_mean: float
+    null_p95: float
+    embed_overlap: float
+    das_sweep: dict[str, float]
+    per_position: dict[str, Estimate]
+    per_value: dict[str, Estimate]
+    n_fit: int
+    n_val: int
+    n_test: int
+
+
+@dataclasses.dataclass
+class Coarsening:
+    """A coarser function of an integer variable (``count_I mod 3``), read out at the chosen hook."""
+
+    name: str
+    hook: str
+    live: Estimate
+    majority_live: float
+
+
+@dataclasses.dataclass
+class VariableResult:
+    """Everything measured about one compiled variable in one model."""
+
+    name: str
+    encoding: str
+    op: str
+    classes: list[str]
+    compiled_hook: str
+    compiled_dim: int
+    live_share: float
+    readouts: list[HookReadout]
+    search: list[HookTrial]
+    output_ready_hook: str | None
+    found_hook: str | None
+    offset: int | None
+    readout: HookReadout | None
+    control_task: Estimate | None
+    intervention: Intervention | None
+    readable: Tri
+    beyond_untrained: Tri
+    causal: Tri
+    status: Status
+    coarsenings: list[Coarsening] = dataclasses.field(default_factory=list)
+    reference_hook: str | None = None          # where the same method finds it in the compiled model
+    compiled_live: dict[str, float] = dataclasses.field(default_factory=dict)  # compiled live readout per hook
+
+    def readout_at(self, hook: str) -> HookReadout:
+        return next(r for r in self.readouts if r.hook == hook)
+
+    @property
+    def iia(self) -> Estimate:
+        return self.intervention.test if self.intervention else Estimate.empty()
+
+    @property
+    def where(self) -> str:
+        """``2 sublayers earlier than compiled`` and the like."""
+        if self.offset is None:
+            return "not found"
+        if self.offset == 0:
+            return "at the compiled hook"
+        n = abs(self.offset)
+        return f"{n} sublayer{'s' if n > 1 else ''} {'earlier' if self.offset < 0 else 'later'} than compiled"
+
+
+def decide_status(readout: HookReadout | None, intervention: Intervention | None,
+                  coarsenings: list[Coarsening]) -> tuple[Tri, Tri, Tri, Status]:
+    """The one place a status is decided; returns (readable, beyond_untrained, causal, status).
+
+    * causal: IIA on test pairs >= IIA_OK and above the random-subspace null's 95th percentile,
+      both on the CI's lower bound (``NO`` when the upper bound is below IIA_OK or the point
+      estimate is within the null);
+    * readable: live readout >= READ_OK on the lower bound;
+    * beyond the untrained baseline: live readout lower bound >= untrained mean + MARGIN.
+    """
+    if readout is None or not readout.live.defined:
+        return Tri.NO, Tri.NO, Tri.NO, Status.NOT_TESTABLE
+    readable = at_least(readout.live, READ_OK)
+    base = readout.untrained_live if readout.untrained_live is not None else readout.majority_live
+    beyond = at_least(readout.live, min(base + MARGIN, 1.0 + 1e-9))
+    if intervention is None or not intervention.test.defined:
+        return readable, beyond, Tri.NO, Status.NOT_TESTABLE
+    iia = intervention.test
+    causal = at_least(iia, IIA_OK)
+    if causal is Tri.YES and iia.lo <= intervention.null_p95:
+        causal = Tri.UNDECIDED
+    if iia.value <= intervention.null_p95:
+        causal = Tri.NO
+    if causal is Tri.YES:
+        if readable is Tri.YES:
+            status = Status.COMPUTED
+        elif readable is Tri.NO or any(at_least(c.live, READ_OK) is Tri.YES for c in coarsenings):
+            status = Status.CAUSAL_PARTIAL
+        else:
+            status = Status.UNDECIDED
+    elif causal is Tri.NO:
+        status = {Tri.YES: Status.CORRELATIONAL if beyond is Tri.YES else Status.UNTRAINED_LEVEL,
+                  Tri.NO: Status.NOT_REPRESENTED, Tri.UNDECIDED: Status.UNDECIDED}[readable]
+    else:
+        status = Status.UNDECIDED
+    return readable, beyond, causal, status
+
+
+@dataclasses.dataclass
+class HeadMatch:
+    """One compiled head and the learned head matched to it."""
+
+    compiled: str
+    learned: str
+    sop: str
+    op: str
+    agreement: Estimate
+    uniform: float
+    is_match: bool
+    compiled_writes: dict[str, float]
+    learned_writes: dict[str, float]
+
+
+@dataclasses.dataclass
+class Heads:
+    compiled_names: list[str]
+    learned_names: list[str]
+    similarity: list[list[float]]   # [compiled head, learned head] pattern agreement
+    empty_compiled: list[str]
+    matches: list[HeadMatch]
+    unmatched_learned: list[str]
+    learned_writes: dict[str, dict[str, float]]
+
+    @property
+    def matched(self) -> int:
+        return sum(m.is_match for m in self.matches)
+
+
+@dataclasses.dataclass
+class Metrics:
+    """Task performance on the ablation rows: balanced accuracy and the correct class's logit margin."""
+
+    balanced_accuracy: Estimate
+    logit_diff: Estimate
+    accuracy: float
+
+
+@dataclasses.dataclass
+class AblationResult:
+    """One ablation (a head or a group of heads, in one mode) and its effect."""
+
+    heads: list[str]
+    mode: str           # "zero" | "mean" | "resample"
+    metrics: Metrics
+    drop: float         # clean balanced accuracy minus ablated
+
+
+@dataclasses.dataclass
+class Ablations:
+    clean: Metrics
+    chance: float       # balanced accuracy of a constant answer
+    per_head: list[AblationResult]
+    groups: list[AblationResult]   # "matched" / "unmatched" heads, every mode
+
+
+@dataclasses.dataclass
+class Summary:
+    verdict: str
+    computed: list[str]
+    causal_partial: list[str]
+    undecided: list[str]
+    correlational: list[str]
+    untrained_level: list[str]
+    not_represented: list[str]
+    not_testable: list[str]
+    heads_matched: int
+    heads_compared: int
+
+
+@dataclasses.dataclass
+class Comparison:
+    """The whole comparison of one model against the compiled one."""
+
+    settings: dict[str, Any]
+    data: dict[str, Any]
+    task_accuracy: dict[str, float]
+    variables: dict[str, VariableResult]
+    heads: Heads
+    ablation: Ablations
+    cka: dict[str, Any]
+    maps: dict[str, Any]
+    examples: dict[str, Any]
+    summary: Summary
+
+
+def summarise(variables: dict[str, VariableResult], heads: Heads) -> Summary:
+    """The verdict: ``match`` (every testable variable computed, every live head matched), ``no match``
+    (nothing causal, no head matched) or ``partial match``."""
+    by = {s: [k for k, v in variables.items() if v.status is s] for s in Status}
+    live = len(heads.matches)
+    causal = by[Status.COMPUTED] + by[Status.CAUSAL_PARTIAL]
+    testable = [k for k in variables if variables[k].status is not Status.NOT_TESTABLE]
+    if testable and len(by[Status.COMPUTED]) == len(testable) and heads.matched == live:
+        verdict = "match"
+    elif not causal and not heads.matched:
+        verdict = "no match"
+    else:
+        verdict = "partial match"
+    return Summary(verdict, by[Status.COMPUTED], by[Status.CAUSAL_PARTIAL], by[Status.UNDECIDED],
+                   by[Status.CORRELATIONAL], by[Status.UNTRAINED_LEVEL], by[Status.NOT_REPRESENTED],
+                   by[Status.NOT_TESTABLE], heads.matched, live)
+
+
+# ------------------------------------------------------------------ JSON edge --
+
+def to_json(x: Any) -> Any:
+    """Records, enums, numpy values and containers to strict JSON (NaN and inf become ``None``)."""
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return {f.name: to_json(getattr(x, f.name)) for f in dataclasses.fields(x)}
+    if isinstance(x, enum.Enum):
+        return x.value
+    if isinstance(x, dict):
+        return {str(k): to_json(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [to_json(v) for v in x]
+    if hasattr(x, "tolist"):  # numpy arrays and scalars
+        return to_json(x.tolist())
+    if isinstance(x, bool) or x is None or isinstance(x, (int, str)):
+        return x
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    raise TypeError(f"cannot write {type(x).__name__} to JSON")
+
+
+def from_json(cls: Any, data: Any) -> Any:
+    """The inverse of ``to_json`` for the type ``cls`` (a record class or a typing annotation)."""
+    origin = typing.get_origin(cls)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(cls) if a is not type(None)]
+        return None if data is None else from_json(args[0], data)
+    if origin is list:
+        (item,) = typing.get_args(cls)
+        return [from_json(item, v) for v in data]
+    if origin is dict:
+        _, item = typing.get_args(cls)
+        return {k: from_json(item, v) for k, v in data.items()}
+    if cls is Any:
+        return data
+    if isinstance(cls, type) and issubclass(cls, enum.Enum):
+        return cls(data)
+    if dataclasses.is_dataclass(cls):
+        hints = typing.get_type_hints(cls)
+        return cls(**{f.name: from_json(hints[f.name], data[f.name]) for f in dataclasses.fields(cls)
+                      if f.name in data})
+    if cls is float:
+        return math.nan if data is None else float(data)
+    return data
