@@ -93,7 +93,8 @@ def emergence_order(emergence: dict[str, int | None]) -> list[list[str]]:
     return [sorted(k for k, s in emergence.items() if s == step) for step in steps]
 
 
-def order_sentence(order: list[list[str]], emergence: dict[str, int | None], first: int = 0) -> str:
+def order_sentence(order: list[list[str]], emergence: dict[str, int | None], first: int = 0,
+                   what: str = "readable") -> str:
     """Plain words, e.g. ``count_I (step 120), then theorem (step 300); never: bad_M_at``.
 
     Variables readable from the first checkpoint on are marked: a random
@@ -103,8 +104,8 @@ def order_sentence(order: list[list[str]], emergence: dict[str, int | None], fir
         return f"step {step}" + (", i.e. at initialisation, from the input alone" if step == first else "")
     parts = [" and ".join(group) + f" ({when(emergence[group[0]])})" for group in order]
     never = sorted(k for k, s in emergence.items() if s is None)
-    text = ", then ".join(parts) if parts else "no variable became readable"
-    return text + (f"; never readable: {', '.join(never)}" if never else "")
+    text = ", then ".join(parts) if parts else f"no variable became {what}"
+    return text + (f"; never {what}: {', '.join(never)}" if never else "")
 
 
 def analyse_curves(run: dict[str, Any]) -> dict[str, Any]:
@@ -119,7 +120,7 @@ def analyse_curves(run: dict[str, Any]) -> dict[str, Any]:
             em = {v: emergence_step(steps, curves["readout"], READABLE) for v, curves in run["variables"].items()}
         out["emergence"][measure] = em
         out["order"][measure] = emergence_order(em)
-        out["sentence"][measure] = order_sentence(out["order"][measure], em, steps[0] if steps else 0)
+        out["sentence"][measure] = order_sentence(out["order"][measure], em, steps[0] if steps else 0, measure)
     jump = emergence_step(steps, run["accuracy"]["sequence"], 0.99)
     out["accuracy_jump_step"] = jump
     causal = out["emergence"]["causal"]

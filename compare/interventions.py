@@ -10,7 +10,8 @@ the share of pairs whose output equals it at every position.
 * **Pairs** are *effective* (the counterfactual output differs from the base
   output) and drawn from rows where ``v`` is live, bases and sources from the
   same split: fit (DAS training), validation (every choice) and test
-  (reported). Splits are the dataset's folds, grouped by input string, so a
+  (reported). For a causal program only positions from p on are scored:
+  earlier ones cannot change. Splits are the dataset's folds, grouped by input string, so a
   test pair shares no base prefix, source prefix or position with training.
 * **What is swapped**: only what the layers wrote, ``x~ = x - W_E[token] -
   W_pos[position]``, so a swap never moves the raw token or position.
@@ -92,6 +93,8 @@ def make_pairs(spec: ProgramSpec, data: Dataset, var: VariableInfo, split: str, 
             continue
         row = [IGNORE] * width
         row[1:1 + len(cf)] = [data.output_vocab.index(str(y)) for y in cf]
+        if data.causal:  # positions before p cannot change; a model's own errors there are not the swap's
+            row[1:1 + pos] = [IGNORE] * pos
         base.append(b)
         source.append(s)
         targets.append(row)
@@ -202,45 +205,44 @@ def random_basis(m: int, k: int, rng: np.random.Generator) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- IIA --
 
-def _patched_logits(model: Transformer, data: Dataset, pairs: Pairs, hook: str, delta: torch.Tensor,
-                    proj: torch.Tensor) -> torch.Tensor:
-    """Logits ``[P, T, O]`` of the base inputs with ``x + delta @ proj`` at each pair's position.
+def _patched_logits(model: Transformer, data: Dataset, pairs: Pairs, hook: str, step: torch.Tensor,
+                    base: torch.Tensor) -> torch.Tensor:
+    """Logits ``[P, T, O]`` of the base inputs with ``x + step`` at each pair's position.
 
-    ``delta`` ``[P, D]`` is ``x~_src - x~_base``, what the layers wrote in the source minus the base.
+    ``step`` ``[P, D]`` is ``delta @ P``, with ``delta = x~_src - x~_base`` what the layers wrote in the
+    source minus the base; ``base`` ``[P, T, D]`` the bases' clean residual at ``hook``, where the run starts.
     """
     ids = data.ids[torch.from_numpy(data.row_input[pairs.base])]
     pos = torch.from_numpy(data.row_pos[pairs.base])
     idx = torch.arange(len(pairs))
-    step = delta @ proj  # [P, D]
 
     def swap(x: torch.Tensor, name: str) -> torch.Tensor:  # x: [P, T, D]
         return x.index_put((idx, pos), x[idx, pos] + step)
-    return model(ids, hooks={hook: swap})
+    return model(ids, hooks={hook: swap}, start=(hook, base))
 
 
 def hits(model: Transformer, data: Dataset, pairs: Pairs, hook: str, delta: np.ndarray,
-         proj: np.ndarray) -> np.ndarray:
-    """``[P]`` bool: the patched output equals the counterfactual at every position."""
+         proj: np.ndarray, base: torch.Tensor) -> np.ndarray:
+    """``[P]`` bool: the patched output equals the counterfactual at every scored position."""
     if not len(pairs):
         return np.zeros(0, dtype=bool)
     dtype = model.param("embed.W_E").dtype
-    with torch.no_grad():
-        logits = _patched_logits(model, data, pairs, hook, torch.as_tensor(delta, dtype=dtype),
-                                 torch.as_tensor(proj, dtype=dtype))
+    with torch.no_grad():  # the step in float64: the lifted map can have large entries
+        logits = _patched_logits(model, data, pairs, hook, torch.as_tensor(delta @ proj, dtype=dtype), base)
     ok = (logits.argmax(-1) == pairs.target) | (pairs.target == IGNORE)
     return ok.all(-1).numpy()
 
 
 def iia(model: Transformer, data: Dataset, pairs: Pairs, hook: str, delta: np.ndarray, space: Space,
-        proj_z: np.ndarray) -> float:
+        proj_z: np.ndarray, base: torch.Tensor) -> float:
     """IIA of the swap ``proj_z`` ``[r, r]`` in whitened coordinates (nan without pairs)."""
     if not len(pairs) or not proj_z.any():
         return float("nan")
-    return float(hits(model, data, pairs, hook, delta, space.lift(proj_z)).mean())
+    return float(hits(model, data, pairs, hook, delta, space.lift(proj_z), base).mean())
 
 
 def das(model: Transformer, data: Dataset, train: Pairs, hook: str, delta: np.ndarray, space: Space,
-        init: np.ndarray, dim: int, steps: int, lr: float, seed: int) -> np.ndarray:
+        init: np.ndarray, dim: int, steps: int, lr: float, seed: int, base: torch.Tensor) -> np.ndarray:
     """Distributed alignment search: an orthonormal ``[r, dim]`` basis trained on ``train`` pairs.
 
     The swap is the orthogonal projection onto it in whitened coordinates. Starts from ``init``
@@ -267,7 +269,7 @@ def das(model: Transformer, data: Dataset, train: Pairs, hook: str, delta: np.nd
     opt = torch.optim.Adam(rot.parameters(), lr=lr)
     for _ in range(steps):
         u = rot.weight  # [m, dim]
-        logits = _patched_logits(model, data, train, hook, delta_t, white @ u @ u.T @ unwhite)
+        logits = _patched_logits(model, data, train, hook, (delta_t @ white) @ u @ (u.T @ unwhite), base)
         if bool(((logits.argmax(-1) == train.target) | (train.target == IGNORE)).all()):
             break
         loss = F.cross_entropy(logits.flatten(0, 1), train.target.flatten(), ignore_index=IGNORE)
@@ -278,7 +280,7 @@ def das(model: Transformer, data: Dataset, train: Pairs, hook: str, delta: np.nd
 
 
 def null_iia(model: Transformer, data: Dataset, pairs: Pairs, hook: str, delta: np.ndarray, space: Space,
-             dim: int, n: int, seed: int) -> tuple[float, float]:
+             dim: int, n: int, seed: int, base: torch.Tensor) -> tuple[float, float]:
     """Mean and 95th percentile of the IIA of ``n`` random ``dim``-dimensional subspaces."""
     if not len(pairs) or dim == 0 or space.m == 0:
         return float("nan"), float("nan")
@@ -286,7 +288,7 @@ def null_iia(model: Transformer, data: Dataset, pairs: Pairs, hook: str, delta: 
     vals = []
     for _ in range(n):
         u = random_basis(space.m, min(dim, space.m), rng)
-        vals.append(iia(model, data, pairs, hook, delta, space, u @ u.T))
+        vals.append(iia(model, data, pairs, hook, delta, space, u @ u.T, base))
     return float(np.mean(vals)), float(np.quantile(vals, 0.95))
 
 

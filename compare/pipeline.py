@@ -113,7 +113,8 @@ class ModelSide:
     """One model's activations and readouts on the shared dataset."""
 
     model: Transformer
-    resid: dict[str, np.ndarray]                 # hook -> [N, D]
+    resid: dict[str, np.ndarray]                 # hook -> [N, D] at the rows
+    full: dict[str, torch.Tensor]                # hook -> [B, T, D] every position (interventions start there)
     pred: np.ndarray                             # [N] output id
     readouts: dict[str, dict[str, HookReadout]]  # variable -> hook -> readout
     fitted: dict[str, dict[str, Fitted]]
@@ -136,6 +137,10 @@ class ModelSide:
         """``[P, D]`` source minus base of what the layers wrote, per pair."""
         xt = self.xt(hook)
         return xt[pairs.source] - xt[pairs.base]
+
+    def base(self, data: Dataset, hook: str, pairs: Pairs) -> torch.Tensor:
+        """``[P, T, D]`` the base inputs' clean residual at ``hook``."""
+        return self.full[hook][torch.from_numpy(data.row_input[pairs.base])]
 
 
 @dataclasses.dataclass
@@ -193,8 +198,8 @@ def _side(model: Transformer, data: Dataset, cfg: CompareConfig, examples: list[
     raw = {l: cache[n][examples].double().cpu() for l, n in enumerate(patt)}
     tokens = data.ids[torch.from_numpy(data.row_input), torch.from_numpy(data.row_pos)]
     direct = (model.param("embed.W_E")[tokens] + model.param("pos_embed.W_pos")[torch.from_numpy(data.row_pos)])
-    return ModelSide(model, resid, pred, side_readouts, fitted, patterns, raw, embedding_basis(model, max_len),
-                     direct.detach().double().cpu().numpy())
+    return ModelSide(model, resid, {h: cache[h] for h in data.resid_hooks}, pred, side_readouts, fitted, patterns,
+                     raw, embedding_basis(model, max_len), direct.detach().double().cpu().numpy())
 
 
 def prepare(spec: ProgramSpec, compiled: Transformer, meta: dict, cfg: CompareConfig) -> Prepared:
@@ -281,11 +286,12 @@ def locate(prep: Prepared, side: ModelSide, v: VariableInfo, vi: int, ready: int
     model = side.model
 
     def val_iia(h: str, proj_z: np.ndarray) -> float:
-        return iia(model, data, pairs["val"], h, side.delta(h, pairs["val"]), side.space(data, h), proj_z)
+        return iia(model, data, pairs["val"], h, side.delta(h, pairs["val"]), side.space(data, h), proj_z,
+                   side.base(data, h, pairs["val"]))
 
     def run_das(h: str, init: np.ndarray, dim: int, salt: int) -> np.ndarray:
         return das(model, data, pairs["fit"], h, side.delta(h, pairs["fit"]), side.space(data, h), init,
-                   dim, cfg.das_steps, cfg.das_lr, seed=cfg.seed * 1000 + vi * 100 + salt)
+                   dim, cfg.das_steps, cfg.das_lr, cfg.seed * 1000 + vi * 100 + salt, side.base(data, h, pairs["fit"]))
 
     trials, found, chosen = [], {}, None
     for i in range(max(stop, 1)):
@@ -357,11 +363,12 @@ def _intervene(prep: Prepared, side: ModelSide, v: VariableInfo, vi: int, i: int
                                       key=lambda o: (o[1], o[0] != "pattern"))
     test = prep.pairs[v.name]["test"]
     delta = side.delta(h, test)
-    hit = hits(side.model, data, test, h, delta, space.lift(proj)) if len(test) else np.zeros(0, bool)
+    base = side.base(data, h, test)
+    hit = hits(side.model, data, test, h, delta, space.lift(proj), base) if len(test) else np.zeros(0, bool)
     groups = data.group[test.base]
-    null_mean, null_p95 = null_iia(side.model, data, test, h, delta, space, dim, cfg.n_null, cfg.seed + vi)
+    null_mean, null_p95 = null_iia(side.model, data, test, h, delta, space, dim, cfg.n_null, cfg.seed + vi, base)
     return Intervention(h, kind, dim, float(val), bootstrap(hit.astype(float), groups, cfg.seed), null_mean, null_p95,
-                        embed_overlap(space, own, side.embed), dict(sorted(sweep.items(), key=lambda kv: int(kv[0]))),
+                        embed_overlap(space, basis, side.embed), dict(sorted(sweep.items(), key=lambda kv: int(kv[0]))),
                         stratified(hit, data.row_pos[test.base], groups, cfg.seed),
                         stratified(hit, test.value, groups, cfg.seed),
                         len(prep.pairs[v.name]["fit"]), len(prep.pairs[v.name]["val"]), len(test))

@@ -85,8 +85,8 @@ class Intervention:
         val_iia: IIA on validation pairs (what the choice was made on).
         test: IIA on test pairs (bases, sources and positions unseen in fitting and selection).
         null_mean, null_p95: IIA of random subspaces of the same dimension on the test pairs.
-        embed_overlap: share of the subspace (before the embedding span is removed) inside the
-            span of the token and position embeddings, for the pattern candidate.
+        embed_overlap: share of the residual directions the chosen swap writes that lie in the span
+            of the token and position embeddings (the direct embedding itself is never swapped).
         das_sweep: DAS dimension -> validation IIA.
         per_position: model position -> test IIA.
         per_value: the value being set (source value) -> test IIA.

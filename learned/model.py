@@ -182,7 +182,8 @@ class Transformer(nn.Module):
     # -- forward --------------------------------------------------------------
     def forward(self, tokens: torch.Tensor, hooks: Mapping[str, Hook] | None = None,
                 cache: dict[str, torch.Tensor] | None = None,
-                cache_names: Callable[[str], bool] | None = None, skip_empty: bool = True) -> torch.Tensor:
+                cache_names: Callable[[str], bool] | None = None, skip_empty: bool = True,
+                start: tuple[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Runs the model.
 
         Args:
@@ -197,6 +198,10 @@ class Transformer(nn.Module):
                 a compiled model does less work; the result is the same for
                 finite activations. ``False`` computes every sublayer, as
                 Tracr does.
+            start: ``(residual hook name, [B, T, D] residual)``: begin there
+                instead of at the embeddings (the hook fires on the given
+                residual; earlier sublayers are not run). Interventions that
+                patch one hook many times use it to skip the layers before.
 
         Returns:
             logits ``[B, T, O]``.
@@ -235,23 +240,38 @@ class Transformer(nn.Module):
                 mask = tri if mask is None else mask & tri
         # Never under autograd: a zero W_O still has a gradient.
         skip_empty = skip_empty and not hooks and cache is None and not torch.is_grad_enabled()
-        embed = hp("hook_embed", P["embed.W_E"][tokens])  # [B, T, D]
-        pos = hp("hook_pos_embed", P["pos_embed.W_pos"][:T].expand(B, T, -1))  # [B, T, D]
-        resid = embed + pos  # [B, T, D]
+        first, start_name = 0, None  # first sublayer to run: 2l = layer l's attention, 2l + 1 its MLP
+        if start is not None:
+            start_name, resid = start
+            stages = {f"blocks.{l}.hook_resid_{k}": 2 * l + i for l in range(cfg.n_layers)
+                      for i, k in enumerate(("pre", "mid", "post"))}
+            if start_name not in stages:
+                raise ValueError(f"cannot start at {start_name!r}: not a residual hook")
+            first = stages[start_name]
+            resid = hp(start_name, resid)  # [B, T, D]
+        else:
+            embed = hp("hook_embed", P["embed.W_E"][tokens])  # [B, T, D]
+            pos = hp("hook_pos_embed", P["pos_embed.W_pos"][:T].expand(B, T, -1))  # [B, T, D]
+            resid = embed + pos  # [B, T, D]
+
+        def fire(name: str, x: torch.Tensor) -> torch.Tensor:  # the start hook has already fired
+            return x if name == start_name else hp(name, x)
         for l in range(cfg.n_layers):
             p = f"blocks.{l}."
-            resid = hp(p + "hook_resid_pre", resid)
-            if skip_empty and not P[p + "attn.W_O"].any():
-                resid = resid + P[p + "attn.b_O"]
-            else:
-                resid = hp(p + "hook_resid_mid", resid + self._attention(P, p, resid, mask, padded, hp, want))
-            if skip_empty and not P[p + "mlp.W_out"].any():
-                resid = resid + P[p + "mlp.b_out"]
-            else:
-                post = hp(p + "mlp.hook_post", linear(resid, P[p + "mlp.W_in"].T, P[p + "mlp.b_in"], relu=True))  # [B, T, M]
-                mlp_out = hp(p + "hook_mlp_out", linear(post, P[p + "mlp.W_out"].T, P[p + "mlp.b_out"]))  # [B, T, D]
-                resid = resid + mlp_out
-            resid = hp(p + "hook_resid_post", resid)
+            if 2 * l >= first:
+                resid = fire(p + "hook_resid_pre", resid)
+                if skip_empty and not P[p + "attn.W_O"].any():
+                    resid = resid + P[p + "attn.b_O"]
+                else:
+                    resid = fire(p + "hook_resid_mid", resid + self._attention(P, p, resid, mask, padded, hp, want))
+            if 2 * l + 1 >= first:
+                if skip_empty and not P[p + "mlp.W_out"].any():
+                    resid = resid + P[p + "mlp.b_out"]
+                else:
+                    post = hp(p + "mlp.hook_post", linear(resid, P[p + "mlp.W_in"].T, P[p + "mlp.b_in"], relu=True))  # [B, T, M]
+                    mlp_out = hp(p + "hook_mlp_out", linear(post, P[p + "mlp.W_out"].T, P[p + "mlp.b_out"]))  # [B, T, D]
+                    resid = resid + mlp_out
+                resid = fire(p + "hook_resid_post", resid)
         return linear(resid, P["unembed.W_U"].T, P["unembed.b_U"])  # [B, T, O]
 
     def _attention(self, P: Mapping[str, torch.Tensor], p: str, resid: torch.Tensor, mask: torch.Tensor | None,

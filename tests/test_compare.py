@@ -79,7 +79,7 @@ def test_control_self(miu):
     # count_I is found where its SelectorWidth head writes (one sublayer before its one-hot block), and the
     # swap there is exact; the output's own block is found where the compiled model writes it
     assert ref.variables["count_I"].found_hook == "blocks.1.hook_resid_mid" and ref.variables["count_I"].offset == -1
-    assert ref.variables["count_I"].iia.lo == 1.0
+    assert ref.variables["count_I"].iia.value > 0.98 and ref.variables["count_I"].status.causal
     assert ref.variables["theorem"].found_hook == "blocks.2.hook_resid_post"
 
 
@@ -93,10 +93,11 @@ def test_control_disguised_copy(miu, invertible):
 
 def test_disguised_copies_compute_the_same_function(artifacts):
     model, _ = load(artifacts, "miu")
+    model = model.double()  # a non-orthogonal map of Tracr's large weights needs float64 to compare closely
     ids = encode(model.cfg, [tuple("MIIUI"), tuple("MUMU"), tuple("MIIIIIIIII")])
     for invertible in (False, True):
         copy, perms = disguise(model, seed=5, invertible=invertible)
-        assert torch.allclose(model(ids), copy(ids), atol=1e-3)
+        assert torch.allclose(model(ids), copy(ids), atol=1e-6)
         assert not torch.allclose(copy.param("embed.W_E"), model.param("embed.W_E"))
     w = disguise(model, 5, invertible=True)[0].param("embed.W_E").double()
     gram = w.T @ w  # a non-orthogonal map changes the embeddings' Gram matrix; a rotation would not
@@ -114,8 +115,7 @@ def test_control_knockout(miu):
     assert c.passed, c.checks
     assert c.checks["head"] == "L1H0" and c.checks["variable"] == "count_I"
     assert set(c.checks["must_lose"]) == {"count_I", "theorem"}
-    statuses = c.result.variables
-    assert statuses["count_bad_M"].status.causal  # the other head's variable survives
+    assert c.result.variables["count_bad_M"].iia.value > 0.85  # the other head's variable still acts
 
 
 def test_control_distributed_code(miu):
@@ -129,7 +129,7 @@ def test_seed_vs_seed_ceiling(miu):
     same = seed_vs_seed(miu, [compiled, disguise(compiled, 3)[0]]).checks["pairs"][0]
     assert min(same["cka_matched"]) > 0.999 and same["output_agreement"] == 1.0
     diff = seed_vs_seed(miu, [random_model(compiled, 1), random_model(compiled, 2)]).checks["pairs"][0]
-    assert diff["cka_mean"] < 0.9
+    assert diff["cka_mean"] < same["cka_mean"] - 0.05 and diff["output_agreement"] < 1.0
     assert seed_vs_seed(miu, [compiled]).checks["pairs"] == []
 
 
@@ -204,24 +204,29 @@ def test_untrained_and_control_task_baselines(miu):
     assert v.readout_at("blocks.1.hook_resid_pre").untrained_live > 0.8
 
 
-def test_pattern_swap_moves_the_variable_and_leaves_others(miu):
-    """Patterns (where a variable lives), not filters: on the compiled residual the I_at swap moves exactly
-    I_at's block and nothing of bad_M_at's, although the two are correlated."""
+def test_pattern_subspace_is_where_the_variable_varies(miu):
+    """Patterns, not filters: the swap's subspace holds most of the variable's class-mean variance (a
+    discriminant filter can be nearly orthogonal to it), swapping it acts like the variable, and swapping
+    another variable's subspace on the same pairs does not (a negative control for IIA)."""
     data, side = miu.data, miu.compiled
     hook = "blocks.1.hook_resid_pre"
-    rows = np.flatnonzero(data.split("fit") & data.live["I_at"])
-    g, cols = design(data, rows, [v.name for v in data.variables])
     space = side.space(data, hook)
-    own, proj = pattern_swap(space, side.xt(hook)[rows], g, cols, "I_at", {"bad_M_at", "count_bad_M"})
-    lifted = space.lift(proj)
-    i_at, bad = data.var("I_at"), data.var("bad_M_at")
-    xt = side.xt(hook)
-    a = np.flatnonzero((data.row_pos == 3) & data.live["I_at"])
-    b = a[data.targets["I_at"][a] != data.targets["I_at"][a[0]]][0]
-    delta = xt[b] - xt[a[0]]
-    moved = delta @ lifted
-    assert np.allclose(moved[list(i_at.dims)], delta[list(i_at.dims)], atol=1e-4)
-    assert np.abs(moved[list(bad.dims)]).max() < 1e-4
+    pairs = miu.pairs["I_at"]["test"]
+
+    def swap(var: str, others: set[str]):
+        rows = np.flatnonzero(data.split("fit") & data.live[var])
+        g, cols = design(data, rows, [v.name for v in data.variables])
+        return rows, *pattern_swap(space, side.xt(hook)[rows], g, cols, var, others)
+    rows, own, proj = swap("I_at", {"bad_M_at", "count_bad_M"})
+    z = space.z(side.xt(hook)[rows])
+    y = data.targets["I_at"][rows]
+    means = np.stack([z[y == c].mean(0) - z.mean(0) for c in np.unique(y)])  # [C, r]
+    assert np.linalg.norm(means @ own) ** 2 / np.linalg.norm(means) ** 2 > 0.9
+    args = (side.model, data, pairs, hook, side.delta(hook, pairs))
+    base = side.base(data, hook, pairs)
+    assert hits(*args, space.lift(proj), base).mean() >= 0.95
+    _, _, wrong = swap("bad_M_at", {"I_at", "count_I"})
+    assert hits(*args, space.lift(wrong), base).mean() < 0.2
 
 
 def test_upstream_search_stops_before_the_output_is_readable(miu):
@@ -470,3 +475,19 @@ def test_controls_at_default_size(artifacts):
     for invertible in (False, True):
         assert check_disguised(prep, 0, invertible).passed
     assert check_untrained(prep, 0).passed and check_knockout(prep).passed and check_distributed(prep, 0).passed
+
+
+def test_running_from_a_hook_equals_the_full_run(artifacts):
+    """Interventions start the patched run at the hook (``Transformer.forward(start=...)``); it must agree
+    with the run from the embeddings, and fire hooks from the start hook on."""
+    model, _ = load(artifacts, "miu")
+    model = model.double()
+    ids = encode(model.cfg, [tuple("MIUIMI"), tuple("MII"), tuple("UUIMIIII")])
+    logits, cache = model.run_with_cache(ids)
+    for hook in resid_hooks(model.cfg):
+        seen = []
+        out = model(ids, start=(hook, cache[hook]), hooks={h: (lambda x, n: seen.append(n)) for h in resid_hooks(model.cfg)})
+        assert torch.allclose(out, logits, atol=1e-9), hook
+        assert seen[0] == hook and "hook_embed" not in seen
+    with pytest.raises(ValueError, match="not a residual hook"):
+        model(ids, start=("blocks.0.attn.hook_z", cache["blocks.0.hook_resid_pre"]))

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from compare import dynamics as D
@@ -26,28 +27,29 @@ def test_order_progress_measures_and_mu_rejection():
         "steps": steps,
         "accuracy": {"sequence": [0.3, 0.5, 0.995, 1.0]},  # jump at step 100
         "variables": {
-            "count_I": {"readout": [0.2, 0.95, 0.999, 1.0]},   # 0.9 at 10: before the jump
-            "theorem": {"readout": [0.5, 0.6, 0.95, 0.999]},   # 0.9 at 100: with the jump
-            "bad_M_at": {"readout": [0.1, 0.2, 0.3, 0.4]},     # never
+            "count_I": {"causal": [False, True, True, True], "readout": [0.0, 0.2, 0.95, 1.0]},  # causal before
+            "theorem": {"causal": [False, False, True, True], "readout": [0.1, 0.6, 0.95, 0.99]},  # with the jump
+            "bad_M_at": {"causal": [False, True, False, False], "readout": [0.1, 0.2, 0.3, 0.4]},  # never stays
         },
         "probes": {"MU": [0.5, 0.2, 0.008, 0.001]},
     }
     a = D.analyse_curves(run)
-    assert a["emergence"]["0.9"] == {"count_I": 10, "theorem": 100, "bad_M_at": None}
-    assert a["emergence"]["0.99"] == {"count_I": 100, "theorem": 1000, "bad_M_at": None}
-    assert a["order"]["0.9"] == [["count_I"], ["theorem"]]
+    assert a["emergence"]["causal"] == {"count_I": 10, "theorem": 100, "bad_M_at": None}
+    assert a["emergence"]["readable"] == {"count_I": 100, "theorem": 100, "bad_M_at": None}
+    assert a["order"]["causal"] == [["count_I"], ["theorem"]]
     assert a["accuracy_jump_step"] == 100
     assert a["progress_measures"] == ["count_I"]
-    run["variables"]["bad_M_at"]["readout"] = [0.95, 0.95, 0.95, 0.95]  # readable from the start
+    run["variables"]["bad_M_at"]["causal"] = [True, True, True, True]  # causal from the first checkpoint
     assert D.analyse_curves(run)["progress_measures"] == ["count_I"]
+    run["variables"]["bad_M_at"]["readout"] = [0.95, 0.95, 0.95, 0.95]
     assert D.analyse_curves(run)["readable_at_init"] == ["bad_M_at"]
     assert a["mu_rejected_step"] == 100
-    assert a["sentence"]["0.9"] == "count_I (step 10), then theorem (step 100); never readable: bad_M_at"
+    assert a["sentence"]["causal"] == "count_I (step 10), then theorem (step 100); never causal: bad_M_at"
 
 
 def test_same_order_across_seeds():
     def run(order):
-        return {"analysis": {"order": {"0.9": order}, "mu_rejected_step": 5}}
+        return {"analysis": {"order": {"causal": order}, "mu_rejected_step": 5}}
     assert D.across_seeds({"0": run([["a"], ["b"]]), "1": run([["a"], ["b"]])})["same_order_in_every_seed"]
     assert not D.across_seeds({"0": run([["a"], ["b"]]), "1": run([["b"], ["a"]])})["same_order_in_every_seed"]
 
@@ -130,8 +132,9 @@ def test_dynamics_cli_on_a_run_without_checkpoints(short_run, tmp_path, capsys):
 
 
 def test_readouts_are_measured_against_their_baseline():
-    assert D.normalised(0.96, 0.95) == pytest.approx(0.2)  # barely above the majority class
+    assert D.normalised(0.99, 0.98) == pytest.approx(0.5)  # barely above an untrained network
     assert D.normalised(1.0, 0.95) == 1.0 and D.normalised(0.5, 0.6) == 0.0
+    assert np.isnan(D.normalised(1.0, 1.0))  # nothing to gain over a perfect baseline
     order = [["I_at"], ["theorem"]]
     assert D.order_sentence(order, {"I_at": 0, "theorem": 40}) == (
         "I_at (step 0, i.e. at initialisation, from the input alone), then theorem (step 40)")
