@@ -89,8 +89,9 @@ def metrics(model: Transformer, data: Dataset, seed: int, hooks: dict | None = N
 
 
 def run_ablations(model: Transformer, data: Dataset, heads: list[tuple[int, int]],
-                  groups: dict[str, list[tuple[int, int]]], seed: int) -> Ablations:
-    """Every head alone and each named group of heads, in every mode."""
+                  groups: dict[str, list[tuple[int, int]]], seed: int,
+                  modes: tuple[str, ...] = ("zero", "mean", "resample")) -> Ablations:
+    """Every head alone and each named group of heads, in each of ``modes``."""
     means, resampled = z_statistics(model, data, seed)
     clean = metrics(model, data, seed)
     chance = 1.0 / len(np.unique(data.outputs))
@@ -100,7 +101,6 @@ def run_ablations(model: Transformer, data: Dataset, heads: list[tuple[int, int]
         return AblationResult([head_name(*h) for h in hs], mode, m,
                               clean.balanced_accuracy.value - m.balanced_accuracy.value)
 
-    modes = ("zero", "mean", "resample")
     per_head = [one([h], mode) for h in heads for mode in modes]
     grouped = [one(hs, mode) for hs in groups.values() for mode in modes]
     return Ablations(clean, chance, per_head, grouped)

@@ -189,7 +189,7 @@ def check_distributed(prep: Prepared, seed: int) -> ControlResult:
     ref = prep.reference
     data = prep.data
     target = next((v for v in data.variables if ref.variables[v.name].status.causal
-                   and ref.variables[v.name].intervention.subspace == "pattern"), None)
+                   and ref.variables[v.name].intervention.subspace.startswith("pattern")), None)
     if target is None:
         return ControlResult("distributed", None, {"note": "no variable found by its pattern in the compiled model"})
     own = list(target.dims)
@@ -230,7 +230,12 @@ def seed_vs_seed(prep: Prepared, models: list[Transformer]) -> ControlResult:
 
 def run_controls(prep: Prepared, seed: int, learned: list[Transformer] | None = None,
                  which: tuple[str, ...] = ("self", "rotation", "invertible", "untrained", "knockout")) -> list[ControlResult]:
-    """Runs the chosen controls (``distributed`` too if named) and seed-vs-seed on the learned models."""
+    """Runs the chosen controls (``distributed`` too if named) and seed-vs-seed on the learned models.
+
+    The checks read statuses, hooks, head matches and clean task metrics only, so the controls skip the
+    per-head ablations and the control-task readout (the same methods otherwise).
+    """
+    prep = dataclasses.replace(prep, config=dataclasses.replace(prep.config, ablation_modes=(), control_task=False))
     makers = {"self": lambda: check_self(prep.reference),
               "rotation": lambda: check_disguised(prep, seed, invertible=False),
               "invertible": lambda: check_disguised(prep, seed, invertible=True),

@@ -123,7 +123,7 @@ def iia_bars(res: Comparison, path: Path) -> str:
 def ablation_bars(res: Comparison, path: Path) -> str:
     """Balanced-accuracy drop per head and mode, with the ablated model's CI as error bars."""
     ab = res.ablation
-    modes = ("zero", "mean", "resample")
+    modes = tuple(dict.fromkeys(a.mode for a in ab.per_head))
     heads = list(dict.fromkeys(a.heads[0] for a in ab.per_head))
     x = np.arange(len(heads))
     clean = ab.clean.balanced_accuracy.value
@@ -133,10 +133,9 @@ def ablation_bars(res: Comparison, path: Path) -> str:
         drop = np.array([r.drop for r in rs])
         lo = np.array([clean - r.metrics.balanced_accuracy.hi for r in rs])
         hi = np.array([clean - r.metrics.balanced_accuracy.lo for r in rs])
-        ax.bar(x + (k - 1) * 0.27, drop, width=0.27, label=f"{mode} ablation",
+        ax.bar(x + (k - (len(modes) - 1) / 2) * 0.27, drop, width=0.27, label=f"{mode} ablation",
                yerr=[np.clip(drop - lo, 0, None), np.clip(hi - drop, 0, None)], capsize=2)
-    matched = {h for a in ab.groups if a.mode == "zero" and a.heads for h in a.heads} & {
-        h for a in ab.groups[:3] for h in a.heads}
+    matched = set(ab.groups[0].heads) if ab.groups else set()  # the first group is the matched heads
     ax.set_xticks(x, [h + (" *" if h in matched else "") for h in heads], fontsize=8)
     ax.axhline(clean - ab.chance, ls=":", c="grey")
     ax.set_ylabel("drop in balanced accuracy")

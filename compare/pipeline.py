@@ -73,23 +73,26 @@ class CompareConfig:
     das_dims: tuple[int, ...] = (1, 4, 16)
     n_null: int = 20            # random subspaces in the null
     n_examples: int = 3
+    ablation_modes: tuple[str, ...] = ("zero", "mean", "resample")
+    control_task: bool = True   # the Hewitt & Liang baseline at the chosen hook
 
     @classmethod
     def fast(cls, seed: int = 0) -> "CompareConfig":
         """Cheap setting for many checkpoints (training dynamics)."""
-        return cls(seed=seed, n_inputs=1200, probe_iter=100, n_untrained=1, n_fit=150, n_val=80, n_test=150,
-                   das_steps=30, das_dims=(), n_null=10)
+        return cls(seed=seed, n_inputs=1200, probe_iter=100, n_untrained=1, n_fit=120, n_val=80, n_test=150,
+                   das_steps=15, das_dims=(), n_null=10, ablation_modes=("mean",), control_task=False)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d["das_dims"] = list(self.das_dims)
+        d["das_dims"], d["ablation_modes"] = list(self.das_dims), list(self.ablation_modes)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "CompareConfig":
         d = {k: v for k, v in d.items() if k in {f.name for f in dataclasses.fields(cls)}}
-        if "das_dims" in d:
-            d["das_dims"] = tuple(d["das_dims"])
+        for k in ("das_dims", "ablation_modes"):
+            if k in d:
+                d[k] = tuple(d[k])
         return cls(**d)
 
 
@@ -257,6 +260,19 @@ def output_ready(prep: Prepared, side: ModelSide) -> int | None:
     return None
 
 
+def ancestors(spec: ProgramSpec, name: str) -> set[str]:
+    """The variables ``name`` is computed from (directly or not); inputs excluded."""
+    parents = {v.name: set(v.parents) for v in spec.variables}
+    out: set[str] = set()
+    todo = list(parents.get(name, ()))
+    while todo:
+        p = todo.pop()
+        if p in parents and p not in out:
+            out.add(p)
+            todo.extend(parents[p])
+    return out
+
+
 def descendants(spec: ProgramSpec, name: str) -> set[str]:
     """The variables computed (directly or not) from ``name``."""
     out: set[str] = set()
@@ -282,7 +298,10 @@ def locate(prep: Prepared, side: ModelSide, v: VariableInfo, vi: int, ready: int
     stop = (ready if ready is not None else len(hooks)) if upstream else len(hooks)
     rows = np.flatnonzero(_train_rows(prep, v))
     g, cols = design(data, rows, [u.name for u in data.variables])
-    others = set(cols) - descendants(prep.spec, v.name) - {v.name}
+    siblings = set(cols) - descendants(prep.spec, v.name) - ancestors(prep.spec, v.name) - {v.name}
+    conditionals = [("pattern", siblings)]  # the others' patterns a swap leaves alone; with ancestors too if any
+    if set(cols) & ancestors(prep.spec, v.name):
+        conditionals.append(("pattern|ancestors", siblings | ancestors(prep.spec, v.name)))
     model = side.model
 
     def val_iia(h: str, proj_z: np.ndarray) -> float:
@@ -298,12 +317,16 @@ def locate(prep: Prepared, side: ModelSide, v: VariableInfo, vi: int, ready: int
         h = hooks[i]
         space = side.space(data, h)
         readable = side.readouts[v.name][h].live.value >= READ_OK
-        own, proj = pattern_swap(space, side.xt(h)[rows], g, cols, v.name, others) if len(pairs["val"]) else (None, None)
-        if own is None or own.shape[1] == 0:
+        cands = []
+        for kind, others in conditionals if len(pairs["val"]) else []:
+            own, proj = pattern_swap(space, side.xt(h)[rows], g, cols, v.name, others)
+            if own.shape[1]:
+                cands.append((kind, own.shape[1], own, proj, val_iia(h, proj)))
+        if not cands:
             trials.append(HookTrial(h, readable, math.nan, None))
             continue
-        vp = val_iia(h, proj)
-        cands = [("pattern", own.shape[1], own, proj, vp)]
+        cands = [max(cands, key=lambda c: c[4])]  # the better pattern swap, chosen on validation pairs
+        own, vp = cands[0][2], cands[0][4]
         vd = None
         if vp < IIA_OK and cfg.das_steps > 0 and readable:
             basis = run_das(h, own, own.shape[1], i)
@@ -330,7 +353,8 @@ def locate(prep: Prepared, side: ModelSide, v: VariableInfo, vi: int, ready: int
             if d.parent == v.name:
                 r, _ = read_out(data, x, d, hook, cfg.seed, cfg.probe_iter)
                 coarse.append(Coarsening(d.name, hook, r.live, r.majority_live))
-        control = read_out(data, x, v, hook, cfg.seed, cfg.probe_iter, labels=data.control[v.name])[0].live
+        if cfg.control_task:
+            control = read_out(data, x, v, hook, cfg.seed, cfg.probe_iter, labels=data.control[v.name])[0].live
     readable, beyond, causal, status = decide_status(readout, intervention, coarse)
     ref = prep.reference.variables[v.name].found_hook if prep.reference else hook
     anchor = hooks.index(ref) if prep.reference and ref else v.written_after
@@ -360,7 +384,7 @@ def _intervene(prep: Prepared, side: ModelSide, v: VariableInfo, vi: int, i: int
         options.append(("das", k, basis, basis @ basis.T, sweep[str(k)]))
     top = max(o[4] for o in options)
     kind, dim, basis, proj, val = min((o for o in options if o[4] >= top - SWEEP_TOL),
-                                      key=lambda o: (o[1], o[0] != "pattern"))
+                                      key=lambda o: (o[1], o[0] == "das"))
     test = prep.pairs[v.name]["test"]
     delta = side.delta(h, test)
     base = side.base(data, h, test)
@@ -441,7 +465,8 @@ def compare_models(prep: Prepared, model: Transformer) -> Comparison:
         matched = [tuple(int(c) for c in m.learned[1:].split("H")) for m in heads.matches if m.is_match]
         names = heads_lib.head_names(model)
         ablation = run_ablations(model, data, names, {"matched": matched,
-                                                      "unmatched": [n for n in names if n not in matched]}, cfg.seed)
+                                                      "unmatched": [n for n in names if n not in matched]}, cfg.seed,
+                                 cfg.ablation_modes)
         maps = map_decoding(prep.compiled.resid, side.resid, data)
         cka = cka_matrix(prep.compiled.resid, side.resid, data.resid_hooks)
     last = data.resid_hooks[-1]

@@ -181,8 +181,10 @@ def _methods(doc: Doc, res: Comparison) -> None:
         "reassigned at random per (token, position) type).",
         "Interventions swap only what the layers wrote (the direct token and position embedding is left alone), "
         "in whitened coordinates, so they are invariant to any invertible map of the residual stream. Candidates: "
-        "the pattern subspace (a joint linear forward model of every variable; the swap leaves the other "
-        f"variables' patterns alone) and DAS, swept over dimensions {s['das_dims']}; the smallest dimension within "
+        "the pattern swap (a joint linear forward model of every variable: it moves the variable's patterns and "
+        "leaves those of the variables computed beside it alone, and in a second version those of its ancestors "
+        f"too; the better on validation pairs is kept) and DAS, swept over dimensions {s['das_dims']}; the "
+        "smallest dimension within "
         f"0.02 of the best validation IIA is kept. Null: {s['n_null']} random subspaces of the same dimension.",
         "Where a variable lives: the earliest residual hook where it is readable on live rows and causal, among "
         "the hooks before the model's own output becomes readable (for the output itself, every hook).",

@@ -80,7 +80,8 @@ class Intervention:
 
     Attributes:
         hook: where the subspace is swapped.
-        subspace: ``"pattern"`` (class means, Haufe et al.) or ``"das"`` (learned rotation).
+        subspace: ``"pattern"`` (the variable's patterns, leaving its siblings' alone),
+            ``"pattern|ancestors"`` (leaving its ancestors' alone too) or ``"das"`` (learned rotation).
         dim: its dimension.
         val_iia: IIA on validation pairs (what the choice was made on).
         test: IIA on test pairs (bases, sources and positions unseen in fitting and selection).

@@ -254,6 +254,7 @@ def test_choices_are_made_without_test_pairs(miu):
     v = miu.data.var("count_bad_M")
     side = miu.compiled
     ready = output_ready(miu, side)
+    miu = dataclasses.replace(miu, config=dataclasses.replace(miu.config, das_dims=(1,)))  # one sweep step: faster
     clean = locate(miu, side, v, 3, ready)
     test = miu.pairs[v.name]["test"]
     saved = test.target.clone()
