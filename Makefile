@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(PY) -m compiled.bench --program $(PROGRAM) --artifacts $(ARTIFACTS)
 	$(PY) -m learned.bench --program $(PROGRAM) --device $(DEVICE) --artifacts $(ARTIFACTS)
 	$(PY) -m compare.bench --program $(PROGRAM) --artifacts $(ARTIFACTS) --reports $(REPORTS)
+	$(PY) -m compare.bench --program $(PROGRAM) --artifacts $(ARTIFACTS) --reports $(REPORTS) --fast
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

@@ -152,14 +152,13 @@ def design(data: Dataset, rows: np.ndarray, names: list[str]) -> tuple[np.ndarra
 
 
 def pattern_swap(space: Space, xt: np.ndarray, g: np.ndarray, cols: dict[str, slice], var: str,
-                 others: set[str], tol: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+                 tol: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
     """Where ``var`` lives, from a joint linear forward model of every program variable.
 
-    ``z ≈ g @ B`` (least squares; ``g`` from ``design``): the rows of ``B`` for ``var`` are its patterns
-    (Haufe et al. 2014). The swap moves ``z`` along ``var``'s patterns by the change in ``var``'s
-    coordinates in the basis of its own patterns and those of ``others``, so a correlated variable
-    is not dragged along. ``others`` are the variables not computed from ``var`` (a descendant has no
-    representation of its own before it is computed, and its fitted "pattern" would be ``var``'s).
+    ``z ≈ g @ B`` (least squares; ``g`` from ``design`` over ``var`` and the other variables of the
+    model): the rows of ``B`` for ``var`` are its patterns (Haufe et al. 2014). The swap moves ``z``
+    along ``var``'s patterns by the change in ``var``'s coordinate in the basis of its own patterns and
+    the others', so a correlated variable is not dragged along.
 
     Returns:
         ``V`` ``[r, k]`` an orthonormal basis of ``var``'s patterns and ``P`` ``[r, r]`` the swap
@@ -171,7 +170,7 @@ def pattern_swap(space: Space, xt: np.ndarray, g: np.ndarray, cols: dict[str, sl
         return np.zeros((r, 0)), np.zeros((r, r))
     b = np.linalg.lstsq(g, z - z.mean(0), rcond=None)[0]  # [C, r]
     own = _orth(b[cols[var]].T, tol)  # [r, k]
-    keep = [c for name, sl in cols.items() if name in others for c in range(sl.start, sl.stop)]
+    keep = [c for name, sl in cols.items() if name != var for c in range(sl.start, sl.stop)]
     other = _orth(b[keep].T, tol) if keep else np.zeros((r, 0))
     basis = np.concatenate([own, other], axis=1)  # [r, k + o]
     coords = np.linalg.pinv(basis, rcond=1e-8)  # [k + o, r]: coordinates along own and the others' patterns

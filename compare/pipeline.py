@@ -297,11 +297,15 @@ def locate(prep: Prepared, side: ModelSide, v: VariableInfo, vi: int, ready: int
     upstream = v.name != prep.spec.output
     stop = (ready if ready is not None else len(hooks)) if upstream else len(hooks)
     rows = np.flatnonzero(_train_rows(prep, v))
-    g, cols = design(data, rows, [u.name for u in data.variables])
-    siblings = set(cols) - descendants(prep.spec, v.name) - ancestors(prep.spec, v.name) - {v.name}
-    conditionals = [("pattern", siblings)]  # the others' patterns a swap leaves alone; with ancestors too if any
-    if set(cols) & ancestors(prep.spec, v.name):
-        conditionals.append(("pattern|ancestors", siblings | ancestors(prep.spec, v.name)))
+    names = [u.name for u in data.variables]
+    siblings = set(names) - descendants(prep.spec, v.name) - ancestors(prep.spec, v.name) - {v.name}
+    # Two joint forward models: the variable with its siblings, and with its ancestors too. A swap moves
+    # the variable's patterns and leaves the others' alone. Descendants are left out: they have no
+    # representation of their own before they are computed, and they are functions of the rest.
+    conditionals = [("pattern", [n for n in names if n == v.name or n in siblings])]
+    if ancestors(prep.spec, v.name):
+        conditionals.append(("pattern|ancestors", [n for n in names if n not in descendants(prep.spec, v.name)]))
+    designs = {kind: design(data, rows, which) for kind, which in conditionals}
     model = side.model
 
     def val_iia(h: str, proj_z: np.ndarray) -> float:
@@ -318,14 +322,14 @@ def locate(prep: Prepared, side: ModelSide, v: VariableInfo, vi: int, ready: int
         space = side.space(data, h)
         readable = side.readouts[v.name][h].live.value >= READ_OK
         cands = []
-        for kind, others in conditionals if len(pairs["val"]) else []:
-            own, proj = pattern_swap(space, side.xt(h)[rows], g, cols, v.name, others)
+        for kind, (g, cols) in designs.items() if len(pairs["val"]) else []:
+            own, proj = pattern_swap(space, side.xt(h)[rows], g, cols, v.name)
             if own.shape[1]:
                 cands.append((kind, own.shape[1], own, proj, val_iia(h, proj)))
         if not cands:
             trials.append(HookTrial(h, readable, math.nan, None))
             continue
-        cands = [max(cands, key=lambda c: c[4])]  # the better pattern swap, chosen on validation pairs
+        cands = [max(cands, key=lambda c: (c[4], -c[1]))]  # the better pattern swap on validation pairs
         own, vp = cands[0][2], cands[0][4]
         vd = None
         if vp < IIA_OK and cfg.das_steps > 0 and readable:
@@ -355,7 +359,8 @@ def locate(prep: Prepared, side: ModelSide, v: VariableInfo, vi: int, ready: int
                 coarse.append(Coarsening(d.name, hook, r.live, r.majority_live))
         if cfg.control_task:
             control = read_out(data, x, v, hook, cfg.seed, cfg.probe_iter, labels=data.control[v.name])[0].live
-    readable, beyond, causal, status = decide_status(readout, intervention, coarse)
+    testable = bool(data.live[v.name].any()) and all(len(p) for p in pairs.values())
+    readable, beyond, causal, status = decide_status(readout, intervention, coarse, testable)
     ref = prep.reference.variables[v.name].found_hook if prep.reference else hook
     anchor = hooks.index(ref) if prep.reference and ref else v.written_after
     return VariableResult(

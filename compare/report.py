@@ -310,7 +310,7 @@ def _section_controls(doc: Doc, controls: list[ControlResult]) -> None:
           "live head matched). disguised: the residual stream mapped by a random rotation, or by a random invertible "
           "non-orthogonal map, heads permuted (same statuses and hooks as self, permutation recovered). untrained: "
           "random weights ('no match', nothing causal). knockout: one compiled head's W_O zeroed (its variable and "
-          "everything computed from it lose their causal status; balanced accuracy drops).")
+          "everything computed from it lose 'computed'; balanced accuracy drops).")
     rows = []
     for c in controls:
         if c.name == "seed vs seed":

@@ -166,7 +166,7 @@ class VariableResult:
 
 
 def decide_status(readout: HookReadout | None, intervention: Intervention | None,
-                  coarsenings: list[Coarsening]) -> tuple[Tri, Tri, Tri, Status]:
+                  coarsenings: list[Coarsening], testable: bool = True) -> tuple[Tri, Tri, Tri, Status]:
     """The one place a status is decided; returns (readable, beyond_untrained, causal, status).
 
     * causal: IIA on test pairs >= IIA_OK and above the random-subspace null's 95th percentile,
@@ -174,20 +174,24 @@ def decide_status(readout: HookReadout | None, intervention: Intervention | None
       estimate is within the null);
     * readable: live readout >= READ_OK on the lower bound;
     * beyond the untrained baseline: live readout lower bound >= untrained mean + MARGIN.
+
+    ``testable``: there are live rows and effective pairs. Then a variable with no subspace to swap
+    anywhere (no linear footprint) is not causal, rather than not testable.
     """
-    if readout is None or not readout.live.defined:
+    if not testable or readout is None or not readout.live.defined:
         return Tri.NO, Tri.NO, Tri.NO, Status.NOT_TESTABLE
     readable = at_least(readout.live, READ_OK)
     base = readout.untrained_live if readout.untrained_live is not None else readout.majority_live
     beyond = at_least(readout.live, min(base + MARGIN, 1.0 + 1e-9))
     if intervention is None or not intervention.test.defined:
-        return readable, beyond, Tri.NO, Status.NOT_TESTABLE
-    iia = intervention.test
-    causal = at_least(iia, IIA_OK)
-    if causal is Tri.YES and iia.lo <= intervention.null_p95:
-        causal = Tri.UNDECIDED
-    if iia.value <= intervention.null_p95:
         causal = Tri.NO
+    else:
+        iia = intervention.test
+        causal = at_least(iia, IIA_OK)
+        if causal is Tri.YES and iia.lo <= intervention.null_p95:
+            causal = Tri.UNDECIDED
+        if iia.value <= intervention.null_p95:
+            causal = Tri.NO
     if causal is Tri.YES:
         if readable is Tri.YES:
             status = Status.COMPUTED
@@ -195,9 +199,15 @@ def decide_status(readout: HookReadout | None, intervention: Intervention | None
             status = Status.CAUSAL_PARTIAL
         else:
             status = Status.UNDECIDED
-    elif causal is Tri.NO:
-        status = {Tri.YES: Status.CORRELATIONAL if beyond is Tri.YES else Status.UNTRAINED_LEVEL,
-                  Tri.NO: Status.NOT_REPRESENTED, Tri.UNDECIDED: Status.UNDECIDED}[readable]
+    elif causal is Tri.NO:  # readability only tells the non-causal statuses apart
+        if readable is Tri.NO:
+            status = Status.NOT_REPRESENTED
+        elif beyond is Tri.NO:
+            status = Status.UNTRAINED_LEVEL
+        elif beyond is Tri.YES and readable is Tri.YES:
+            status = Status.CORRELATIONAL
+        else:
+            status = Status.UNDECIDED
     else:
         status = Status.UNDECIDED
     return readable, beyond, causal, status

@@ -213,11 +213,11 @@ def test_pattern_subspace_is_where_the_variable_varies(miu):
     space = side.space(data, hook)
     pairs = miu.pairs["I_at"]["test"]
 
-    def swap(var: str, others: set[str]):
+    def swap(var: str, others: list[str]):
         rows = np.flatnonzero(data.split("fit") & data.live[var])
-        g, cols = design(data, rows, [v.name for v in data.variables])
-        return rows, *pattern_swap(space, side.xt(hook)[rows], g, cols, var, others)
-    rows, own, proj = swap("I_at", {"bad_M_at", "count_bad_M"})
+        g, cols = design(data, rows, [var, *others])
+        return rows, *pattern_swap(space, side.xt(hook)[rows], g, cols, var)
+    rows, own, proj = swap("I_at", ["bad_M_at", "count_bad_M"])
     z = space.z(side.xt(hook)[rows])
     y = data.targets["I_at"][rows]
     means = np.stack([z[y == c].mean(0) - z.mean(0) for c in np.unique(y)])  # [C, r]
@@ -225,7 +225,7 @@ def test_pattern_subspace_is_where_the_variable_varies(miu):
     args = (side.model, data, pairs, hook, side.delta(hook, pairs))
     base = side.base(data, hook, pairs)
     assert hits(*args, space.lift(proj), base).mean() >= 0.95
-    _, _, wrong = swap("bad_M_at", {"I_at", "count_I"})
+    _, _, wrong = swap("bad_M_at", ["I_at", "count_I"])
     assert hits(*args, space.lift(wrong), base).mean() < 0.2
 
 
@@ -320,7 +320,9 @@ def test_status_is_decided_on_ci_bounds():
     assert decide_status(ro(0.97, 1.0, untrained=0.99), iv(0.3, 0.5), [])[3] is Status.UNTRAINED_LEVEL
     assert decide_status(ro(0.5, 0.7), iv(0.93, 0.99), [])[3] is Status.CAUSAL_PARTIAL
     assert decide_status(ro(0.5, 0.7), iv(0.1, 0.2), [])[3] is Status.NOT_REPRESENTED
-    assert decide_status(ro(0.5, 0.7), None, [])[3] is Status.NOT_TESTABLE
+    assert decide_status(ro(0.5, 0.7), None, [])[3] is Status.NOT_REPRESENTED  # no footprint to swap anywhere
+    assert decide_status(ro(0.5, 0.7), None, [], testable=False)[3] is Status.NOT_TESTABLE
+    assert decide_status(ro(0.94, 0.97, untrained=0.95), iv(0.3, 0.5), [])[3] is Status.UNTRAINED_LEVEL
     assert at_least(Estimate(0.91, 0.88, 0.94, 10), 0.9) is Tri.UNDECIDED
 
 
