@@ -70,7 +70,8 @@ class CompareConfig:
     n_test: int = 300           # ... reported
     das_steps: int = 30
     das_lr: float = 0.05
-    das_dims: tuple[int, ...] = (1, 4, 16)
+    das_dims: tuple[int, ...] = (1, 4, 16)  # the sweep at the chosen hook
+    search_das: bool = True     # also try DAS at every hook searched where the pattern swap falls short
     n_null: int = 20            # random subspaces in the null
     n_examples: int = 3
     ablation_modes: tuple[str, ...] = ("zero", "mean", "resample")
@@ -80,7 +81,8 @@ class CompareConfig:
     def fast(cls, seed: int = 0) -> "CompareConfig":
         """Cheap setting for many checkpoints (training dynamics)."""
         return cls(seed=seed, n_inputs=1200, probe_iter=100, n_untrained=1, n_fit=120, n_val=80, n_test=150,
-                   das_steps=15, das_dims=(), n_null=10, ablation_modes=("mean",), control_task=False)
+                   das_steps=15, das_dims=(), search_das=False, n_null=10, ablation_modes=("mean",),
+                   control_task=False)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -332,7 +334,7 @@ def locate(prep: Prepared, side: ModelSide, v: VariableInfo, vi: int, ready: int
         cands = [max(cands, key=lambda c: (c[4], -c[1]))]  # the better pattern swap on validation pairs
         own, vp = cands[0][2], cands[0][4]
         vd = None
-        if vp < IIA_OK and cfg.das_steps > 0 and readable:
+        if vp < IIA_OK and cfg.das_steps > 0 and cfg.search_das and readable:
             basis = run_das(h, own, own.shape[1], i)
             vd = val_iia(h, basis @ basis.T)
             cands.append(("das", basis.shape[1], basis, basis @ basis.T, vd))
@@ -381,7 +383,8 @@ def _intervene(prep: Prepared, side: ModelSide, v: VariableInfo, vi: int, i: int
     own = cands[0][2]
     options = list(cands)
     sweep = {str(c[1]): c[4] for c in cands if c[0] == "das"}
-    for k in cfg.das_dims:
+    dims = cfg.das_dims or ((own.shape[1],) if cfg.das_steps > 0 and not sweep else ())  # at least one DAS
+    for k in dims:
         if k > space.m or str(k) in sweep:
             continue
         basis = run_das(h, own, k, 50 + k)
