@@ -20,7 +20,7 @@ from learned.artifact import atomic_dir, encode, load_artifact, save_artifact  #
 from compiled.value_sets import mean_values  # noqa: E402
 from rasp_programs import miu  # noqa: E402
 from rasp_programs.errors import ToolkitError  # noqa: E402
-from rasp_programs.registry import PROGRAMS, get_program, get_task, task_programs  # noqa: E402
+from rasp_programs.registry import PROGRAMS, get_program, get_task  # noqa: E402
 from rasp_programs.spec import Variable  # noqa: E402
 
 MIU_TASK = get_task("miu")
