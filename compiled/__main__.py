@@ -26,11 +26,14 @@ from rasp_programs.registry import get_program, resolve_max_len
 
 def summary(meta: dict, cfg, checks: dict) -> str:
     lines = [f"compiled '{meta['program']}' at max length {meta['max_len']} "
-             f"(mlp_exactness={meta['mlp_exactness']})",
+             f"(mlp_exactness={meta['mlp_exactness']}; {meta['compile_seconds']:.1f} s)",
              f"  shape: n_layers={cfg.n_layers} n_heads={cfg.n_heads} d_model={cfg.d_model} "
              f"d_head={cfg.d_head} d_mlp={cfg.d_mlp} n_ctx={cfg.n_ctx} d_vocab={cfg.d_vocab} "
              f"d_vocab_out={cfg.d_vocab_out} causal={cfg.causal}",
              "  where each SOp is computed:"]
+    if meta.get("corrected_value_sets"):
+        lines.insert(2, f"  value sets corrected (numerical means and what reads them): "
+                        f"{', '.join(meta['corrected_value_sets'])}")
     for e in meta["block_map"]:
         where = ", ".join(f"{b['hook']}" + (f".h{b['head']}" if b["kind"] == "attn" else "") for b in e["blocks"])
         lines.append(f"    {e['sop']:<14} {where:<34} {e['op']}")
@@ -40,10 +43,7 @@ def summary(meta: dict, cfg, checks: dict) -> str:
     kind = "exhaustive" if x["exhaustive"] else "sampled"
     lines.append(f"  {kind} check: {x['passed_inputs']}/{x['inputs']} inputs correct at every position "
                  f"({x['dtype']}, {x['seconds']:.2f} s)")
-    if "rewrite_system" in x:
-        r = x["rewrite_system"]
-        lines.append(f"  rewrite system (search bound {r['search_bound']}): {r['derived']} theorems derived, "
-                     f"{r['checked']} checked, all accepted: {r['passed']}")
+    lines += [f"  {r['summary']}" for r in x.values() if isinstance(r, dict) and "summary" in r]  # task checks
     return "\n".join(lines)
 
 

@@ -5,7 +5,9 @@ its stages one by one and keeps the graph. From it we read, for every named
 SOp, which layer/head or MLP computes it and which residual labels that block
 reads and writes. Tracr appends a global counter to every label
 (``count_I_4``); we map each label back to the name given with
-``.named(...)`` so exported labels read ``count_I:2``.
+``.named(...)`` so exported labels read ``count_I:2``. Between basis
+inference and the craft stage, ``compiled.value_sets`` corrects the values
+Tracr assumes a numerical mean takes (see there).
 
 Everything JAX/Tracr lives in this package.
 """
@@ -22,6 +24,7 @@ from tracr.compiler.assemble import AssembledTransformerModel
 from tracr.craft import bases, transformers
 from tracr.rasp import rasp
 
+from compiled.value_sets import correct_numerical_means
 from rasp_programs.errors import ToolkitError
 from rasp_programs.spec import ProgramSpec
 
@@ -48,6 +51,7 @@ class CompiledProgram:
     residual_labels: list[str]  # clean names, in residual order
     block_map: list[dict[str, Any]]  # one entry per SOp computed by a block
     n_heads_used: dict[int, int]  # layer -> heads that compute something
+    corrected_value_sets: list[str] = dataclasses.field(default_factory=list)  # SOps whose values we fixed
 
 
 def _label_to_name(graph) -> dict[str, str]:
@@ -176,8 +180,16 @@ def _check_value_sizes(graph, craft_model, mapping) -> None:
                         f"(known Tracr limitation); aggregate a SOp with fewer categories")
 
 
-def compile_program(spec: ProgramSpec, max_len: int, mlp_exactness: int | None = None) -> CompiledProgram:
+def compile_program(spec: ProgramSpec, max_len: int, mlp_exactness: int | None = None,
+                    correct_means: bool = True) -> CompiledProgram:
     """Compiles ``spec`` at ``max_len`` and recovers the block map.
+
+    Args:
+        spec: the program.
+        max_len: longest input.
+        mlp_exactness: Tracr's ``mlp_exactness`` (default: ``default_mlp_exactness``).
+        correct_means: correct the value sets of numerical means (``compiled.value_sets``);
+            ``False`` compiles exactly as Tracr ships, for tests that show the difference.
 
     Raises:
         ToolkitError: Tracr cannot compile the program (names the operation).
@@ -194,6 +206,7 @@ def compile_program(spec: ProgramSpec, max_len: int, mlp_exactness: int | None =
     mapping = _label_to_name(graph)
     try:
         basis_inference.infer_bases(graph, sink, set(spec.vocab), max_len)
+        corrected = correct_numerical_means(graph, max_len) if correct_means else []
         expr_to_craft_graph.add_craft_components_to_rasp_graph(
             graph, bos_dir=bases.BasisDirection(rasp.tokens.label, BOS), mlp_exactness=exactness)
         craft_model = craft_graph_to_model.craft_graph_to_model(graph, sources)
@@ -226,4 +239,5 @@ def compile_program(spec: ProgramSpec, max_len: int, mlp_exactness: int | None =
                                   e["blocks"][0].get("head", 0)))
     return CompiledProgram(spec=spec, max_len=max_len, mlp_exactness=exactness, model=model,
                            residual_labels=[clean_label(l, mapping) for l in model.residual_labels],
-                           block_map=block_map, n_heads_used=used)
+                           block_map=block_map, n_heads_used=used,
+                           corrected_value_sets=[mapping[label] for label in corrected])

@@ -74,6 +74,7 @@ def to_torch(cp: CompiledProgram, dtype: torch.dtype = torch.float64) -> tuple[T
         "mlp_exactness": cp.mlp_exactness,
         "residual_labels": cp.residual_labels,
         "block_map": cp.block_map,
+        "corrected_value_sets": cp.corrected_value_sets,
         "versions": _versions(),
     }
     return model.to(dtype), meta

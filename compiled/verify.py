@@ -5,8 +5,9 @@
   agree to ``atol`` and the decoded outputs must be identical.
 * ``exhaustive``: the torch port on every input of every length up to the
   maximum (a large seeded sample where that is too many), checked at every
-  position against the program's independent reference; for MIU also against
-  the rewrite system where its bounded search reaches.
+  position against the program's independent reference, then the task's own
+  checks (``Task.checks``; for MIU the rewrite system where its bounded search
+  reaches).
 """
 
 from __future__ import annotations
@@ -22,13 +23,7 @@ from compiled.compile import CompiledProgram
 from learned.artifact import encode
 from learned.evaluate import predict_ids
 from learned.model import Transformer
-from rasp_programs import miu
 from rasp_programs.spec import ProgramSpec, Tokens
-
-# The MIU rewrite-system search visits intermediate strings up to this length.
-# With 22 it derives all 682 theorems of length <= 10 (0.3 s); with 13 it
-# already finds every theorem of length <= 6 (tests/test_miu_system.py).
-MIU_SEARCH_BOUND = 22
 
 
 def tracr_forward(cp: CompiledProgram, ids: np.ndarray) -> dict[str, np.ndarray]:
@@ -98,18 +93,9 @@ def exhaustive(spec: ProgramSpec, model: Transformer, max_len: int, limit: int =
     result: dict[str, Any] = {"dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
                               "inputs": len(inputs), "exhaustive": complete, "passed_inputs": len(inputs) - len(wrong),
                               "failures": ["".join(x) for x in wrong[:10]]}
-    if spec.name == "miu":
-        result["rewrite_system"] = _against_rewrite_system(inputs, preds, max_len)
+    outputs = dict(zip(inputs, preds))
+    for check in spec.task.checks:
+        result[check.name] = check.run(outputs, max_len)
     result["seconds"] = time.perf_counter() - t0
-    result["passed"] = not wrong and result.get("rewrite_system", {}).get("passed", True)
+    result["passed"] = not wrong and all(result[check.name]["passed"] for check in spec.task.checks)
     return result
-
-
-def _against_rewrite_system(inputs, preds, max_len: int) -> dict[str, Any]:
-    """Every theorem the bounded search derives must be accepted by the model."""
-    bound = max(MIU_SEARCH_BOUND, max_len)
-    derived = miu.derive(max_len, search_bound=bound)
-    seen = {"".join(x): p[-1] == "True" for x, p in zip(inputs, preds)}
-    missed = sorted(s for s in derived if s in seen and not seen[s])
-    return {"search_bound": bound, "derived": len(derived), "checked": sum(s in seen for s in derived),
-            "derived_and_rejected": missed[:10], "passed": not missed}

@@ -1,29 +1,20 @@
 """Training data: an informative mix of inputs, labelled by the program itself.
 
-Uniform random strings are a poor teacher for MIU: two thirds of them start
-with the wrong letter, so "reject" is right almost always and the counting
-circuit is never needed. The MIU mix (``MIU_MIX``) therefore draws from four
-pools, every string labelled by ``spec.reference`` at every position (the
-program's own output, never a compiled model's activations):
+Which inputs are drawn is the task's ``DataMix`` (``spec.task.data``), shared
+by every program of the task: named pools of inputs, the share of draws from
+each, and whether rows are reweighted so every final-position output class
+gets the same share (labels balanced). Every input is labelled by
+``spec.reference`` at every position (the task's own output, never a compiled
+model's activations).
 
-  ``well_formed``    ``M`` then only ``I``/``U``, uniform over lengths; the
-                     ``I`` count takes every residue mod 3 (0 -> reject,
-                     1, 2 -> accept), so this pool teaches the counting clause.
-  ``derived``        theorems produced by the rewrite rules (a breadth-first
-                     search from ``MI``, ``rasp_programs.miu.derive``).
-  ``hard_negative``  one edit away from a theorem: an ``M`` moved late (or a
-                     letter replaced by ``M``), the leading ``M`` dropped, one
-                     ``I`` too many or too few.
-  ``uniform``        uniform random strings of uniform random length, so no
-                     input is out of distribution.
-
-Rows are then reweighted so that the final-position verdict is True for half
-of the draws and False for the other half (labels balanced).
-
-Other programs (``GENERIC_MIX``) draw half from ``uniform`` and half from
-``narrow``: tokens drawn from a random sub-alphabet of 1..|vocab| letters, so
-inputs with many repeats (``a a a a a``: the histogram's rarest count, 4 of
-1,024 uniform strings of length 5) are common rather than rare.
+  * MIU (``rasp_programs.miu_task.MIU_MIX``): well-formed strings with every
+    residue of the ``I`` count, derived theorems, hard negatives one edit from
+    a theorem, and uniform strings; labels balanced.
+  * Other tasks (``rasp_programs.spec.GENERIC_MIX``) draw half from ``uniform``
+    and half from ``narrow``: tokens drawn from a random sub-alphabet of
+    1..|vocab| letters, so inputs with many repeats (``a a a a a``: the
+    histogram's rarest count, 4 of 1,024 uniform strings of length 5) are
+    common rather than rare.
 
 Everything here is seeded by its own generators (numpy for building the
 pools, a torch generator for drawing batches), separate from the model's
@@ -43,16 +34,10 @@ import torch
 
 from learned.artifact import encode
 from learned.model import ModelConfig
-from rasp_programs import miu
 from rasp_programs.errors import ToolkitError
 from rasp_programs.spec import ProgramSpec, Tokens
 
 IGNORE = -100  # target id for BOS and padding: no loss, not scored
-
-# Share of draws from each pool, before label balancing (see module docstring).
-MIU_MIX = {"well_formed": 0.35, "derived": 0.15, "hard_negative": 0.35, "uniform": 0.15}
-GENERIC_MIX = {"uniform": 0.5, "narrow": 0.5}
-DERIVE_MAX_LEN = 16  # longest derived theorem (10,612 of them; 0.2 s)
 
 
 @dataclasses.dataclass
@@ -93,74 +78,6 @@ def label(spec: ProgramSpec, cfg: ModelConfig, inputs: Sequence[Tokens]) -> tupl
     return ids, targets
 
 
-# -- pools ------------------------------------------------------------------
-
-
-def _uniform(rng: np.random.Generator, vocab: Sequence[str], n: int, max_len: int) -> list[Tokens]:
-    lengths = rng.integers(1, max_len + 1, size=n)
-    return [tuple(rng.choice(vocab, size=int(k))) for k in lengths]
-
-
-def _narrow(rng: np.random.Generator, vocab: Sequence[str], n: int, max_len: int) -> list[Tokens]:
-    out = []
-    for k in rng.integers(1, max_len + 1, size=n):
-        letters = rng.choice(vocab, size=int(rng.integers(1, len(vocab) + 1)), replace=False)
-        out.append(tuple(rng.choice(letters, size=int(k))))
-    return out
-
-
-def _well_formed(rng: np.random.Generator, n: int, max_len: int) -> list[Tokens]:
-    """``M`` + ``I``/``U`` tail; the I count's residue mod 3 is drawn uniformly, then placed at random."""
-    out = []
-    for _ in range(n):
-        length = int(rng.integers(1, max_len + 1))
-        tail = length - 1
-        want = int(rng.integers(0, 3))
-        counts = [c for c in range(tail + 1) if c % 3 == want] or list(range(tail + 1))
-        count = int(rng.choice(counts))
-        body = ["U"] * tail
-        for i in rng.choice(tail, size=count, replace=False):
-            body[int(i)] = "I"
-        out.append(("M", *body))
-    return out
-
-
-def _hard_negative(rng: np.random.Generator, theorem: str, max_len: int) -> Tokens:
-    """One edit away from ``theorem`` (which starts with M and has no other M)."""
-    kind = int(rng.integers(0, 5))
-    s = theorem
-    if kind == 0:  # an M moved late: insert one after the start
-        i = int(rng.integers(1, len(s) + 1))
-        s = s[:i] + "M" + s[i:]
-    elif kind == 1 and len(s) > 1:  # a later letter replaced by M
-        i = int(rng.integers(1, len(s)))
-        s = s[:i] + "M" + s[i + 1:]
-    elif kind == 2 and len(s) > 1:  # the leading M dropped
-        s = s[1:]
-    elif kind == 3:  # one I too many
-        i = int(rng.integers(1, len(s) + 1))
-        s = s[:i] + "I" + s[i:]
-    else:  # one I too few (or one too many if there is none to drop)
-        spots = [i for i, c in enumerate(s) if c == "I"]
-        if spots:
-            i = int(rng.choice(spots))
-            s = s[:i] + s[i + 1:]
-        else:
-            s = s + "I"
-    return tuple((s or "I")[:max_len])
-
-
-def miu_pools(rng: np.random.Generator, max_len: int, size: int) -> dict[str, list[Tokens]]:
-    """The four MIU pools of the module docstring, ``size`` strings each (derived: all found)."""
-    short = min(max_len, DERIVE_MAX_LEN)  # the search grows about 3x per 2 letters
-    derived = [tuple(s) for s in miu.derive(short, search_bound=short + 4)]
-    well = _well_formed(rng, size, max_len)
-    theorems = [("".join(x)) for x in well if miu.is_theorem("".join(x))] + ["".join(x) for x in derived]
-    negatives = [_hard_negative(rng, theorems[int(rng.integers(0, len(theorems)))], max_len) for _ in range(size)]
-    return {"well_formed": well, "derived": derived, "hard_negative": negatives,
-            "uniform": _uniform(rng, miu.ALPHABET, size, max_len)}
-
-
 def build_table(spec: ProgramSpec, cfg: ModelConfig, max_len: int, seed: int, pool_size: int = 8192,
                 fixed_size: int | None = None) -> Table:
     """Builds the training table for ``spec`` with inputs of length ``<= max_len``.
@@ -177,19 +94,15 @@ def build_table(spec: ProgramSpec, cfg: ModelConfig, max_len: int, seed: int, po
             drawn with equal probability.
     """
     rng = np.random.default_rng(seed)
-    if spec.name == "miu":
-        pools, mix = miu_pools(rng, max_len, pool_size), MIU_MIX
-    else:
-        pools = {"uniform": _uniform(rng, spec.vocab, pool_size, max_len),
-                 "narrow": _narrow(rng, spec.vocab, pool_size, max_len)}
-        mix = GENERIC_MIX
+    mix = spec.task.data
+    pools = mix.pools(rng, spec.vocab, max_len, pool_size)
     names = tuple(pools)
     inputs = [x for name in names for x in pools[name]]
     which = torch.tensor([k for k, name in enumerate(names) for _ in pools[name]], dtype=torch.long)
     ids, targets = label(spec, cfg, inputs)
-    weights = torch.tensor([mix[name] / len(pools[name]) for name in names for _ in pools[name]],
+    weights = torch.tensor([mix.share(name) / len(pools[name]) for name in names for _ in pools[name]],
                            dtype=torch.float64)
-    if spec.name == "miu":
+    if mix.balance_final:
         weights = _balance(weights, _final_targets(targets))
     table = Table(ids, targets, weights / weights.sum(), which, names)
     if fixed_size is not None:

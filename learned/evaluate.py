@@ -9,9 +9,10 @@ against ``spec.reference``. Reported:
   * ``final_accuracy``: the last position right (MIU: the verdict on the
     whole string);
   * ``position_accuracy``: the share of positions right;
-  * the same per input length, per output class, and for MIU per clause of
-    the criterion (starts with ``M``; no later ``M``; ``I`` count mod 3) and
-    per *deciding* clause (the first clause that rejects the string);
+  * the same per input length, per output class, and per value of each of
+    the task's clauses (``Task.clauses``; for MIU: starts with ``M``, no
+    later ``M``, ``I`` count mod 3, and the *deciding* clause, the first that
+    rejects the string);
   * with a training length cut, the accuracy on seen and unseen lengths.
 
 This module never imports ``compiled``: the learned side is judged by the
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from learned.data import IGNORE, label, miu_pools
+from learned.data import IGNORE, label
 from learned.model import ModelConfig, Transformer
 from rasp_programs.spec import ProgramSpec, Tokens
 
@@ -72,15 +73,17 @@ def build_eval_set(spec: ProgramSpec, cfg: ModelConfig, max_len: int, limit: int
                    seed: int = 12345) -> EvalSet:
     """Every input up to ``max_len`` if there are at most ``limit``, else a seeded held-out sample.
 
-    The held-out sample is ``spec.evaluation_inputs`` (uniform). For MIU, where
-    a uniform string is almost always rejected by its first letter, about half of it
-    is replaced by draws from the informative pools of ``learned.data`` under
-    the evaluation seed, so the counting clause is tested too.
+    The held-out sample is ``spec.evaluation_inputs`` (uniform). Where the task
+    names ``held_out`` pools (MIU, whose uniform strings are almost always
+    rejected by their first letter), about half of it is replaced by draws
+    from those training pools under the evaluation seed, so the counting
+    clause is tested too.
     """
     inputs, exhaustive = spec.evaluation_inputs(max_len, limit, seed)
-    if not exhaustive and spec.name == "miu":
-        pools = miu_pools(np.random.default_rng(seed), max_len, limit // 6)
-        informative = [x for name in ("well_formed", "hard_negative", "derived") for x in pools[name]]
+    mix = spec.task.data
+    if not exhaustive and mix.held_out:
+        pools = mix.pools(np.random.default_rng(seed), spec.vocab, max_len, limit // 6)
+        informative = [x for name in mix.held_out for x in pools[name]]
         inputs = inputs[:limit - len(informative)] + informative
     ids, targets = label(spec, cfg, inputs)
     lengths = torch.tensor([len(x) for x in inputs], dtype=torch.long)
@@ -113,16 +116,6 @@ def _acc(mask: torch.Tensor, correct: torch.Tensor) -> dict[str, Any]:
     return {"inputs": n, "accuracy": float(correct[mask].float().mean()) if n else None}
 
 
-def miu_clauses(x: Tokens) -> dict[str, Any]:
-    """The three clauses of the MIU criterion for one string, and the first that fails."""
-    starts = len(x) > 0 and x[0] == "M"
-    no_later = "M" not in x[1:]
-    mod3 = x.count("I") % 3
-    deciding = ("starts_with_M" if not starts else "later_M" if not no_later
-                else "I_count_mod_3" if mod3 == 0 else "theorem")
-    return {"starts_with_M": starts, "no_later_M": no_later, "I_count_mod_3": mod3, "deciding": deciding}
-
-
 def evaluate(model: Transformer, es: EvalSet, train_max_len: int | None = None) -> dict[str, Any]:
     """The full evaluation of the module docstring, as a JSON-ready dict."""
     cfg = model.cfg
@@ -152,7 +145,7 @@ def evaluate(model: Transformer, es: EvalSet, train_max_len: int | None = None) 
             "positions": {"positions": int((es.targets == c).sum()),
                           "accuracy": float(right[es.targets == c].float().mean()) if (es.targets == c).any() else None}}
         for c, v in enumerate(cfg.output_vocab)}
-    if es.spec.name == "miu":
+    if es.spec.task.clauses is not None:
         out["per_clause"] = _per_clause(es, seq_ok, final_ok)
     if train_max_len is not None and train_max_len < es.max_len:
         seen, unseen = es.lengths <= train_max_len, es.lengths > train_max_len
@@ -165,9 +158,9 @@ def evaluate(model: Transformer, es: EvalSet, train_max_len: int | None = None) 
 
 
 def _per_clause(es: EvalSet, seq_ok: torch.Tensor, final_ok: torch.Tensor) -> dict[str, Any]:
-    clauses = [miu_clauses(x) for x in es.inputs]
+    clauses = [es.spec.task.clauses(x) for x in es.inputs]
     out: dict[str, Any] = {}
-    for key in ("starts_with_M", "no_later_M", "I_count_mod_3", "deciding"):
+    for key in clauses[0] if clauses else ():
         values = [str(c[key]) for c in clauses]
         out[key] = {}
         for name in sorted(set(values)):

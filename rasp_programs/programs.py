@@ -1,4 +1,4 @@
-"""The registered RASP programs.
+"""Single-program tasks: ``hist`` and ``sort`` (the MIU programs are in ``miu_programs``).
 
 Each program is written twice, on purpose:
   * ``build_*`` writes it in Tracr's RASP (imported lazily, inside the
@@ -13,74 +13,7 @@ suffix (``count_I_4`` -> ``count_I``) so residual labels read ``count_I:2``.
 
 from __future__ import annotations
 
-from rasp_programs import miu
-from rasp_programs.spec import ProgramSpec, Tokens, Variable
-
-# --------------------------------------------------------------------------
-# MIU: is the prefix ending here a theorem of Hofstadter's MIU system?
-#
-# Layout after compilation (3 layers; attention in layer 1 only):
-#   layer 0 MLP : I_at, bad_M_at    (position-wise: token x index)
-#   layer 1 attn: count_I, count_bad_M  (SelectorWidth over the prefix; 2 heads)
-#   layer 1 MLP : SelectorWidth read-out
-#   layer 2 MLP : theorem = count_bad_M == 0 and count_I % 3 != 0
-# The selectors only look at keys k <= q, so the program is causal *as RASP*:
-# rasp.evaluate gives the verdict of every prefix, and the causally masked
-# compiled model computes exactly the same thing.
-# --------------------------------------------------------------------------
-
-
-def _i_at(tokens, indices):
-    return [i if t == "I" else -1 for t, i in zip(tokens, indices)]
-
-
-def _bad_m_at(tokens, indices):
-    # An M is required at position 0 and forbidden everywhere else.
-    return [i if (t == "M") != (i == 0) else -1 for t, i in zip(tokens, indices)]
-
-
-def _count_marked_prefix(marked, indices):
-    return [sum(1 for k in marked if 0 <= k <= q) for q in indices]
-
-
-def _miu_verdict(count_i, count_bad):
-    return [b == 0 and c % 3 != 0 for c, b in zip(count_i, count_bad)]
-
-
-def build_miu():
-    from tracr.rasp import rasp  # Tracr stays out of import time.
-
-    i_at = rasp.categorical(rasp.SequenceMap(
-        lambda t, i: i if t == "I" else -1, rasp.tokens, rasp.indices)).named("I_at")
-    bad_m_at = rasp.categorical(rasp.SequenceMap(
-        lambda t, i: i if (t == "M") != (i == 0) else -1, rasp.tokens, rasp.indices)).named("bad_M_at")
-    prefix_i = rasp.Select(i_at, rasp.indices, lambda k, q: 0 <= k <= q).named("prefix_I")
-    prefix_bad = rasp.Select(bad_m_at, rasp.indices, lambda k, q: 0 <= k <= q).named("prefix_bad_M")
-    count_i = rasp.categorical(rasp.SelectorWidth(prefix_i)).named("count_I")
-    count_bad = rasp.categorical(rasp.SelectorWidth(prefix_bad)).named("count_bad_M")
-    return rasp.categorical(rasp.SequenceMap(
-        lambda c, b: b == 0 and c % 3 != 0, count_i, count_bad)).named("theorem")
-
-
-MIU = ProgramSpec(
-    name="miu",
-    description="MIU theorem recogniser: verdict for every prefix (MU puzzle)",
-    vocab=miu.ALPHABET,
-    default_max_len=10,
-    max_supported_len=24,  # mlp_exactness=1000 is exact up to 24 (checked by `make compile`)
-    causal=True,
-    build=build_miu,
-    variables=(
-        Variable("I_at", ("tokens", "indices"), _i_at, "position of this token if it is I, else -1"),
-        Variable("bad_M_at", ("tokens", "indices"), _bad_m_at,
-                 "position of this token if it breaks the M rule (M late, or no M first), else -1"),
-        Variable("count_I", ("I_at", "indices"), _count_marked_prefix, "number of I in the prefix"),
-        Variable("count_bad_M", ("bad_M_at", "indices"), _count_marked_prefix,
-                 "number of M-rule violations in the prefix"),
-        Variable("theorem", ("count_I", "count_bad_M"), _miu_verdict, "the prefix is an MIU theorem"),
-    ),
-    reference=lambda tokens: miu.prefix_verdicts("".join(tokens)),
-)
+from rasp_programs.spec import ProgramSpec, Task, Variable
 
 # --------------------------------------------------------------------------
 # hist: for each token, how many times it occurs in the whole input.
@@ -99,16 +32,23 @@ def build_hist():
     return rasp.categorical(rasp.SelectorWidth(same)).named("hist")
 
 
-HIST = ProgramSpec(
+HIST_TASK = Task(
     name="hist",
     description="histogram: occurrences of each token in the input",
     vocab=("a", "b", "c", "d"),
     default_max_len=5,
-    max_supported_len=12,
     causal=False,
+    output="hist",
+    reference=lambda tokens: [sum(1 for u in tokens if u == t) for t in tokens],
+)
+
+HIST = ProgramSpec(
+    name="hist",
+    description="histogram: one SelectorWidth head over equal tokens",
+    task=HIST_TASK,
+    max_supported_len=12,
     build=build_hist,
     variables=(Variable("hist", ("tokens",), _hist, "occurrences of this token in the input"),),
-    reference=lambda tokens: [sum(1 for u in tokens if u == t) for t in tokens],
 )
 
 # --------------------------------------------------------------------------
@@ -141,18 +81,25 @@ def build_sort():
     return rasp.categorical(rasp.Aggregate(gather, rasp.tokens)).named("sorted")
 
 
-SORT = ProgramSpec(
+SORT_TASK = Task(
     name="sort",
     description="stable sort of the input tokens",
     vocab=("a", "b", "c", "d"),
     default_max_len=5,
-    max_supported_len=8,
     causal=False,
+    output="sorted",
+    reference=lambda tokens: sorted(tokens),
+)
+
+SORT = ProgramSpec(
+    name="sort",
+    description="stable sort: each token's target position by SelectorWidth, then a gather",
+    task=SORT_TASK,
+    max_supported_len=8,
     build=build_sort,
     variables=(
         Variable("sort_key", ("tokens", "indices"), _sort_key, "(token, position), unique per position"),
         Variable("target_pos", ("sort_key",), _target_pos, "where this token goes in the sorted output"),
         Variable("sorted", ("tokens", "target_pos", "indices"), _sorted, "the sorted token at this position"),
     ),
-    reference=lambda tokens: sorted(tokens),
 )

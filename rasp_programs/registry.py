@@ -1,12 +1,32 @@
-"""Program registry: ``name -> ProgramSpec``."""
+"""Registries: ``name -> ProgramSpec`` and ``name -> Task``; several programs may solve one task."""
 
 from __future__ import annotations
 
+from rasp_programs import miu_programs
 from rasp_programs.errors import ToolkitError
-from rasp_programs.programs import HIST, MIU, SORT
-from rasp_programs.spec import ProgramSpec
+from rasp_programs.programs import HIST, SORT
+from rasp_programs.spec import ProgramSpec, Task
 
-PROGRAMS: dict[str, ProgramSpec] = {p.name: p for p in (MIU, HIST, SORT)}
+
+def _check(programs: tuple[ProgramSpec, ...]) -> None:
+    """Registration-time invariants: unique names, one ``Task`` per task name, outputs match."""
+    names = [p.name for p in programs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"program names must be unique: {names}")
+    tasks: dict[str, Task] = {}
+    for p in programs:
+        if tasks.setdefault(p.task.name, p.task) is not p.task:
+            raise ValueError(f"two different tasks are called {p.task.name!r}")
+        if not p.variables or p.variables[-1].name != p.task.output:
+            raise ValueError(f"program '{p.name}' must end with its task's output variable {p.task.output!r}")
+        if p.task.default_max_len > p.max_supported_len:
+            raise ValueError(f"program '{p.name}' does not support its task's default length")
+
+
+_ALL = (*miu_programs.PROGRAMS, HIST, SORT)
+_check(_ALL)
+PROGRAMS: dict[str, ProgramSpec] = {p.name: p for p in _ALL}
+TASKS: dict[str, Task] = {p.task.name: p.task for p in _ALL}
 
 
 def get_program(name: str) -> ProgramSpec:
@@ -15,6 +35,20 @@ def get_program(name: str) -> ProgramSpec:
         return PROGRAMS[name]
     except KeyError:
         raise ToolkitError(f"unknown program {name!r}; known programs: {', '.join(sorted(PROGRAMS))}") from None
+
+
+def get_task(name: str) -> Task:
+    """Looks a task up by name; raises ``ToolkitError`` listing the known ones."""
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise ToolkitError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}") from None
+
+
+def task_programs(task: str | Task) -> tuple[ProgramSpec, ...]:
+    """Every registered program that solves ``task`` (a name or a ``Task``), in registration order."""
+    task = get_task(task) if isinstance(task, str) else task
+    return tuple(p for p in _ALL if p.task is task)
 
 
 def resolve_max_len(spec: ProgramSpec, max_len: int | str | None) -> int:

@@ -17,9 +17,13 @@ from compiled.__main__ import main as compile_main  # noqa: E402
 from compiled.compile import compile_program  # noqa: E402
 from compiled.export import to_torch  # noqa: E402
 from learned.artifact import atomic_dir, encode, load_artifact, save_artifact  # noqa: E402
+from compiled.value_sets import mean_values  # noqa: E402
+from rasp_programs import miu  # noqa: E402
 from rasp_programs.errors import ToolkitError  # noqa: E402
-from rasp_programs.registry import PROGRAMS, get_program  # noqa: E402
+from rasp_programs.registry import PROGRAMS, get_program, get_task  # noqa: E402
 from rasp_programs.spec import Variable  # noqa: E402
+
+MIU_TASK = get_task("miu")
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +58,7 @@ def test_exhaustive_correctness(compiled_programs, name):
     r = verify.exhaustive(cp.spec, model.float(), cp.max_len)
     assert r["exhaustive"] and r["passed"], r
     assert r["inputs"] == cp.spec.num_inputs(cp.max_len)
-    if name == "miu":
+    if cp.spec.task is MIU_TASK:  # every MIU program, against the criterion and the rewrite system
         assert r["inputs"] == 88_572
         assert r["rewrite_system"]["checked"] == r["rewrite_system"]["derived"] == 682
 
@@ -66,6 +70,47 @@ def test_exhaustive_check_catches_a_wrong_model(compiled_programs):
     model, _ = to_torch(cp)
     r = verify.exhaustive(spec, model.float(), 10)
     assert not r["passed"] and r["failures"]
+
+
+def test_mean_value_set():
+    assert mean_values(3) == {0, 1 / 3, 1 / 2, 2 / 3, 1}
+    assert len(mean_values(10)) == 33  # the Farey sequence of order 10
+
+
+def test_tracr_miscompiles_a_mean_that_the_correction_fixes():
+    """Tracr as shipped gives a mean of a 0/1 SOp the values {0} u {1/n}: miu_mean then reads
+    3/5 as another fraction and accepts MIUII (three I's). With the value sets corrected it is exact."""
+    spec = get_program("miu_mean")
+    shipped = compile_program(spec, 5, correct_means=False)
+    fixed = compile_program(spec, 5)
+    assert shipped.corrected_value_sets == [] and fixed.corrected_value_sets == ["frac_I", "frac_I_exact", "frac_bad_M"]
+    assert "frac_I_exact:3/5" in fixed.residual_labels and "frac_I_exact:3/5" not in shipped.residual_labels
+    # Tracr's own forward pass, no port involved.
+    assert shipped.model.apply(["BOS", *"MIUII"]).decoded[-1] is True
+    assert fixed.model.apply(["BOS", *"MIUII"]).decoded[1:] == miu.prefix_verdicts("MIUII")
+    assert not miu.is_theorem("MIUII")
+    wrong = verify.exhaustive(spec, to_torch(shipped)[0].float(), 5)
+    right = verify.exhaustive(spec, to_torch(fixed)[0].float(), 5)
+    assert not wrong["passed"] and "MIUII" in wrong["failures"]
+    assert wrong["inputs"] - wrong["passed_inputs"] == 7  # MIII, MIIII, MIUII, ... (3/4, 3/5 misread)
+    assert right["passed"] and right["exhaustive"] and right["rewrite_system"]["passed"]
+
+
+def test_variable_encodings_match_the_compiled_model(compiled_programs):
+    """A numerical variable is one residual direction named after it; the block map agrees on encodings."""
+    for cp in compiled_programs.values():
+        _, meta = to_torch(cp)
+        encodings = {e["sop"]: e["encoding"] for e in meta["block_map"]}
+        for var in cp.spec.variables:
+            assert encodings[var.name] == var.encoding, (cp.spec.name, var.name)
+            own = [l for l in meta["residual_labels"] if l.split(":")[0] == var.name]
+            if var.encoding == "numerical":
+                assert own == [var.name], (cp.spec.name, own)
+    where = lambda name: {e["sop"]: [b["hook"] for b in e["blocks"]]  # noqa: E731
+                          for e in to_torch(compiled_programs[name])[1]["block_map"]}
+    assert where("miu_mean")["frac_I"] == ["blocks.1.attn"] and where("miu_mean")["frac_bad_M"] == ["blocks.2.attn"]
+    assert where("miu_first")["first"] == ["blocks.0.attn"]
+    assert where("miu_first")["count_M"] == ["blocks.1.attn", "blocks.1.mlp"]
 
 
 def test_miu_block_map_and_clean_labels(compiled_programs):

@@ -17,10 +17,10 @@ import learned.__main__ as cli
 from learned import checkpoints as ckpt
 from learned import data
 from learned.artifact import encode, decode, load_artifact, save_artifact
-from learned.evaluate import build_eval_set, evaluate, miu_clauses
+from learned.evaluate import build_eval_set, evaluate
 from learned.model import ModelConfig, Transformer
 from learned.train import TrainConfig, lr_at, train
-from rasp_programs import miu
+from rasp_programs import miu, miu_task
 from rasp_programs.errors import ToolkitError
 from rasp_programs.registry import get_program
 
@@ -76,7 +76,7 @@ def test_hard_negatives_are_one_edit_from_a_theorem():
     rng = np.random.default_rng(0)
     for _ in range(200):
         t = "M" + "".join(rng.choice(["I", "U"], size=int(rng.integers(0, 6))))
-        s = "".join(data._hard_negative(rng, t, 10))
+        s = "".join(miu_task.hard_negative(rng, t, 10))
         # one insertion, deletion or substitution: lengths differ by <= 1 and a common subsequence is long
         assert abs(len(s) - len(t)) <= 1
         assert any(s == t[:i] + c + t[i:] or s == t[:i] + t[i + 1:] or s == t[:i] + c + t[i + 1:]
@@ -124,10 +124,10 @@ def test_evaluation_agrees_with_an_independent_decode():
 
 
 def test_clauses():
-    assert miu_clauses(tuple("MIU"))["deciding"] == "theorem"
-    assert miu_clauses(tuple("MU"))["deciding"] == "I_count_mod_3"
-    assert miu_clauses(tuple("MIM"))["deciding"] == "later_M"
-    assert miu_clauses(tuple("IM"))["deciding"] == "starts_with_M"
+    assert miu_task.clauses(tuple("MIU"))["deciding"] == "theorem"
+    assert miu_task.clauses(tuple("MU"))["deciding"] == "I_count_mod_3"
+    assert miu_task.clauses(tuple("MIM"))["deciding"] == "later_M"
+    assert miu_task.clauses(tuple("IM"))["deciding"] == "starts_with_M"
 
 
 def test_gate_rows_cover_every_prefix():

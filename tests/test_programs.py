@@ -1,10 +1,15 @@
 """Each registered program: Tracr's RASP evaluator, the plain-Python causal
-model and the independent reference agree on every input."""
+model and the independent reference agree on every input. Tasks are data:
+programs of one task share it, and no stage branches on a program's name."""
+
+import re
+from pathlib import Path
 
 import pytest
 
+from rasp_programs import miu
 from rasp_programs.errors import ToolkitError
-from rasp_programs.registry import PROGRAMS, get_program, resolve_max_len
+from rasp_programs.registry import PROGRAMS, TASKS, get_program, get_task, resolve_max_len, task_programs
 
 rasp = pytest.importorskip("tracr.rasp.rasp")
 
@@ -26,6 +31,8 @@ def test_every_variable_matches_the_rasp_evaluator(name):
     program = spec.build()
     sops = named_sops(program)
     assert set(sops) == {v.name for v in spec.variables}, "every named SOp has a plain-Python twin"
+    for var in spec.variables:  # the causal model declares each SOp's RASP encoding
+        assert var.encoding == ("numerical" if rasp.is_numerical(sops[var.name]) else "categorical"), var.name
     n = 0
     for tokens in spec.enumerate_inputs(min(spec.default_max_len, 6)):
         values = spec.run(tokens)
@@ -36,9 +43,13 @@ def test_every_variable_matches_the_rasp_evaluator(name):
     assert n == spec.num_inputs(min(spec.default_max_len, 6))
 
 
-def test_miu_program_is_causal_as_rasp():
+MIU_PROGRAMS = [p.name for p in task_programs("miu")]
+
+
+@pytest.mark.parametrize("name", MIU_PROGRAMS)
+def test_miu_program_is_causal_as_rasp(name):
     """Evaluated on a whole string, every position carries that prefix's verdict."""
-    spec = get_program("miu")
+    spec = get_program(name)
     program = spec.build()
     for tokens in spec.enumerate_inputs(7):
         full = rasp.evaluate(program, list(tokens))
@@ -59,14 +70,84 @@ def test_interventions_recompute_downstream_only():
         spec.run(tokens, interventions={"nope": {0: 1}})
 
 
+def test_interventions_on_the_other_miu_programs():
+    mean = get_program("miu_mean")
+    base = mean.run(tuple("MIUII"))
+    assert base["frac_I"] == [0, 1 / 2, 1 / 3, 1 / 2, 3 / 5] and base["frac_I_exact"][-1] == "3/5"
+    assert base["I_mod_3"] == [0, 1, 1, 2, 0] and base["theorem"] == [False, True, True, True, False]
+    # A fraction from another position (2/5 read at length 5 means two I's): accepted.
+    hit = mean.run(tuple("MIUII"), interventions={"frac_I": {4: 2 / 5}})
+    assert hit["frac_I_exact"][4] == "2/5" and hit["I_mod_3"][4] == 2 and hit["theorem"][4] is True
+    assert hit["is_I"] == base["is_I"]
+    first = get_program("miu_first")
+    base = first.run(tuple("MIUM"))
+    assert base["first"] == ["M"] * 4 and base["count_M"] == [1, 1, 1, 2] and base["theorem"][-1] is False
+    # Tell position 2 of "IMI" that the input started with M: its one M and one I make a theorem there.
+    hit = first.run(tuple("IMI"), interventions={"first": {2: "M"}})
+    assert hit["M_ok"] == [False, False, True] and hit["theorem"] == [False, False, True]
+    u = get_program("miu_u")
+    assert u.run(tuple("MIUI"))["non_U_mod_3"] == [0, 1, 1, 2]
+
+
+def test_miu_task_is_shared_data():
+    task = get_task("miu")
+    assert len(MIU_PROGRAMS) >= 3 and {"miu", "miu_mean", "miu_first"} <= set(MIU_PROGRAMS)
+    for name in MIU_PROGRAMS:
+        spec = get_program(name)
+        assert spec.task is task and spec.output == "theorem" and spec.variables[-1].name == "theorem"
+        assert spec.vocab == miu.ALPHABET and spec.causal and spec.default_max_len == 10
+    assert {c.name for c in task.checks} == {"rewrite_system"}
+    assert task.probes[:3] == ("MI", "MU", "MIU") and task.probe_output == "True"
+    assert task.clauses(tuple("MIIIU"))["deciding"] == "I_count_mod_3"
+    assert {n for n, _ in task.data.shares} == {"well_formed", "derived", "hard_negative", "uniform"}
+    assert sum(v for _, v in task.data.shares) == pytest.approx(1.0)
+    for name in ("hist", "sort"):  # single-program tasks: generic data, no extra checks
+        t = get_program(name).task
+        assert t.checks == () and t.clauses is None and t.probes == () and not t.data.balance_final
+    assert set(TASKS) == {"miu", "hist", "sort"}
+
+
+def test_rewrite_system_check_catches_a_rejected_theorem():
+    check = get_task("miu").checks[0]
+    inputs = [tuple(s) for s in ("MI", "MII", "MIU", "MU")]
+    right = {x: [str(v) for v in miu.prefix_verdicts("".join(x))] for x in inputs}
+    assert check.run(right, 3)["passed"] and check.run(right, 3)["checked"] == 3
+    wrong = {**right, tuple("MIU"): ["False", "True", "False"]}
+    r = check.run(wrong, 3)
+    assert not r["passed"] and r["derived_and_rejected"] == ["MIU"] and "all accepted: False" in r["summary"]
+
+
+# Stages must read what is task-specific from the spec. compare/ joins this list once
+# compare/dynamics.py reads Task.probes instead of testing the program's name.
+BRANCH_FREE = ("learned", "compiled")
+NAME_BRANCH = re.compile(r"""(\.name\s*(==|!=)\s*['"])|(['"]\w+['"]\s*(==|!=)\s*\w+\.name\b)"""
+                         r"""|((==|!=)\s*['"]miu['"])|(['"]miu['"]\s*(==|!=))""")
+
+
+def test_no_stage_branches_on_a_program_name():
+    root = Path(__file__).resolve().parents[1]
+    hits = [f"{path.relative_to(root)}:{i}: {line.strip()}"
+            for package in BRANCH_FREE for path in sorted((root / package).rglob("*.py"))
+            for i, line in enumerate(path.read_text().splitlines(), 1) if NAME_BRANCH.search(line)]
+    assert not hits, "a program-name branch means a field is missing from Task/ProgramSpec:\n" + "\n".join(hits)
+    assert NAME_BRANCH.search('    if spec.name == "miu":') and NAME_BRANCH.search("if 'miu' == spec.name:")
+    assert NAME_BRANCH.search('if program == "miu":') and not NAME_BRANCH.search('if name == "auto":')
+
+
 def test_registry_errors():
-    with pytest.raises(ToolkitError, match="unknown program 'nope'; known programs: hist, miu, sort"):
+    with pytest.raises(ToolkitError, match=r"unknown program 'nope'; known programs: hist, miu, miu_first, miu_mean"):
         get_program("nope")
+    with pytest.raises(ToolkitError, match="unknown task 'nope'; known tasks: hist, miu, sort"):
+        get_task("nope")
+    with pytest.raises(ToolkitError, match="has no variable 'nope'"):
+        get_program("miu").variable("nope")
     spec = get_program("miu")
     assert resolve_max_len(spec, "") == 10 and resolve_max_len(spec, "7") == 7
     for bad in ("0", "-3", "25", "ten"):
         with pytest.raises(ToolkitError, match="MAX_LEN"):
             resolve_max_len(spec, bad)
+    with pytest.raises(ToolkitError, match="MAX_LEN=13 is out of range for program 'miu_mean'"):
+        resolve_max_len(get_program("miu_mean"), "13")
 
 
 def test_token_checks():
