@@ -37,6 +37,7 @@ from compare.results import Comparison, Status
 from compare.similarity import linear_cka
 from learned.model import Transformer
 
+SEED_VS_SEED = "seed vs seed"
 WRITES = ("embed.W_E", "pos_embed.W_pos")
 WRITE_SUFFIXES = ("attn.W_O", "attn.b_O", "mlp.W_out", "mlp.b_out")
 READ_SUFFIXES = ("attn.W_Q", "attn.W_K", "attn.W_V")
@@ -207,7 +208,7 @@ def check_distributed(prep: Prepared, seed: int) -> ControlResult:
 def seed_vs_seed(prep: Prepared, models: list[Transformer]) -> ControlResult:
     """Agreement between every pair of learned models (needs at least two)."""
     if len(models) < 2:
-        return ControlResult("seed vs seed", None, {"note": "needs at least two learned seeds", "pairs": []})
+        return ControlResult(SEED_VS_SEED, None, {"note": "needs at least two learned seeds", "pairs": []})
     data = prep.data
     with frozen(*models):
         sides = [_side(m, data, prep.config, prep.examples, max_len_of(prep.meta, prep.spec), readouts=False)
@@ -224,7 +225,7 @@ def seed_vs_seed(prep: Prepared, models: list[Transformer]) -> ControlResult:
                           "head_matches": [[head_name(*names[i]), head_name(*names[j]), s] for i, j, s in match],
                           "head_score_mean": float(np.mean([s for _, _, s in match])),
                           "output_agreement": float((sa.pred == sb.pred).mean())})
-    return ControlResult("seed vs seed", None, {"note": "ceiling of agreement between two trained models",
+    return ControlResult(SEED_VS_SEED, None, {"note": "ceiling of agreement between two trained models",
                                                 "pairs": pairs})
 
 

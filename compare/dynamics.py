@@ -45,7 +45,6 @@ from rasp_programs.spec import ProgramSpec
 
 MEASURES = ("causal", "readable")  # emergence: the status is causal / rescaled readout >= READABLE
 READABLE = 0.9
-MIU_PROBES = ("MI", "MU", "MIU", "MII", "MIII", "MIIII", "MUI", "IMI", "MIM")
 REJECT = 0.99  # "rejects MU" = P(theorem) <= 1 - REJECT
 
 
@@ -151,9 +150,9 @@ def checkpoint_folders(run_folder: Path) -> list[tuple[int, Path]]:
 
 
 def theorem_probability(model, spec: ProgramSpec, strings: Sequence[str]) -> dict[str, float]:
-    """P(output == True) at the last position of each string."""
+    """P(output == the task's ``probe_output``, e.g. ``True``) at the last position of each string."""
     cfg = model.cfg
-    true_id = cfg.output_vocab.index("True")
+    true_id = cfg.output_vocab.index(spec.task.probe_output)
     inputs = [tuple(s) for s in strings]
     with torch.inference_mode():
         probs = model(encode(cfg, inputs)).float().softmax(-1)  # [B, T, O]
@@ -183,10 +182,9 @@ def analyse_run(spec: ProgramSpec, prep, eval_set, run_folder: Path, log=print) 
         run["accuracy"]["final"].append(m["final_accuracy"])
         for clause, r in m.get("per_clause", {}).get("deciding", {}).items():
             run["accuracy"]["per_clause"].setdefault(clause, []).append(r["final_accuracy"])
-        if spec.name == "miu":
-            probes = [s for s in MIU_PROBES if len(s) < model.cfg.n_ctx]  # those that fit MAX_LEN
-            for s, p in theorem_probability(model, spec, probes).items():
-                run["probes"].setdefault(s, []).append(p)
+        probes = [s for s in spec.task.probes if len(s) < model.cfg.n_ctx]  # those that fit MAX_LEN
+        for s, p in theorem_probability(model, spec, probes).items():
+            run["probes"].setdefault(s, []).append(p)
         for name, v in res.variables.items():
             c = run["variables"].setdefault(name, {"status": [], "causal": [], "hook": [], "iia": [], "iia_lo": [],
                                                     "iia_hi": [], "readout": [], "readout_raw": [], "untrained": []})
@@ -331,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dynamics of {f}:")
         runs[f.name.removeprefix("seed")] = analyse_run(spec, prep, eval_set, f)
     out = {"program": spec.name, "compare_settings": prep.config.to_dict(), "measures": list(MEASURES),
-           "probes": list(MIU_PROBES) if spec.name == "miu" else [], "runs": runs,
+           "probes": list(spec.task.probes), "runs": runs,
            "seconds": round(time.perf_counter() - t0, 1)}
     return _rewrite(spec, args.reports, out)
 

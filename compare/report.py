@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from compare import figures
-from compare.controls import ControlResult
+from compare.controls import SEED_VS_SEED, ControlResult
 from compare.results import IIA_OK, MARGIN, MATCH_OK, READ_OK, Comparison, Status, VariableResult, from_json, to_json
 from compare.stats import Estimate
 from learned.artifact import atomic_dir, write_json
@@ -313,13 +313,13 @@ def _section_controls(doc: Doc, controls: list[ControlResult]) -> None:
           "everything computed from it lose 'computed'; balanced accuracy drops).")
     rows = []
     for c in controls:
-        if c.name == "seed vs seed":
+        if c.name == SEED_VS_SEED:
             continue
         detail = {k: x for k, x in c.checks.items() if k not in ("permutation", "reference_statuses")}
         rows.append([c.name, {True: "pass", False: "FAIL", None: "-"}[c.passed],
                      c.result.summary.verdict if c.result else "-", json.dumps(detail, sort_keys=True)])
     doc.table(["control", "result", "verdict", "checks"], rows)
-    ss = next((c for c in controls if c.name == "seed vs seed"), None)
+    ss = next((c for c in controls if c.name == SEED_VS_SEED), None)
     if ss and ss.checks.get("pairs"):
         doc.p("Learned seed vs learned seed: the ceiling of agreement between two trained models.")
         doc.table(["seeds", "mean CKA (same hook)", "mean head agreement (matched)", "output agreement"],
