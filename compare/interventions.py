@@ -280,8 +280,12 @@ def das(model: Transformer, data: Dataset, train: Pairs, hook: str, delta: np.nd
 
 def null_iia(model: Transformer, data: Dataset, pairs: Pairs, hook: str, delta: np.ndarray, space: Space,
              dim: int, n: int, seed: int, base: torch.Tensor) -> tuple[float, float]:
-    """Mean and 95th percentile of the IIA of ``n`` random ``dim``-dimensional subspaces."""
-    if not len(pairs) or dim == 0 or space.m == 0:
+    """Mean and 95th percentile of the IIA of ``n`` random ``dim``-dimensional subspaces.
+
+    nan when ``dim`` is the whole space (everything the layers wrote there): every subspace of that
+    dimension is the same one, so there is no null to compare with.
+    """
+    if not len(pairs) or dim == 0 or dim >= space.m:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     vals = []

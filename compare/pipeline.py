@@ -36,9 +36,10 @@ from typing import Iterator
 
 import numpy as np
 import torch
+from sklearn.metrics import r2_score
 
 from compare import heads as heads_lib
-from compare.ablations import head_name, run_ablations, z_statistics, ablation_hooks
+from compare.ablations import ablation_hooks, head_name, run_ablations, z_statistics
 from compare.activations import Dataset, VariableInfo, at_rows, build_dataset, embedding_basis, run_cached
 from compare.interventions import (Pairs, Space, das, design, embed_overlap, hits, iia, make_pairs, make_space,
                                    null_iia, pattern_swap, stratified)
@@ -417,11 +418,23 @@ def head_writes(prep: Prepared, side: ModelSide, layer: int, head: int, means, r
     out = {}
     for v in data.variables:
         fitted, truth, live = side.fitted[v.name][hook], data.targets[v.name], data.live[v.name]
-        if v.encoding != "categorical" or not live.any():
+        if not live.any():
             continue
-        clean = float((fitted.pred[live] == truth[live]).mean())
-        out[v.name] = clean - float((predict_held_out(fitted, x)[live] == truth[live]).mean())
+        if v.encoding == "categorical":
+            out[v.name] = float((fitted.pred[live] == truth[live]).mean()
+                                - (predict_held_out(fitted, x)[live] == truth[live]).mean())
+        else:
+            out[v.name] = float(r2_score(truth[live], fitted.pred[live])
+                                - r2_score(truth[live], predict_held_out(fitted, x)[live]))
     return out
+
+
+def _write_similarity(a: dict[str, float], b: dict[str, float]) -> float:
+    """Cosine between two heads' write profiles (readout drop per variable when ablated); 0 if either is empty."""
+    keys = sorted(set(a) | set(b))
+    u, v = np.array([max(a.get(k, 0.0), 0.0) for k in keys]), np.array([max(b.get(k, 0.0), 0.0) for k in keys])
+    norm = np.linalg.norm(u) * np.linalg.norm(v)
+    return float(u @ v / norm) if norm > 0 else 0.0
 
 
 def compare_heads(prep: Prepared, side: ModelSide) -> Heads:
@@ -429,12 +442,20 @@ def compare_heads(prep: Prepared, side: ModelSide) -> Heads:
     compiled_names = heads_lib.head_names(prep.compiled.model)
     learned_names = heads_lib.head_names(side.model)
     sim = heads_lib.similarity_matrix(prep.compiled.patterns, side.patterns, compiled_names, learned_names)
+    # A head that writes nothing (all-zero OV, as Tracr pads layers) matches nothing: its pattern is noise, and
+    # a uniform one would tie with a compiled mean head.
+    silent = heads_lib.empty_heads(side.model)
+    sim[:, [j for j, n in enumerate(learned_names) if n in silent]] = 0.0
     live = [i for i, n in enumerate(compiled_names) if n not in prep.empty]
     means, resampled = z_statistics(side.model, prep.data, prep.config.seed)
     writes = {n: head_writes(prep, side, *n, means, resampled) for n in learned_names}
-    ref_writes = prep.reference.heads.learned_writes if prep.reference else {}
+    ref_writes = prep.reference.heads.learned_writes if prep.reference else {
+        head_name(*n): w for n, w in writes.items()}  # the reference is the compiled model itself
+    # Patterns decide; what a head writes only breaks near-ties (two heads that both average the prefix).
+    tie = np.array([[_write_similarity(ref_writes.get(head_name(*c), {}), writes[lh]) for lh in learned_names]
+                    for c in compiled_names])
     matches = []
-    for i, j, _ in heads_lib.match_heads(sim, live):
+    for i, j, _ in heads_lib.match_heads(sim + 0.01 * tie, live):
         c, lh = compiled_names[i], learned_names[j]
         per_row = heads_lib.row_agreements(prep.compiled.patterns[c[0]][c[1]], side.patterns[lh[0]][lh[1]])
         agreement = bootstrap(per_row, prep.data.group, prep.config.seed)

@@ -76,9 +76,10 @@ def variable_sentence(v: VariableResult, doc: str) -> str:
     if v.status is Status.NOT_TESTABLE or r is None or iv is None:
         return f"{v.name} ({doc}) is not testable here: no live rows or no effective intervention pairs."
     live = f"on live rows ({100 * v.live_share:.0f}% of rows) it is read at {r.live.fmt()} ({_baselines(v)})"
+    null = (f"random {iv.dim}-dim subspaces: mean {_f(iv.null_mean)}, 95th pct {_f(iv.null_p95)}"
+            if math.isfinite(iv.null_p95) else "no null: the subspace is all the layers wrote there")
     swap = (f"swapping a {iv.dim}-dim {iv.subspace} subspace at {v.found_hook} gives IIA {iv.test.fmt()} on "
-            f"{iv.n_test} held-out pairs (random {iv.dim}-dim subspaces: mean {_f(iv.null_mean)}, 95th pct "
-            f"{_f(iv.null_p95)})")
+            f"{iv.n_test} held-out pairs ({null})")
     where = f"{v.found_hook}, {v.where}"
     if v.status is Status.COMPUTED:
         return f"{v.name} ({doc}) is computed at {where}: {live}; {swap}."
@@ -185,7 +186,8 @@ def _methods(doc: Doc, res: Comparison) -> None:
         "leaves those of the variables computed beside it alone, and in a second version those of its ancestors "
         f"too; the better on validation pairs is kept) and DAS, swept over dimensions {s['das_dims']}; the "
         "smallest dimension within "
-        f"0.02 of the best validation IIA is kept. Null: {s['n_null']} random subspaces of the same dimension.",
+        f"0.02 of the best validation IIA is kept. Null: {s['n_null']} random subspaces of the same dimension "
+        "(none when the subspace is all the layers wrote at that hook).",
         "Where a variable lives: the earliest residual hook where it is readable on live rows and causal, among "
         "the hooks before the model's own output becomes readable (for the output itself, every hook).",
         f"Uncertainty: 95% bootstrap intervals over input strings. Readable: the lower bound ≥ {READ_OK}; beyond "

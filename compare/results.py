@@ -85,7 +85,8 @@ class Intervention:
         dim: its dimension.
         val_iia: IIA on validation pairs (what the choice was made on).
         test: IIA on test pairs (bases, sources and positions unseen in fitting and selection).
-        null_mean, null_p95: IIA of random subspaces of the same dimension on the test pairs.
+        null_mean, null_p95: IIA of random subspaces of the same dimension on the test pairs (nan when
+            the subspace is all the layers wrote at the hook: there is then no other subspace to compare).
         embed_overlap: share of the residual directions the chosen swap writes that lie in the span
             of the token and position embeddings (the direct embedding itself is never swapped).
         das_sweep: DAS dimension -> validation IIA.
@@ -186,11 +187,11 @@ def decide_status(readout: HookReadout | None, intervention: Intervention | None
     if intervention is None or not intervention.test.defined:
         causal = Tri.NO
     else:
-        iia = intervention.test
+        iia, null = intervention.test, intervention.null_p95  # null: nan when the subspace is the whole space
         causal = at_least(iia, IIA_OK)
-        if causal is Tri.YES and iia.lo <= intervention.null_p95:
+        if causal is Tri.YES and math.isfinite(null) and iia.lo <= null:
             causal = Tri.UNDECIDED
-        if iia.value <= intervention.null_p95:
+        if math.isfinite(null) and iia.value <= null:
             causal = Tri.NO
     if causal is Tri.YES:
         if readable is Tri.YES:

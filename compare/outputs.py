@@ -1,0 +1,116 @@
+"""How the program's output is read from a model's logits (``OutputReadout``).
+
+A classifier trained on the program's outputs (and every compiled model)
+emits them directly: the output is the argmax over its ``output_vocab``. A
+language model such as MU-GPT emits next tokens; its artifact declares in
+``model.json`` how a verdict is read from them (``learned.lm.Readout``:
+every token so far probable enough, and ``P(END | prefix)`` above a
+threshold). ``compare/`` scores task accuracy, interventions and ablations
+through this interface, so the same methods apply to both.
+
+Every readout maps logits ``[B, T, O]`` (and the input ids ``[B, T]``) to the
+program's output ids ``[B, T]`` in the *compiled* output vocabulary, gives a
+differentiable loss towards target outputs (for DAS), and the margin of the
+correct output (for ablations).
+
+Shapes: B inputs, T positions, O the model's output vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from learned.lm import Readout, token_log_probs
+from learned.model import ModelConfig
+from rasp_programs.errors import ToolkitError
+
+IGNORE = -100
+
+
+class OutputReadout:
+    """Base: the argmax of a model whose output vocabulary is the program's."""
+
+    kind = "argmax"
+
+    def __init__(self, cfg: ModelConfig, program_vocab: tuple[str, ...]):
+        if tuple(cfg.output_vocab) != tuple(program_vocab):
+            raise ToolkitError(f"the model's output vocabulary {list(cfg.output_vocab)} is not the program's "
+                               f"{list(program_vocab)}, and its model.json declares no readout")
+        self.cfg = cfg
+
+    def predict(self, logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """``[B, T]`` program output ids."""
+        return logits.argmax(-1)
+
+    def loss(self, logits: torch.Tensor, ids: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """A differentiable loss towards ``target`` ``[B, T]`` (``IGNORE`` where unscored)."""
+        return F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), ignore_index=IGNORE)
+
+    def margin(self, logits: torch.Tensor, ids: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``[B, T]`` the correct output's logit minus the largest other one."""
+        logits = logits.double()
+        correct = logits.gather(2, target.clamp(min=0)[..., None]).squeeze(2)
+        other = logits.scatter(2, target.clamp(min=0)[..., None], -torch.inf).max(2).values
+        return correct - other
+
+    def describe(self) -> str:
+        return "argmax of the model's output (the program's output vocabulary)"
+
+
+class LMReadout(OutputReadout):
+    """MU-GPT's verdict from next-token probabilities; the program's output must be a boolean."""
+
+    kind = "lm"
+
+    def __init__(self, cfg: ModelConfig, program_vocab: tuple[str, ...], readout: Readout):
+        if sorted(program_vocab) != ["False", "True"]:
+            raise ToolkitError(f"a language-model readout gives a verdict; the program's outputs are "
+                               f"{list(program_vocab)}")
+        self.cfg, self.readout = cfg, readout
+        self.true, self.false = program_vocab.index("True"), program_vocab.index("False")
+        self.end = cfg.output_vocab.index(readout.end_token)
+        self.pad = cfg.vocab.index(cfg.pad_token)
+
+    def _parts(self, logits: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(tokens so far all probable enough ``[B, T]``, log P(END) minus log tau_end ``[B, T]``)."""
+        logp = torch.log_softmax(logits.float(), -1)
+        real = ids != self.pad
+        real[:, 0] = False
+        ok = (token_log_probs(self.cfg, logp.detach(), ids) >= math.log(self.readout.tau_token)) | ~real
+        ok = ok.int().cummin(1).values.bool() & real
+        return ok, logp[..., self.end] - math.log(self.readout.tau_end)
+
+    def predict(self, logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        ok, end = self._parts(logits, ids)
+        return torch.where(ok & (end >= 0), self.true, self.false)
+
+    def loss(self, logits: torch.Tensor, ids: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        _, end = self._parts(logits, ids)
+        scored = target != IGNORE
+        sign = torch.where(target == self.true, 1.0, -1.0)
+        return F.softplus(-sign * end)[scored].mean()
+
+    def margin(self, logits: torch.Tensor, ids: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        ok, end = self._parts(logits, ids)
+        sign = torch.where(target == self.true, 1.0, -1.0).double()
+        # a prefix whose tokens were not all probable is False whatever P(END) says
+        return torch.where(ok, sign * end.double(), -sign * torch.ones_like(sign))
+
+    def describe(self) -> str:
+        r = self.readout
+        return (f"language-model verdict: every token so far had probability >= {r.tau_token:.3g} and "
+                f"P({r.end_token} | prefix) >= {r.tau_end:.3g}")
+
+
+def readout_for(cfg: ModelConfig, meta: dict, program_vocab: tuple[str, ...], where: str) -> OutputReadout:
+    """The readout an artifact declares (``readout`` in ``model.json``), else the plain argmax.
+
+    Raises:
+        ToolkitError: a model whose outputs are not the program's and which declares no readout.
+    """
+    if meta.get("readout") is not None or meta.get("objective") == "lm":
+        return LMReadout(cfg, program_vocab, Readout.from_meta(meta, where))
+    return OutputReadout(cfg, program_vocab)
