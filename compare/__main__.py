@@ -53,7 +53,8 @@ def load_models(program: str, artifacts: Path, seeds: list[int], learned: list[s
     if not root.is_dir():
         raise ToolkitError(f"no artifacts for program '{program}' in {artifacts} "
                            f"(run `make compile PROGRAM={program}` then `make train PROGRAM={program}`)")
-    compiled, meta = load_artifact(root / "compiled", dtype=torch.float32, make_hint=f"make compile PROGRAM={program}")
+    # float64 for the compiled model: Tracr's weights are large, and a disguised copy must give the same verdicts
+    compiled, meta = load_artifact(root / "compiled", dtype=torch.float64, make_hint=f"make compile PROGRAM={program}")
     if meta.get("kind") != "compiled" or "residual_labels" not in meta or "block_map" not in meta:
         raise ToolkitError(f"{root / 'compiled'} is not a compiled artifact (run `make compile PROGRAM={program}`)")
     if len(meta["residual_labels"]) != compiled.cfg.d_model:

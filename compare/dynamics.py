@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_json:
         return _rewrite(spec, args.reports, _load_json(target / "dynamics.json"))
     compiled_dir = args.artifacts / spec.name / "compiled"
-    compiled, meta = load_artifact(compiled_dir, make_hint=f"make compile PROGRAM={spec.name}")
+    compiled, meta = load_artifact(compiled_dir, dtype=torch.float64, make_hint=f"make compile PROGRAM={spec.name}")
     seeds = parse_seeds(args.seeds)
     folders = args.run or [args.artifacts / spec.name / "learned" / f"seed{s}" for s in seeds]
     for f in folders:

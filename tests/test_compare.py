@@ -59,7 +59,7 @@ def artifacts(tmp_path_factory) -> Path:
 
 
 def load(artifacts: Path, program: str) -> tuple[Transformer, dict]:
-    return load_artifact(artifacts / program / "compiled")
+    return load_artifact(artifacts / program / "compiled", dtype=torch.float64)  # as `make compare` loads it
 
 
 @pytest.fixture(scope="session")
@@ -133,7 +133,7 @@ def test_seed_vs_seed_ceiling(miu):
     assert seed_vs_seed(miu, [compiled]).checks["pairs"] == []
 
 
-@pytest.mark.parametrize("program", ["hist", "sort"])
+@pytest.mark.parametrize("program", ["miu_first", "miu_u", "hist", "sort"])
 def test_other_programs_disguised_copy(artifacts, program):
     model, meta = load(artifacts, program)
     prep = prepare(get_program(program), model, meta, TINY)
@@ -467,6 +467,16 @@ def test_dynamics_folder_is_kept_and_folded_in(artifacts, tmp_path):
                    controls=False, log=lambda s: None)
     assert (path.parent / "dynamics" / "dynamics.md").is_file()
     assert "count_I emerged at step 300" in (path.parent / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_miu_mean_disguised_copy(artifacts):
+    """miu_mean's two mean heads both attend uniformly; only what they write tells them apart. At the TINY
+    size some statuses sit on a threshold, so this runs at SMALL."""
+    model, meta = load(artifacts, "miu_mean")
+    prep = prepare(get_program("miu_mean"), model, meta, SMALL)
+    assert check_self(prep.reference).passed
+    assert check_disguised(prep, seed=1, invertible=True).passed
 
 
 @pytest.mark.slow
