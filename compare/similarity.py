@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.linalg
 from scipy.linalg import orthogonal_procrustes
 from sklearn.metrics import r2_score
 from sklearn.model_selection import PredefinedSplit
@@ -65,7 +66,7 @@ def _fit_map(src: np.ndarray, dst: np.ndarray, kind: str) -> tuple[np.ndarray, n
     """Affine map ``src @ w + b ≈ dst``: least squares, or an orthogonal Procrustes rotation with one scale."""
     mu_s, mu_d = src.mean(0), dst.mean(0)
     if kind == "lstsq":
-        w = np.linalg.lstsq(src - mu_s, dst - mu_d, rcond=1e-10)[0]
+        w = scipy.linalg.lstsq(src - mu_s, dst - mu_d, cond=1e-10, lapack_driver="gelsy")[0]  # gelsd's SVD can fail here
     else:
         w, s = orthogonal_procrustes(src - mu_s, dst - mu_d)
         w = w * (s / max(float(((src - mu_s) ** 2).sum()), 1e-300))
