@@ -14,6 +14,7 @@ suffix (``count_I_4`` -> ``count_I``) so residual labels read ``count_I:2``.
 from __future__ import annotations
 
 from rasp_programs import miu
+from rasp_programs.language import MIU_THEOREMS
 from rasp_programs.spec import ProgramSpec, Tokens, Variable
 
 # --------------------------------------------------------------------------
@@ -80,6 +81,7 @@ MIU = ProgramSpec(
         Variable("theorem", ("count_I", "count_bad_M"), _miu_verdict, "the prefix is an MIU theorem"),
     ),
     reference=lambda tokens: miu.prefix_verdicts("".join(tokens)),
+    language=MIU_THEOREMS,
 )
 
 # --------------------------------------------------------------------------

@@ -7,7 +7,9 @@ A ``ProgramSpec`` bundles
   * ``variables``: a plain-Python causal model with one entry per named SOp,
     used as an independent implementation in tests and by ``compare/`` for
     interchange interventions (set a variable, recompute what depends on it);
-  * ``reference``: an independent reference for the program's output.
+  * ``reference``: an independent reference for the program's output;
+  * ``language`` (optional): the program's positive strings as data, for
+    training a language model on members only (``rasp_programs.language``).
 
 Shapes: a token sequence is a tuple of strings of length T; every variable
 maps it to a list of T values, one per position.
@@ -22,6 +24,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from rasp_programs.errors import ToolkitError
+from rasp_programs.language import Language
 
 Tokens = tuple[str, ...]
 
@@ -58,6 +61,7 @@ class ProgramSpec:
     build: Callable[[], Any]
     variables: tuple[Variable, ...]
     reference: Callable[[Tokens], list]
+    language: Language | None = None
 
     @property
     def output(self) -> str:
