@@ -61,6 +61,8 @@ class Language:
         derive: ``derive(rng, steps, bound)`` -> the members one random
             derivation visits (intermediates up to ``bound`` tokens); ``None``
             where the language has no rewrite system.
+        well_formed: the strings on which membership is a real decision (MIU:
+            ``M`` first and no other ``M``); where ``P(end)`` is scored.
         member: what a member is called in reports ("theorem").
         end_token: the name of the end-of-string output of a language model.
     """
@@ -69,6 +71,7 @@ class Language:
     is_member: Callable[[Tokens], bool]
     impossible: Tokens
     derive: Callable[[np.random.Generator, int, int], list[Tokens]] | None = None
+    well_formed: Callable[[Tokens], bool] | None = None
     member: str = "member"
     end_token: str = "END"
 
@@ -223,14 +226,24 @@ def held_out(members: Iterable[Tokens], share: float, seed: int) -> frozenset[To
     return frozenset(pool[int(i)] for i in pick)
 
 
-def describe(strings: Iterable[Tokens], alphabet: Iterable[str]) -> dict:
-    """How many strings, and the distribution of their lengths and of each token's count."""
+def describe(strings: Iterable[Tokens], alphabet: Iterable[str], weights: Iterable[float] | None = None) -> dict:
+    """The distribution of lengths and of each token's count over ``strings``.
+
+    Counts of strings, or, with ``weights``, the share of the weight (rounded).
+    """
     strings = [tuple(s) for s in strings]
-    lengths = collections.Counter(len(s) for s in strings)
-    counts = {t: collections.Counter(s.count(t) for s in strings) for t in alphabet}
-    return {"strings": len(strings),
-            "lengths": {str(k): lengths[k] for k in sorted(lengths)},
-            "token_counts": {t: {str(k): c[k] for k in sorted(c)} for t, c in counts.items()}}
+    w = [1.0] * len(strings) if weights is None else [float(x) for x in weights]
+    lengths: collections.Counter = collections.Counter()
+    counts = {t: collections.Counter() for t in alphabet}
+    for s, x in zip(strings, w):
+        lengths[len(s)] += x
+        for t, c in counts.items():
+            c[s.count(t)] += x
+
+    def fmt(c: collections.Counter) -> dict[str, float]:
+        return {str(k): (int(c[k]) if weights is None else round(c[k] / sum(w), 4)) for k in sorted(c)}
+
+    return {"strings": len(strings), "lengths": fmt(lengths), "token_counts": {t: fmt(c) for t, c in counts.items()}}
 
 
 # -- MIU ------------------------------------------------------------------------
@@ -240,9 +253,13 @@ def _miu_member(s: Tokens) -> bool:
     return miu.is_theorem("".join(s))
 
 
+def _miu_well_formed(s: Tokens) -> bool:
+    return len(s) > 0 and s[0] == "M" and "M" not in s[1:]
+
+
 def _miu_derive(rng: np.random.Generator, steps: int, bound: int) -> list[Tokens]:
     return [tuple(s) for s in miu.random_derivation(rng, steps, bound)]
 
 
 MIU_THEOREMS = Language(alphabet=miu.ALPHABET, is_member=_miu_member, impossible=("M", "U"),
-                        derive=_miu_derive, member="theorem")
+                        derive=_miu_derive, well_formed=_miu_well_formed, member="theorem")

@@ -1,0 +1,184 @@
+"""Theorem-only training data for the language-model objective (MU-GPT).
+
+Strings come from the program's ``Language`` (``spec.language``; for MIU the
+theorems), never from labelled negatives. Each training row is
+``BOS + string`` as input and ``string + END`` as target: at position ``t``
+the model predicts token ``t + 1`` from the prefix of ``t`` tokens, and at the
+last position it predicts ``END``.
+
+Sources (``LMConfig.sampler``):
+  * ``length``: the length-controlled sampler (``rasp_programs.language.
+    LengthControlled``). Its distribution over the finite set of members up to
+    ``max_len`` is known exactly, so the table holds every member with its
+    exact probability and a batch is i.i.d. draws from it: the same as
+    running the sampler afresh for every row (streaming).
+  * ``derivations``: members reached by random derivations, deduplicated,
+    each drawn equally often.
+
+Held out: a seeded share of the members (``held_out_share`` of those up to
+``max_len``, seed ``held_out_seed``, the same for every model seed) is never
+emitted. A held-out member still occurs as a *prefix* of longer training
+strings, and there the data would say "no END here", the opposite of what
+the held-out test asks. With ``mask_held_out`` (the default) the loss is
+also masked at positions whose prefix is a held-out member, so training
+says nothing about what follows it: held-out strings are unseen contexts,
+not implicit negatives.
+
+Regimes: streaming (the whole distribution) and finite (``fixed_size``
+distinct strings drawn once from it, each then equally likely; used with
+weight decay for the grokking regime).
+
+Shapes: N rows, T = n_ctx positions (BOS first), O = output vocabulary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+from learned.artifact import encode
+from learned.data import IGNORE, Table
+from learned.model import ModelConfig
+from rasp_programs import language as lang
+from rasp_programs.errors import ToolkitError
+from rasp_programs.language import Language, Tokens
+
+SAMPLERS = ("length", "derivations")
+
+
+@dataclasses.dataclass(frozen=True)
+class LMConfig:
+    """Settings of the language-model objective; saved under ``training.lm``.
+
+    Attributes:
+        sampler: ``length`` (length-controlled) or ``derivations``.
+        q: end probability at a member prefix (length-controlled sampler).
+        held_out_share, held_out_seed: the held-out members (share of those up to max_len).
+        mask_held_out: also mask the loss where the prefix is a held-out member.
+        derive_walks, derive_steps, derive_bound: random derivations (walks, rewrites per
+            walk, longest intermediate string).
+        stop_when_mu_below: the stop rule's epsilon on ``P(END | impossible string)``.
+        stop_requires_fit: the stop rule also needs the readout chosen on the training
+            data to classify every training event right (see ``learned.mugpt``).
+    """
+
+    sampler: str = "length"
+    q: float = 0.25
+    held_out_share: float = 0.2
+    held_out_seed: int = 0
+    mask_held_out: bool = True
+    derive_walks: int = 20_000
+    derive_steps: int = 100
+    derive_bound: int = 20
+    stop_when_mu_below: float = 1e-3
+    stop_requires_fit: bool = True
+
+    def check(self, max_len: int) -> "LMConfig":
+        """Raises a one-line ``ToolkitError`` for a setting out of range."""
+        if self.sampler not in SAMPLERS:
+            raise ToolkitError(f"unknown sampler {self.sampler!r}; use one of {', '.join(SAMPLERS)}")
+        lang.check_q(self.q)
+        lang.check_share(self.held_out_share)
+        if self.sampler == "derivations":
+            lang.check_bound(self.derive_bound, max_len)
+        if not 0.0 <= self.stop_when_mu_below < 1.0:
+            raise ToolkitError(f"--stop-when-mu-below must be in [0, 1), got {self.stop_when_mu_below!r}")
+        return self
+
+
+def lm_model_config(cfg: ModelConfig, language: Language) -> ModelConfig:
+    """The same shape with output vocabulary = the input tokens (in id order) + END."""
+    tokens = tuple(t for t in cfg.vocab if t not in (cfg.bos_token, cfg.pad_token))
+    if language.end_token in cfg.vocab:
+        raise ToolkitError(f"the end token {language.end_token!r} is also an input token")
+    out = tokens + (language.end_token,)
+    return dataclasses.replace(cfg, output_vocab=out, d_vocab_out=len(out))
+
+
+def lm_rows(cfg: ModelConfig, strings: list[Tokens], end_token: str,
+            masked: Iterable[Tokens] = ()) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs ``[N, n_ctx]`` (BOS + string, padded) and next-token targets ``[N, n_ctx]``.
+
+    ``targets[r, t]`` is the output id of token ``t + 1`` (``END`` after the
+    last token), ``IGNORE`` after it and wherever the first ``t`` tokens form a
+    string in ``masked``.
+    """
+    out_index = {v: i for i, v in enumerate(cfg.output_vocab)}
+    ids = encode(cfg, strings)  # [N, 1 + longest]
+    ids = torch.nn.functional.pad(ids, (0, cfg.n_ctx - ids.shape[1]), value=cfg.vocab.index(cfg.pad_token))
+    masked = set(map(tuple, masked))
+    targets = torch.full(ids.shape, IGNORE, dtype=torch.long)
+    for r, s in enumerate(strings):
+        row = [out_index[t] for t in s] + [out_index[end_token]]
+        for t, target in enumerate(row):
+            targets[r, t] = IGNORE if s[:t] in masked else target
+    return ids, targets
+
+
+@dataclasses.dataclass
+class LMData:
+    """What the language-model objective trains on and is checked against.
+
+    Attributes:
+        table: rows and sampling weights for ``learned.data.Sampler``.
+        train: the distinct training strings (the table's rows, in order).
+        held_out: members never emitted (and masked as contexts if ``mask_held_out``).
+        masked: contexts whose loss is masked (``held_out`` or empty).
+        description: sampler, sizes and the distribution of lengths and token counts.
+    """
+
+    table: Table
+    train: list[Tokens]
+    held_out: frozenset[Tokens]
+    masked: frozenset[Tokens]
+    description: dict[str, Any]
+
+
+def build_lm_data(language: Language, cfg: ModelConfig, max_len: int, lm: LMConfig, seed: int,
+                  fixed_size: int | None = None) -> LMData:
+    """Builds the theorem-only table (see the module docstring).
+
+    Args:
+        language: the program's language.
+        cfg: the language model's config (``lm_model_config``).
+        max_len: longest string.
+        lm: the objective's settings (checked here).
+        seed: data seed (derivation walks, the finite set's draw).
+        fixed_size: the finite regime's number of distinct training strings.
+
+    Raises:
+        ToolkitError: a setting out of range, or a finite set larger than the support.
+    """
+    lm.check(max_len)
+    members = language.members(max_len)
+    held = lang.held_out(members, lm.held_out_share, lm.held_out_seed)
+    if lm.sampler == "length":
+        dist = lang.LengthControlled(language, max_len, lm.q).distribution(exclude=held)
+        strings, probs = list(dist), np.array(list(dist.values()))
+    else:
+        derived = lang.random_derivations(language, np.random.default_rng(seed), max_len, lm.derive_walks,
+                                          lm.derive_steps, lm.derive_bound)
+        strings = [s for s in derived if s not in held]
+        if not strings:
+            raise ToolkitError("the derivations reached no member outside the held-out set")
+        probs = np.full(len(strings), 1.0 / len(strings))
+    weights = torch.tensor(probs, dtype=torch.float64)
+    if fixed_size is not None:
+        if not 1 <= fixed_size <= len(strings):
+            raise ToolkitError(f"the fixed training set must have 1..{len(strings)} strings, got {fixed_size}")
+        keep = torch.multinomial(weights, fixed_size, replacement=False, generator=torch.Generator().manual_seed(seed))
+        strings = [strings[i] for i in sorted(keep.tolist())]
+        weights = torch.full((fixed_size,), 1.0 / fixed_size, dtype=torch.float64)
+    masked = held if lm.mask_held_out else frozenset()
+    ids, targets = lm_rows(cfg, strings, language.end_token, masked)
+    table = Table(ids, targets, weights / weights.sum(), torch.zeros(len(strings), dtype=torch.long), (lm.sampler,))
+    desc = {"sampler": lm.sampler, "regime": "finite" if fixed_size else "streaming",
+            "members": len(members), "held_out": len(held), "train_strings": len(strings),
+            "masked_contexts": len(masked),
+            "share_of_draws": lang.describe(strings, language.alphabet, weights.tolist())}
+    if lm.sampler == "derivations":
+        desc["derived"] = lang.describe(derived, language.alphabet)
+    return LMData(table, strings, held, masked, desc)
