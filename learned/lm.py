@@ -15,11 +15,12 @@ holds the verdict on the prefix of ``t`` tokens (position 0, BOS, and pads
 are False).
 
 The thresholds are chosen on the training data only (``choose_readout``).
-Every prefix of a training string is a training context (minus masked
-ones); what the data says there is known: ``END`` follows it or not, each
-token follows it or not. Each threshold maximises the balanced accuracy of
-those events, placed half-way (in log probability) across the widest gap
-among the best cuts.
+Every prefix of a training string is a training context; what the data
+says there is known: ``END`` follows it or not, each token follows it or
+not. The events training leaves out of the softmax (``learned.lm_data``:
+``END`` at a held-out string, a token leading only into held-out strings)
+are left out here too: the data does not speak about them. Each threshold maximises the balanced accuracy of those events, placed
+half-way (in log probability) across the widest gap among the best cuts.
 
 Shapes: B strings, T = 1 + max_len positions, O output vocabulary.
 """
@@ -167,26 +168,34 @@ class TrainingEvents:
     """What the training data says after each of its contexts.
 
     Attributes:
-        prefixes: every prefix (the empty one included) of a training string, minus masked ones.
+        prefixes: every prefix (the empty one included) of a training string.
         ends: ``[P]`` whether a training string ends there.
+        end_known: ``[P]`` False at a held-out string (neither positive nor negative).
         follows: ``[P, A]`` whether a training string continues with token ``alphabet[a]``.
+        known: ``[P, A]`` False where the token leads only into held-out strings.
         alphabet: the tokens.
     """
 
     prefixes: list[Tokens]
     ends: np.ndarray
+    end_known: np.ndarray
     follows: np.ndarray
+    known: np.ndarray
     alphabet: tuple[str, ...]
 
 
-def training_events(train: Iterable[Tokens], masked: Iterable[Tokens], alphabet: Sequence[str]) -> TrainingEvents:
+def training_events(train: Iterable[Tokens], held_out: Iterable[Tokens], alphabet: Sequence[str]) -> TrainingEvents:
+    """The events of ``train``'s contexts, with those about ``held_out`` strings marked unknown."""
     train = set(map(tuple, train))
-    masked = set(map(tuple, masked))
+    held = set(map(tuple, held_out))
     seen = {s[:k] for s in train for k in range(len(s) + 1)}
-    prefixes = sorted((p for p in seen if p not in masked), key=lambda p: (len(p), p))
-    ends = np.array([p in train for p in prefixes])
-    follows = np.array([[p + (a,) in seen for a in alphabet] for p in prefixes]).reshape(len(prefixes), len(alphabet))
-    return TrainingEvents(prefixes, ends, follows, tuple(alphabet))
+    held_only = {h[:k] for h in held for k in range(len(h) + 1)} - seen
+    prefixes = sorted(seen, key=lambda p: (len(p), p))
+    shape = (len(prefixes), len(alphabet))
+    follows = np.array([[p + (a,) in seen for a in alphabet] for p in prefixes], dtype=bool).reshape(shape)
+    known = np.array([[p + (a,) not in held_only for a in alphabet] for p in prefixes], dtype=bool).reshape(shape)
+    return TrainingEvents(prefixes, np.array([p in train for p in prefixes], dtype=bool),
+                          np.array([p not in held for p in prefixes], dtype=bool), follows, known, tuple(alphabet))
 
 
 def choose_readout(model: Transformer, events: TrainingEvents, end_token: str) -> tuple[Readout, dict[str, Any]]:
@@ -198,7 +207,7 @@ def choose_readout(model: Transformer, events: TrainingEvents, end_token: str) -
     at = logp[torch.arange(len(last)), last].double().numpy()  # [P, O]: what follows each prefix
     end = at[:, cfg.output_vocab.index(end_token)]
     tok = at[:, [cfg.output_vocab.index(a) for a in events.alphabet]]  # [P, A]
-    tau_end, end_fit = fit_threshold(end[events.ends], end[~events.ends])
-    tau_token, token_fit = fit_threshold(tok[events.follows], tok[~events.follows])
+    tau_end, end_fit = fit_threshold(end[events.ends & events.end_known], end[~events.ends & events.end_known])
+    tau_token, token_fit = fit_threshold(tok[events.follows & events.known], tok[~events.follows & events.known])
     return Readout(end_token, tau_token, tau_end), {"end": end_fit, "token": token_fit,
                                                     "contexts": len(events.prefixes)}

@@ -17,16 +17,23 @@ Sources (``LMConfig.sampler``):
 
 Held out: a seeded share of the members (``held_out_share`` of those up to
 ``max_len``, seed ``held_out_seed``, the same for every model seed) is never
-emitted. A held-out member still occurs as a *prefix* of longer training
-strings, and there the data would say "no END here", the opposite of what
-the held-out test asks. With ``mask_held_out`` (the default) the loss is
-also masked at positions whose prefix is a held-out member, so training
-says nothing about what follows it: held-out strings are unseen contexts,
-not implicit negatives.
+emitted. Not emitting them is not enough for a language model: the softmax
+would still be taught that they have probability 0. A held-out member is a
+prefix of longer training strings, and there the data says "no END here";
+and a token that leads only into held-out members (the last letter of most
+held-out strings of length ``max_len``) never follows its context in the
+data, so its probability is trained down. With ``mask_held_out`` (the
+default) both are *left out of the softmax* at that context (``exclude``):
+the loss is the cross-entropy among the outputs the training data can speak
+about, and says nothing about the held-out strings either way. Without it,
+held-out strings are only rejection-sampled away (implicit negatives).
 
 Regimes: streaming (the whole distribution) and finite (``fixed_size``
 distinct strings drawn once from it, each then equally likely; used with
 weight decay for the grokking regime).
+
+Table targets are ``[N, T, 1 + O]``: the target id, then one flag per
+output that is left out of the softmax there (``split_targets``).
 
 Shapes: N rows, T = n_ctx positions (BOS first), O = output vocabulary.
 """
@@ -57,7 +64,7 @@ class LMConfig:
         sampler: ``length`` (length-controlled) or ``derivations``.
         q: end probability at a member prefix (length-controlled sampler).
         held_out_share, held_out_seed: the held-out members (share of those up to max_len).
-        mask_held_out: also mask the loss where the prefix is a held-out member.
+        mask_held_out: leave the held-out members out of the softmax (module docstring).
         derive_walks, derive_steps, derive_bound: random derivations (walks, rewrites per
             walk, longest intermediate string).
         stop_when_mu_below: the stop rule's epsilon on ``P(END | impossible string)``.
@@ -82,8 +89,7 @@ class LMConfig:
             raise ToolkitError(f"unknown sampler {self.sampler!r}; use one of {', '.join(SAMPLERS)}")
         lang.check_q(self.q)
         lang.check_share(self.held_out_share)
-        if self.sampler == "derivations":
-            lang.check_bound(self.derive_bound, max_len)
+        lang.check_bound(self.derive_bound, max_len)  # even if unused: a bad value is bad input
         if not 0.0 <= self.stop_when_mu_below < 1.0:
             raise ToolkitError(f"--stop-when-mu-below must be in [0, 1), got {self.stop_when_mu_below!r}")
         return self
@@ -99,23 +105,44 @@ def lm_model_config(cfg: ModelConfig, language: Language) -> ModelConfig:
 
 
 def lm_rows(cfg: ModelConfig, strings: list[Tokens], end_token: str,
-            masked: Iterable[Tokens] = ()) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs ``[N, n_ctx]`` (BOS + string, padded) and next-token targets ``[N, n_ctx]``.
+            held_out: Iterable[Tokens] = ()) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Inputs, next-token targets and what is left out of the softmax.
 
-    ``targets[r, t]`` is the output id of token ``t + 1`` (``END`` after the
-    last token), ``IGNORE`` after it and wherever the first ``t`` tokens form a
-    string in ``masked``.
+    Args:
+        cfg: the language model's config.
+        strings: the training strings.
+        end_token: the end output.
+        held_out: strings the training signal must say nothing about.
+
+    Returns:
+        ids ``[N, n_ctx]`` (BOS + string, padded); targets ``[N, n_ctx]``: the
+        output id of token ``t + 1`` at position ``t`` (``END`` after the last
+        token, ``IGNORE`` after that); exclude ``[N, n_ctx, O]``: True for
+        ``END`` where the prefix is held out, and for a token whose
+        continuation is a prefix of held-out strings only.
     """
     out_index = {v: i for i, v in enumerate(cfg.output_vocab)}
     ids = encode(cfg, strings)  # [N, 1 + longest]
     ids = torch.nn.functional.pad(ids, (0, cfg.n_ctx - ids.shape[1]), value=cfg.vocab.index(cfg.pad_token))
-    masked = set(map(tuple, masked))
+    held = set(map(tuple, held_out))
+    seen = {s[:k] for s in strings for k in range(len(s) + 1)}
+    held_only = {h[:k] for h in held for k in range(len(h) + 1)} - seen
+    tokens = [v for v in cfg.output_vocab if v != end_token]
     targets = torch.full(ids.shape, IGNORE, dtype=torch.long)
+    exclude = torch.zeros(*ids.shape, len(cfg.output_vocab), dtype=torch.bool)
     for r, s in enumerate(strings):
-        row = [out_index[t] for t in s] + [out_index[end_token]]
-        for t, target in enumerate(row):
-            targets[r, t] = IGNORE if s[:t] in masked else target
-    return ids, targets
+        for t, target in enumerate([*s, end_token]):
+            context = s[:t]
+            targets[r, t] = out_index[target]
+            exclude[r, t, out_index[end_token]] = context in held
+            for v in tokens:
+                exclude[r, t, out_index[v]] = context + (v,) in held_only
+    return ids, targets, exclude
+
+
+def split_targets(targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[B, T, 1 + O]`` table targets -> target ids ``[B, T]`` and the left-out outputs ``[B, T, O]``."""
+    return targets[..., 0], targets[..., 1:].bool()
 
 
 @dataclasses.dataclass
@@ -126,7 +153,7 @@ class LMData:
         table: rows and sampling weights for ``learned.data.Sampler``.
         train: the distinct training strings (the table's rows, in order).
         held_out: members never emitted (and masked as contexts if ``mask_held_out``).
-        masked: contexts whose loss is masked (``held_out`` or empty).
+        masked: the strings left out of the softmax (``held_out``, or empty without ``mask_held_out``).
         description: sampler, sizes and the distribution of lengths and token counts.
     """
 
@@ -173,11 +200,12 @@ def build_lm_data(language: Language, cfg: ModelConfig, max_len: int, lm: LMConf
         strings = [strings[i] for i in sorted(keep.tolist())]
         weights = torch.full((fixed_size,), 1.0 / fixed_size, dtype=torch.float64)
     masked = held if lm.mask_held_out else frozenset()
-    ids, targets = lm_rows(cfg, strings, language.end_token, masked)
-    table = Table(ids, targets, weights / weights.sum(), torch.zeros(len(strings), dtype=torch.long), (lm.sampler,))
+    ids, targets, exclude = lm_rows(cfg, strings, language.end_token, masked)
+    table = Table(ids, torch.cat([targets[..., None], exclude.long()], -1), weights / weights.sum(),
+                  torch.zeros(len(strings), dtype=torch.long), (lm.sampler,))
     desc = {"sampler": lm.sampler, "regime": "finite" if fixed_size else "streaming",
             "members": len(members), "held_out": len(held), "train_strings": len(strings),
-            "masked_contexts": len(masked),
+            "held_out_left_out_of_softmax": bool(masked),
             "share_of_draws": lang.describe(strings, language.alphabet, weights.tolist())}
     if lm.sampler == "derivations":
         desc["derived"] = lang.describe(derived, language.alphabet)

@@ -1,11 +1,11 @@
 """The training loop every objective shares (minGPT's ``Trainer.run``, with callbacks).
 
 One step: learning rate from the schedule, a batch from the sampler, the
-forward pass (bf16 autocast on CUDA), cross-entropy against the batch's
-targets (``IGNORE`` positions skipped), backward, gradient clipping, an
-optimizer step. What differs between objectives is behind ``Objective``
-(``learned.objective``); what happens around the step is here, each in its
-own piece:
+forward pass (bf16 autocast on CUDA), the objective's loss (cross-entropy
+against the batch's targets, ``IGNORE`` positions skipped), backward,
+gradient clipping, an optimizer step. What differs between objectives is
+behind ``Objective`` (``learned.objective``); what happens around the step
+is here, each in its own piece:
 
   * ``Window``: loss and batch-score sums over one logging window, kept on
     the device so no step waits for the host;
@@ -37,7 +37,7 @@ import torch
 from tqdm import tqdm
 
 from learned.checkpoints import Snapshots
-from learned.data import IGNORE, Sampler
+from learned.data import Sampler
 
 
 class Window:
@@ -191,7 +191,7 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
             logits = fwd(ids)  # [B, T, O]
         logits = logits.float()
-        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), tgt.flatten(), ignore_index=IGNORE)
+        loss = self.objective.loss(logits, tgt)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.grad_clip:

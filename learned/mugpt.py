@@ -42,7 +42,7 @@ from learned.artifact import encode
 from learned.checkpoints import Snapshots
 from learned.evaluate import EvalSet, evaluate
 from learned.lm import Readout, choose_readout, log_probs, string_probability, training_events, verdicts_from
-from learned.lm_data import LMConfig, build_lm_data, lm_model_config
+from learned.lm_data import LMConfig, build_lm_data, lm_model_config, split_targets
 from learned.model import ModelConfig, Transformer
 from learned.objective import Objective
 from rasp_programs.errors import ToolkitError
@@ -89,6 +89,11 @@ class LanguageModel(Objective):
         self.moments: dict[str, dict[str, Any] | None] = {m: None for m in MOMENTS}
 
     # -- the loop's hooks --------------------------------------------------------------
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Next-token cross-entropy, with the left-out outputs out of the softmax (``learned.lm_data``)."""
+        ids, exclude = split_targets(targets)  # [B, T], [B, T, O]
+        return super().loss(logits.masked_fill(exclude, float("-inf")), ids)
 
     @property
     def finished(self) -> bool:
@@ -222,3 +227,64 @@ def summary_line(m: dict[str, Any], impossible: str = "MU") -> str:
             f"(well-formed {100 * (m['well_formed_accuracy'] or 0):.2f}%); held-out accepted "
             f"{100 * m['held_out_acceptance']:.1f}% of {m['held_out']['strings']}; AUROC(P(END)) "
             f"{m['end_auroc'] if m['end_auroc'] is None else round(m['end_auroc'], 4)}")
+
+
+# -- command line ---------------------------------------------------------------------
+
+
+def add_arguments(ap) -> None:
+    """The ``--objective lm`` flags of ``python -m learned`` (strings; checked by ``lm_config``)."""
+    g = ap.add_argument_group("language-model objective (--objective lm)")
+    g.add_argument("--sampler", default=None, help="length (length-controlled, default) or derivations")
+    g.add_argument("--q", default=None, help="end probability at a theorem prefix, in (0, 1) (default 0.25)")
+    g.add_argument("--held-out-share", default=None, help="share of theorems never trained on, in [0, 1)")
+    g.add_argument("--held-out-seed", default=None, help="seed of the held-out split (default 0, every model seed)")
+    g.add_argument("--derive-bound", default=None, help="longest intermediate string of a derivation")
+    g.add_argument("--derive-walks", default=None, help="random derivations (sampler derivations)")
+    g.add_argument("--derive-steps", default=None, help="rewrites per derivation")
+    g.add_argument("--stop-when-mu-below", default=None,
+                   help="stop when P(END | MU) < this and every held-out theorem is accepted (default 1e-3)")
+    g.add_argument("--no-mask-held-out", action="store_true",
+                   help="train at positions whose prefix is a held-out theorem (implicit 'no END here')")
+    g.add_argument("--no-stop-fit", action="store_true",
+                   help="stop rule without requiring the readout to separate the training data")
+
+
+def _number(text: str, what: str, kind=float):
+    try:
+        return kind(str(text).strip())
+    except ValueError:
+        raise ToolkitError(f"{what} must be a {'number' if kind is float else 'non-negative integer'}, "
+                           f"got {text!r}") from None
+
+
+def lm_config(args, max_len: int) -> LMConfig:
+    """``LMConfig`` from the parsed flags; one-line errors for bad values."""
+    kw: dict[str, Any] = {}
+    for name, kind in (("sampler", str), ("q", float), ("held_out_share", float), ("held_out_seed", int),
+                       ("derive_bound", int), ("derive_walks", int), ("derive_steps", int),
+                       ("stop_when_mu_below", float)):
+        raw = getattr(args, name, None)
+        if raw is not None:
+            kw[name] = raw if kind is str else _number(raw, "--" + name.replace("_", "-"), kind)
+    for name in ("held_out_seed", "derive_walks", "derive_steps"):
+        if kw.get(name, 0) < 0:
+            raise ToolkitError(f"--{name.replace('_', '-')} must be a non-negative integer, got {kw[name]}")
+    kw["mask_held_out"] = not getattr(args, "no_mask_held_out", False)
+    kw["stop_requires_fit"] = not getattr(args, "no_stop_fit", False)
+    return LMConfig(**kw).check(max_len)
+
+
+def summary_over_seeds(runs: list[dict[str, Any]]) -> str:
+    """Lines for several seeds: how many met every target, and the moments' spread."""
+    import statistics
+    exact = [m for m in runs if m["evaluation"]["wrong_inputs"] == 0 and m["held_out_acceptance"] == 1.0
+             and m["moments"]["stop"] is not None]
+    lines = [f"summary over {len(runs)} seeds: {len(exact)} with the stop rule met, every held-out theorem "
+             f"accepted and the recogniser right at every prefix"]
+    for name in ("stop", "mu_below"):
+        hit = [m["moments"][name] for m in runs if m["moments"][name] is not None]
+        if hit:
+            lines.append(f"  {name}: median step {statistics.median(h['step'] for h in hit):.0f}, "
+                         f"median {statistics.median(h['seconds'] for h in hit):.1f} s ({len(hit)} seeds)")
+    return "\n".join(lines)

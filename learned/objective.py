@@ -50,6 +50,10 @@ class Objective:
         """Whether the early-stop condition has been met (a resumed run then stops at once)."""
         return False
 
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of logits ``[B, T, O]`` against target ids ``[B, T]`` (``IGNORE`` skipped)."""
+        return torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+
     def batch_score(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
         """A ``[]`` score of one batch, or ``None``."""
         return None

@@ -47,7 +47,7 @@ from learned import checkpoints as ckpt
 from learned.artifact import write_json
 from learned.data import Sampler
 from learned.evaluate import EvalSet, build_eval_set
-from learned.lm_data import LMConfig
+from learned.lm_data import LMConfig, lm_model_config
 from learned.loop import LoopState, Trainer
 from learned.model import ModelConfig, Transformer
 from learned.mugpt import LanguageModel
@@ -167,6 +167,31 @@ def learned_model_config(compiled: ModelConfig, d_model: int | None) -> ModelCon
     if not 1 <= d_model < compiled.d_model:
         raise ToolkitError(f"--d-model must be between 1 and the compiled d_model {compiled.d_model}, got {d_model}")
     return dataclasses.replace(compiled, d_model=d_model)
+
+
+def trained_model_config(cfg: TrainConfig, compiled: ModelConfig) -> ModelConfig:
+    """The config of the model ``cfg`` trains: the compiled shape; for ``lm``, outputs = tokens + END."""
+    mcfg = learned_model_config(compiled, cfg.d_model)
+    if cfg.objective != "lm":
+        return mcfg
+    spec = get_program(cfg.program)
+    if spec.language is None:
+        raise ToolkitError(f"program '{spec.name}' has no language (ProgramSpec.language); --objective lm needs one")
+    return lm_model_config(mcfg, spec.language)
+
+
+def mugpt_preset(cfg: TrainConfig, lm: LMConfig, finite: bool = False) -> TrainConfig:
+    """MU-GPT's settings: the language-model objective, checks at every logging point.
+
+    ``finite``: the grokking regime (a fixed set of training strings, weight
+    decay, no early stop so the whole budget is seen; the moments are still
+    recorded).
+    """
+    cfg = dataclasses.replace(cfg, objective="lm", lm=lm, steps=6000, check_every=cfg.log_every)
+    if finite:
+        cfg = dataclasses.replace(cfg, train_size=cfg.train_size or 128, weight_decay=1.0, lr=1e-3, warmup=10,
+                                  steps=20_000, early_stop=False)
+    return cfg
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
