@@ -112,7 +112,8 @@ class LanguageModel(Objective):
                                                               "held_out_acceptance", "train_acceptance", "train_fit")}
         return record, below and held and fit
 
-    def evaluate(self, model: Transformer, snapshots: Snapshots, steps: list[int]) -> dict[str, Any]:
+    def evaluate(self, model: Transformer, snapshots: Snapshots, steps: list[int],
+                 checks: list[dict[str, Any]]) -> dict[str, Any]:
         out = self.full_evaluation(model, report=True)
         shell = Transformer(model.cfg)
         out["checkpoints"] = []
@@ -120,6 +121,7 @@ class LanguageModel(Objective):
             shell.load_tl_state_dict(snapshots.weights[step])
             out["checkpoints"].append({"step": step, **self.full_evaluation(shell)})
         out["moments"] = self.moments
+        out["dynamics"] = dynamics(checks, self.lm.stop_when_mu_below)
         out["reached_100"] = self.moments["stop"]
         return out
 
@@ -288,3 +290,29 @@ def summary_over_seeds(runs: list[dict[str, Any]]) -> str:
             lines.append(f"  {name}: median step {statistics.median(h['step'] for h in hit):.0f}, "
                          f"median {statistics.median(h['seconds'] for h in hit):.1f} s ({len(hit)} seeds)")
     return "\n".join(lines)
+
+
+def first_stable(checks: list[dict[str, Any]], holds: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The first check where ``holds`` is true, and the first from which it stays true to the end."""
+    first = next((c["step"] for c in checks if holds(c)), None)
+    stable = None
+    for c in reversed(checks):
+        if not holds(c):
+            break
+        stable = c["step"]
+    return {"first": first, "stays_from": stable}
+
+
+def dynamics(checks: list[dict[str, Any]], eps: float) -> dict[str, Any]:
+    """When training acceptance, held-out acceptance and the rejection of the impossible string set in.
+
+    For the grokking question: does held-out acceptance reach 1 long after
+    training acceptance does, and where does ``P(END | MU)`` fall relative to both.
+    """
+    out = {"train_accepted": first_stable(checks, lambda c: c["train_acceptance"] == 1.0),
+           "held_out_accepted": first_stable(checks, lambda c: c["held_out_acceptance"] == 1.0),
+           "impossible_ruled_out": first_stable(checks, lambda c: c["p_end_impossible"] < eps),
+           "train_fit": first_stable(checks, lambda c: c["train_fit"])}
+    t, h = out["train_accepted"]["stays_from"], out["held_out_accepted"]["stays_from"]
+    out["held_out_after_train_ratio"] = round(h / t, 2) if t and h else None
+    return out

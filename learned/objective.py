@@ -65,8 +65,9 @@ class Objective:
         """One early-stop check: (its record for ``checks``, whether to stop)."""
         raise NotImplementedError
 
-    def evaluate(self, model: Transformer, snapshots: Snapshots, steps: list[int]) -> dict[str, Any]:
-        """Metrics of the final model (and of the written checkpoints ``steps``, if useful)."""
+    def evaluate(self, model: Transformer, snapshots: Snapshots, steps: list[int],
+                 checks: list[dict[str, Any]]) -> dict[str, Any]:
+        """Metrics of the final model (and of the written checkpoints ``steps``, and of the ``checks``)."""
         raise NotImplementedError
 
     def stop_moment(self) -> dict[str, Any] | None:
@@ -135,7 +136,8 @@ class Classifier(Objective):
             self.reached = {"step": step, "seconds": record["seconds"]}
         return record, ok
 
-    def evaluate(self, model: Transformer, snapshots: Snapshots, steps: list[int]) -> dict[str, Any]:
+    def evaluate(self, model: Transformer, snapshots: Snapshots, steps: list[int],
+                 checks: list[dict[str, Any]]) -> dict[str, Any]:
         return {"evaluation": evaluate(model, self.es, self.train_max_len), "reached_100": self.reached}
 
     def stop_moment(self) -> dict[str, Any] | None:

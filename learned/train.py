@@ -318,7 +318,7 @@ def _train(cfg: TrainConfig, compiled_cfg: ModelConfig, device: torch.device, fo
     t_eval = time.perf_counter()
     final_steps = snaps.select(state.step, cfg.checkpoints)
     metrics = {"program": cfg.program, "seed": cfg.seed, "step": state.step,
-               **objective.evaluate(model, snaps, final_steps), "eval_seconds": 0.0,
+               **objective.evaluate(model, snaps, final_steps, state.checks), "eval_seconds": 0.0,
                "setup_seconds": round(timers.setup, 3), "train_seconds": round(state.elapsed + timers.loop, 3),
                # Throughput of the optimisation steps of this session (early-stop checks excluded).
                "tokens_per_second": round((state.step - step0) * cfg.batch_size * (cfg.max_len + 1)
