@@ -28,9 +28,11 @@ the loss is the cross-entropy among the outputs the training data can speak
 about, and says nothing about the held-out strings either way. Without it,
 held-out strings are only rejection-sampled away (implicit negatives).
 
-Regimes: streaming (the whole distribution) and finite (``fixed_size``
-distinct strings drawn once from it, each then equally likely; used with
-weight decay for the grokking regime).
+Regimes: streaming (the whole distribution) and finite: a dataset of
+``fixed_size`` strings drawn once from it (with repeats), each distinct
+string then weighted by its count, as a language model sees a fixed corpus;
+used with weight decay for the grokking regime. (Equal weights would make
+``P(END | MI)`` about 1/#strings starting with ``MI``, far below ``q``.)
 
 Table targets are ``[N, T, 1 + O]``: the target id, then one flag per
 output that is left out of the softmax there (``split_targets``).
@@ -174,10 +176,10 @@ def build_lm_data(language: Language, cfg: ModelConfig, max_len: int, lm: LMConf
         max_len: longest string.
         lm: the objective's settings (checked here).
         seed: data seed (derivation walks, the finite set's draw).
-        fixed_size: the finite regime's number of distinct training strings.
+        fixed_size: the finite regime's number of draws (the dataset's size).
 
     Raises:
-        ToolkitError: a setting out of range, or a finite set larger than the support.
+        ToolkitError: a setting out of range, or an empty finite dataset.
     """
     lm.check(max_len)
     members = language.members(max_len)
@@ -193,17 +195,18 @@ def build_lm_data(language: Language, cfg: ModelConfig, max_len: int, lm: LMConf
             raise ToolkitError("the derivations reached no member outside the held-out set")
         probs = np.full(len(strings), 1.0 / len(strings))
     weights = torch.tensor(probs, dtype=torch.float64)
-    if fixed_size is not None:
-        if not 1 <= fixed_size <= len(strings):
-            raise ToolkitError(f"the fixed training set must have 1..{len(strings)} strings, got {fixed_size}")
-        keep = torch.multinomial(weights, fixed_size, replacement=False, generator=torch.Generator().manual_seed(seed))
-        strings = [strings[i] for i in sorted(keep.tolist())]
-        weights = torch.full((fixed_size,), 1.0 / fixed_size, dtype=torch.float64)
+    if fixed_size is not None:  # a dataset of ``fixed_size`` draws: distinct strings weighted by their counts
+        if fixed_size < 1:
+            raise ToolkitError(f"the fixed training set must have at least 1 string, got {fixed_size}")
+        draws = torch.multinomial(weights, fixed_size, replacement=True, generator=torch.Generator().manual_seed(seed))
+        counts = torch.bincount(draws, minlength=len(strings)).to(torch.float64)
+        strings = [s for s, c in zip(strings, counts.tolist()) if c > 0]
+        weights = counts[counts > 0]
     masked = held if lm.mask_held_out else frozenset()
     ids, targets, exclude = lm_rows(cfg, strings, language.end_token, masked)
     table = Table(ids, torch.cat([targets[..., None], exclude.long()], -1), weights / weights.sum(),
                   torch.zeros(len(strings), dtype=torch.long), (lm.sampler,))
-    desc = {"sampler": lm.sampler, "regime": "finite" if fixed_size else "streaming",
+    desc = {"sampler": lm.sampler, "regime": "finite" if fixed_size else "streaming", "draws": fixed_size,
             "members": len(members), "held_out": len(held), "train_strings": len(strings),
             "held_out_left_out_of_softmax": bool(masked),
             "share_of_draws": lang.describe(strings, language.alphabet, weights.tolist())}

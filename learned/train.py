@@ -73,7 +73,8 @@ class TrainConfig:
             AdamW with linear warm-up then cosine decay to ``lr * min_lr_ratio``.
         d_model: residual width if smaller than the compiled one (compression).
         train_max_len: train only on inputs up to this length (length generalisation).
-        train_size: a fixed training set of this many inputs (grokking regime).
+        train_size: a fixed training set of this many inputs (grokking regime; for the
+            language model, this many draws from its sampler, repeats kept).
         pool_size: inputs drawn per data pool.
         log_every: steps per logging window (progress bar, curve, early-stop gate).
         check_every: fewest steps between two exhaustive early-stop checks.

@@ -44,7 +44,7 @@ def miu_cfg(max_len: int = 4) -> ModelConfig:
 
 def tiny(seed: int = 0, lm_kw: dict | None = None, **kw) -> TrainConfig:
     base = dict(max_len=4, seed=seed, steps=60, batch_size=64, log_every=10, check_every=10, lr=1e-2,
-                objective="lm", checkpoints=5)
+                objective="lm", checkpoints=5, pool_size=512)
     return TrainConfig(**{**base, **kw, "lm": LMConfig(**(lm_kw or {}))})
 
 
@@ -117,6 +117,20 @@ def test_table_rows_are_theorems_with_next_token_targets():
         assert [cfg.output_vocab[t] for t in tgt[:len(s) + 1]] == [*s, "END"]
         assert all(t == data.IGNORE for t in tgt[len(s) + 1:])
     assert set(d.train) == theorems(5)
+
+
+def test_finite_dataset_is_draws_with_their_counts():
+    cfg = lm_model_config(miu_cfg(6), MIU_THEOREMS)
+    lm_cfg = LMConfig(held_out_share=0.2)
+    full = build_lm_data(MIU_THEOREMS, cfg, 6, lm_cfg, seed=5)
+    a = build_lm_data(MIU_THEOREMS, cfg, 6, lm_cfg, seed=5, fixed_size=40)
+    b = build_lm_data(MIU_THEOREMS, cfg, 6, lm_cfg, seed=5, fixed_size=40)
+    assert a.train == b.train and len(a.train) < 40 and set(a.train) <= set(full.train)
+    assert not set(a.train) & a.held_out
+    counts = (a.table.weights * 40).round()
+    assert torch.allclose(a.table.weights * 40, counts) and counts.sum() == 40  # weights are counts of 40 draws
+    with pytest.raises(ToolkitError):
+        build_lm_data(MIU_THEOREMS, cfg, 6, lm_cfg, seed=5, fixed_size=0)
 
 
 # -- held out ---------------------------------------------------------------------
@@ -349,17 +363,22 @@ def test_lm_resume_is_bit_exact(tmp_path):
     assert [c["p_end_impossible"] for c in a["checks"]] == [c["p_end_impossible"] for c in b["checks"]]
 
 
-def test_resume_needs_the_optimizer_state(tmp_path):
-    """Without the optimizer's moments a resumed run differs: the check above can fail."""
-    cfg = tiny(1, steps=40, early_stop=False)
+@pytest.mark.parametrize("objective", ["lm", "classifier"])
+def test_resume_goes_through_the_optimizer_state_dict(tmp_path, objective):
+    """Both objectives resume bit-exactly through the state_dict; without its moments a resumed run differs."""
+    cfg = tiny(1, steps=40, early_stop=False, objective=objective)
     train(cfg, miu_cfg(), CPU, tmp_path / "full", progress=False)
-    train(cfg, miu_cfg(), CPU, tmp_path / "cut", progress=False, stop_after=20)
-    path = tmp_path / "cut" / STATE_DIR / "state.json"
+    for name in ("cut", "blank"):
+        train(cfg, miu_cfg(), CPU, tmp_path / name, progress=False, stop_after=20)
+    path = tmp_path / "blank" / STATE_DIR / "state.json"
     state = json.loads(path.read_text())
+    assert state["optimizer"]["class"] == "AdamW" and state["optimizer"]["state_dict"]["state"]
     state["optimizer"]["state_dict"]["state"] = {}
     path.write_text(json.dumps(state))
-    train(cfg, miu_cfg(), CPU, tmp_path / "cut", progress=False, resume=True)
-    assert not same_weights(weights(tmp_path / "cut"), weights(tmp_path / "full"))
+    for name in ("cut", "blank"):
+        train(cfg, miu_cfg(), CPU, tmp_path / name, progress=False, resume=True)
+    assert same_weights(weights(tmp_path / "cut"), weights(tmp_path / "full"))
+    assert not same_weights(weights(tmp_path / "blank"), weights(tmp_path / "full"))
 
 
 def test_optimizer_state_dict_round_trip_without_pickle():
