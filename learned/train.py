@@ -184,14 +184,20 @@ def trained_model_config(cfg: TrainConfig, compiled: ModelConfig) -> ModelConfig
 def mugpt_preset(cfg: TrainConfig, lm: LMConfig, finite: bool = False) -> TrainConfig:
     """MU-GPT's settings: the language-model objective, checks at every logging point.
 
-    ``finite``: the grokking regime (a fixed set of training strings, weight
-    decay, no early stop so the whole budget is seen; the moments are still
-    recorded).
+    Streaming (AdamW lr 1e-2, batch 256, cosine over 6,000 steps) met every
+    target on 5 of 5 seeds (stop rule after 825-2,350 steps). ``finite``: the
+    grokking regime: a dataset of 512 draws (196 distinct theorems), weight
+    decay 1.0, lr 1e-3, no early stop so the whole budget is seen (the
+    moments are still recorded). Measured on seed 0, 6,000 steps: training
+    acceptance peaked at 0.995 (step 3,625) and never held at 1; held-out
+    acceptance peaked early (0.87 at step 475) and fell to 0.64: no late jump.
+    2,048 draws, weight decay 0.1, a constant 3e-3 rate, 8,000 steps: the same
+    shape (training 0.995 at best, held-out 0.98 at step 400, 0.82 at the end).
     """
     cfg = dataclasses.replace(cfg, objective="lm", lm=lm, steps=6000, check_every=cfg.log_every)
     if finite:
-        cfg = dataclasses.replace(cfg, train_size=cfg.train_size or 128, weight_decay=1.0, lr=1e-3, warmup=10,
-                                  steps=20_000, early_stop=False)
+        cfg = dataclasses.replace(cfg, train_size=cfg.train_size or 512, weight_decay=1.0, lr=1e-3, warmup=10,
+                                  early_stop=False)
     return cfg
 
 
