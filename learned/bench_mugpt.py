@@ -48,6 +48,11 @@ def _at(moment: dict[str, Any] | None) -> str:
     return f"{moment['step']}/{moment['seconds']:.0f}s" if moment else "-"
 
 
+def _first(x: dict[str, Any]) -> str:
+    return (f"first at step {x['first']}, for good from step {x['stays_from']}" if x["first"] is not None
+            else "never")
+
+
 def streaming(cfgs: list[TrainConfig], compiled, device, es, tmp: Path) -> None:
     print(f"{'seed':>4} {'MU<eps':>11} {'+held-out':>11} {'stop':>11} {'P(MU)':>9} {'P(E|MU)':>9} "
           f"{'recog%':>8} {'wf%':>8} {'held%':>6} {'AUROC':>6} {'<max':>6}")
@@ -80,16 +85,23 @@ def finite(cfgs: list[TrainConfig], compiled, device, es, tmp: Path) -> None:
         m = r.metrics
         d = m["dynamics"]
         tr, ho, mu = d["train_accepted"], d["held_out_accepted"], d["impossible_ruled_out"]
-        print(f"finite seed {cfg.seed} ({cfg.train_size} training strings, weight decay {cfg.weight_decay}, "
+        print(f"finite seed {cfg.seed} ({cfg.train_size} draws, {m['data']['train_strings']} distinct theorems, "
+              f"weight decay {cfg.weight_decay}, "
               f"lr {cfg.lr}, {r.step} steps, {m['train_seconds']:.0f} s):")
-        print(f"  training strings all accepted: first at step {tr['first']}, for good from {tr['stays_from']}")
-        print(f"  held-out theorems all accepted: first at step {ho['first']}, for good from {ho['stays_from']}")
-        print(f"  P(END|MU) < {cfg.lm.stop_when_mu_below:g}: first at step {mu['first']}, for good from "
-              f"{mu['stays_from']}; moments {', '.join(f'{k} {_at(v)}' for k, v in m['moments'].items())}")
+        best_train = max(m["checks"], key=lambda c: c["train_acceptance"])
+        best_held = max(m["checks"], key=lambda c: c["held_out_acceptance"])
+        print(f"  training strings all accepted: {_first(tr)}; best {best_train['train_acceptance']:.3f} "
+              f"at step {best_train['step']}")
+        print(f"  held-out theorems all accepted: {_first(ho)}; best {best_held['held_out_acceptance']:.3f} "
+              f"at step {best_held['step']}")
+        print(f"  P(END|MU) < {cfg.lm.stop_when_mu_below:g}: {_first(mu)}")
         ratio = d["held_out_after_train_ratio"]
-        late = ratio is not None and ratio >= 2
-        print(f"  held-out acceptance {'jumps long after' if late else 'does not come long after'} training "
-              f"acceptance (ratio of steps {ratio}); at the end: held-out {100 * m['held_out_acceptance']:.1f}%, "
+        if ratio is None:
+            verdict = "no late jump: training and held-out acceptance do not both reach 1 for good"
+        else:
+            verdict = (f"held-out acceptance {'jumps long after' if ratio >= 2 else 'does not come long after'} "
+                       f"training acceptance ({ratio}x the steps)")
+        print(f"  {verdict}; at the end: held-out {100 * m['held_out_acceptance']:.1f}%, "
               f"recogniser {100 * m['evaluation']['sequence_accuracy']:.3f}%, P(END|MU) {m['p_end_impossible']:.2e}",
               flush=True)
 
