@@ -33,6 +33,7 @@ training acceptance, and the same checks on every written checkpoint.
 
 from __future__ import annotations
 
+import statistics
 from typing import Any, Callable
 
 import torch
@@ -279,7 +280,6 @@ def lm_config(args, max_len: int) -> LMConfig:
 
 def summary_over_seeds(runs: list[dict[str, Any]]) -> str:
     """Lines for several seeds: how many met every target, and the moments' spread."""
-    import statistics
     exact = [m for m in runs if m["evaluation"]["wrong_inputs"] == 0 and m["held_out_acceptance"] == 1.0
              and m["moments"]["stop"] is not None]
     lines = [f"summary over {len(runs)} seeds: {len(exact)} with the stop rule met, every held-out theorem "
