@@ -1,4 +1,5 @@
 # The whole pipeline: `make` (compile -> train -> compare) and `make test`.
+# `make mugpt` trains MU-GPT (a language model on theorems only) into artifacts/<program>/mugpt/.
 # Every target installs what it needs into .venv on first use.
 #
 # Variables: PROGRAM (miu), MAX_LEN (the program's default), DEVICE (auto),
@@ -19,7 +20,7 @@ REPORTS   ?= reports
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all compile train compare dynamics bench test test-slow clean
+.PHONY: all compile train mugpt compare dynamics bench test test-slow clean
 
 # Stages run in order; each one alone reads the previous stage's artifacts.
 all: $(STAMP)
@@ -40,6 +41,9 @@ compile: $(STAMP)
 train: $(STAMP)
 	$(PY) -m learned --program $(PROGRAM) --device $(DEVICE) --seeds "$(SEEDS)" --artifacts $(ARTIFACTS) $(TRAIN_ARGS)
 
+mugpt: $(STAMP)
+	$(PY) -m learned --objective lm --program $(PROGRAM) --device $(DEVICE) --seeds "$(SEEDS)" --artifacts $(ARTIFACTS) $(TRAIN_ARGS)
+
 compare: $(STAMP)
 	$(PY) -m compare --program $(PROGRAM) --artifacts $(ARTIFACTS) --reports $(REPORTS) --seeds "$(SEEDS)" \
 		$(if $(LEARNED),--learned $(LEARNED))
@@ -51,6 +55,7 @@ dynamics: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m compiled.bench --program $(PROGRAM) --artifacts $(ARTIFACTS)
 	$(PY) -m learned.bench --program $(PROGRAM) --device $(DEVICE) --artifacts $(ARTIFACTS)
+	$(PY) -m learned.bench_mugpt --program $(PROGRAM) --device $(DEVICE) --artifacts $(ARTIFACTS)
 	$(PY) -m compare.bench --program $(PROGRAM) --artifacts $(ARTIFACTS) --reports $(REPORTS)
 	$(PY) -m compare.bench --program $(PROGRAM) --artifacts $(ARTIFACTS) --reports $(REPORTS) --fast
 

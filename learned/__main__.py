@@ -1,8 +1,13 @@
 """``python -m learned``: train same-shape transformers on a program's outputs.
 
     python -m learned --program miu --device auto --seeds "0 1 2" --artifacts artifacts
-        [--steps N] [--resume] [--d-model N] [--train-max-len N] [--grokking [--train-size N]]
-        [--batch-size N] [--checkpoints N] [--compile] [--out-name NAME] [--no-progress]
+        [--objective classifier|lm] [--steps N] [--resume] [--d-model N] [--train-max-len N]
+        [--grokking [--train-size N]] [--batch-size N] [--checkpoints N] [--compile]
+        [--out-name NAME] [--no-progress] [language-model flags, see --help]
+
+``--objective lm`` trains MU-GPT (``learned.mugpt``): next-token prediction
+on theorems only, written to ``<artifacts>/<program>/mugpt/seed<k>/`` with
+the readout in ``model.json``.
 
 Reads ``<artifacts>/<program>/compiled/model.json`` for the shape and the
 vocabularies only, then writes ``<artifacts>/<program>/learned/seed<k>/``
@@ -23,12 +28,14 @@ import statistics
 import sys
 from pathlib import Path
 
+from learned import mugpt
 from learned.artifact import check_compatible, read_meta
 from learned.checkpoints import check_run
 from learned.evaluate import build_eval_set, summary_line
 from learned.model import ModelConfig
 from learned.runtime import get_device
-from learned.train import TrainConfig, grokking, learned_model_config, train
+from learned.train import (TrainConfig, check_objective, grokking, learned_model_config, mugpt_preset, train,
+                           trained_model_config)
 from rasp_programs.errors import ToolkitError, cli_main
 from rasp_programs.registry import get_program
 
@@ -81,6 +88,7 @@ def check_existing(folder: Path, expected: ModelConfig) -> None:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m learned", description=__doc__.splitlines()[0])
     ap.add_argument("--program", default="miu")
+    ap.add_argument("--objective", default="classifier", help="classifier (default) or lm (MU-GPT)")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
     ap.add_argument("--seeds", default="0", help='space-separated, e.g. "0 1 2"')
     ap.add_argument("--artifacts", default="artifacts", type=Path)
@@ -94,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--checkpoints", default=None, help="log-spaced checkpoints to keep (default 20)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
     ap.add_argument("--no-progress", action="store_true")
-    ap.add_argument("--out-name", default="learned", help="folder under <artifacts>/<program>/ (default learned)")
+    ap.add_argument("--out-name", default=None,
+                    help="folder under <artifacts>/<program>/ (default learned; mugpt for --objective lm)")
+    mugpt.add_arguments(ap)
     return ap
 
 
@@ -108,10 +118,13 @@ def config_from_args(args, compiled: ModelConfig, seed: int) -> TrainConfig:
         if overrides.get(name) == 0:
             raise ToolkitError(f"--{name.replace('_', '-')} must be positive")
     cfg = TrainConfig(program=args.program, max_len=compiled.n_ctx - 1, seed=seed, compile=args.compile, **overrides)
-    if args.grokking:
+    if check_objective(args.objective) == "lm":
+        cfg = mugpt_preset(cfg, mugpt.lm_config(args, cfg.max_len), args.grokking)
+        cfg = dataclasses.replace(cfg, **overrides)
+    elif args.grokking:
         cfg = grokking(cfg)
         cfg = dataclasses.replace(cfg, **{k: overrides[k] for k in ("steps", "train_size") if k in overrides})
-    learned_model_config(compiled, cfg.d_model)  # validates --d-model
+    trained_model_config(cfg, compiled)  # validates --d-model, and the language of --objective lm
     if cfg.train_max_len is not None and cfg.train_max_len > cfg.max_len:
         raise ToolkitError(f"--train-max-len must be at most {cfg.max_len}, got {cfg.train_max_len}")
     return cfg
@@ -129,16 +142,17 @@ def main(argv: list[str] | None = None) -> int:
     compiled, _ = compiled_config(args.artifacts, spec.name)
     device = get_device(args.device)
     configs = {s: config_from_args(args, compiled, s) for s in seeds}
-    if not re.fullmatch(r"[A-Za-z0-9_-]+", args.out_name) or args.out_name == "compiled":
-        raise ToolkitError(f"--out-name must be a plain folder name other than 'compiled', got {args.out_name!r}")
-    root = args.artifacts / spec.name / args.out_name
+    out_name = args.out_name or ("mugpt" if args.objective == "lm" else "learned")
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", out_name) or out_name == "compiled":
+        raise ToolkitError(f"--out-name must be a plain folder name other than 'compiled', got {out_name!r}")
+    root = args.artifacts / spec.name / out_name
     mcfg = learned_model_config(compiled, configs[seeds[0]].d_model)
     if args.resume:
         for s in seeds:
             folder = root / f"seed{s}"
             if not folder.is_dir():
                 raise ToolkitError(f"nothing to resume at {folder}; train without --resume first")
-            check_existing(folder, mcfg)
+            check_existing(folder, trained_model_config(configs[s], compiled))
             configs[s] = _resumed_config(folder, configs[s], args)
     es = build_eval_set(spec, mcfg, compiled.n_ctx - 1, configs[seeds[0]].eval_limit)
     results = []
@@ -152,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"interrupted at step {r.step}; saved {r.folder}/ (continue with --resume)", file=sys.stderr)
             return 130
         m = r.metrics
+        if cfg.objective == "lm":
+            print(f"  seed {s}: {mugpt.summary_line(m)}; wrote {r.folder}/", flush=True)
+            results.append(r)
+            continue
         reached = (f"100% at step {r.reached_100_step} ({r.reached_100_seconds:.1f} s)"
                    if r.reached_100_step is not None else "did not reach 100% on the early-stop check")
         print(f"  seed {s}: {reached}; {summary_line(m['evaluation'])}; "
@@ -162,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{100 * gen['seen']['sequence']['accuracy']:.2f}%, unseen lengths "
                   f"{100 * gen['unseen']['sequence']['accuracy']:.2f}% (all-position)")
         results.append(r)
-    if len(results) > 1:
+    if len(results) > 1 and configs[seeds[0]].objective == "lm":
+        print(mugpt.summary_over_seeds([r.metrics for r in results]))
+    elif len(results) > 1:
         accs = [100 * r.metrics["evaluation"]["sequence_accuracy"] for r in results]
         exact = sum(r.metrics["evaluation"]["wrong_inputs"] == 0 for r in results)
         print(f"summary over {len(results)} seeds: {exact} at 100%; accuracy % {spread(accs)}")
@@ -182,9 +202,9 @@ def _resumed_config(folder: Path, fresh: TrainConfig, args) -> TrainConfig:
         raise ToolkitError(f"bad training config in {folder / 'model.json'}: {e}") from None
     if args.steps is not None:
         saved = dataclasses.replace(saved, steps=fresh.steps)
-    if saved.program != fresh.program or saved.d_model != fresh.d_model:
+    if saved.program != fresh.program or saved.d_model != fresh.d_model or saved.objective != fresh.objective:
         raise ToolkitError(f"learned config in {folder} does not match this run "
-                           f"(program {saved.program!r}, d_model {saved.d_model!r})")
+                           f"(program {saved.program!r}, d_model {saved.d_model!r}, objective {saved.objective!r})")
     return saved
 
 

@@ -4,14 +4,20 @@
         model.safetensors, model.json     the model at the last step (an artifact)
         metrics.json                      evaluation + training curve
         checkpoints/step<N>/              ~20 artifacts at log-spaced steps, 0 and final included
-        state/state.safetensors           optimizer moments and data-generator state
-        state/state.json                  step, training curve, timings (for --resume)
+        state/state.safetensors           optimizer state tensors and data-generator state
+        state/state.json                  step, training curve, timings, the rest of the
+                                          optimizer's state_dict (for --resume)
 
 Checkpoints are kept in memory during training at a dense geometric grid of
 steps (cheap: the models are tiny) and only the ~20 nearest to an ideal
 log-spaced grid up to the final step are written, so an early stop still
 gives ~20 checkpoints spanning the whole run. The whole folder is written
 atomically (``atomic_dir``): an interrupted write leaves the previous run.
+
+The resume state is the optimizer's own ``state_dict()`` (any optimizer),
+split without pickle into safetensors for its tensors and JSON for the rest,
+and loaded back through ``load_state_dict``; on the CPU a resumed run is
+bit-for-bit the uninterrupted one.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 from safetensors import SafetensorError
@@ -82,9 +88,21 @@ class Snapshots:
 
 
 def write_run(target: Path, model: Transformer, meta: dict[str, Any], metrics: dict[str, Any],
-              snapshots: Snapshots, steps: list[int], state: dict[str, torch.Tensor],
-              state_meta: dict[str, Any]) -> None:
-    """Writes the whole run folder atomically (see the module docstring)."""
+              snapshots: Snapshots, steps: list[int], opt: torch.optim.Optimizer,
+              tensors: dict[str, torch.Tensor], state_meta: dict[str, Any],
+              checkpoint_meta: Callable[[Transformer], dict[str, Any]] | None = None) -> None:
+    """Writes the whole run folder atomically (see the module docstring).
+
+    Args:
+        target: the run folder.
+        model, meta, metrics: the model at the last step, its ``model.json`` extras, ``metrics.json``.
+        snapshots, steps: the in-memory checkpoints and the steps to write.
+        opt: the optimizer; its ``state_dict()`` is saved for ``--resume``.
+        tensors: other resume state (e.g. the data generator's state).
+        state_meta: JSON resume state (step, curve, ...).
+        checkpoint_meta: extra ``model.json`` keys computed from a checkpoint's weights.
+    """
+    opt_json, opt_tensors = optimizer_state(model, opt)
     with atomic_dir(target) as tmp:
         save_model(tmp, model, meta)
         write_json(tmp / "metrics.json", metrics)
@@ -93,21 +111,84 @@ def write_run(target: Path, model: Transformer, meta: dict[str, Any], metrics: d
             folder = tmp / CKPT_DIR / f"step{step}"
             folder.mkdir(parents=True)
             shell.load_tl_state_dict(snapshots.weights[step])
-            save_model(folder, shell, {**meta, "step": step, "checkpoint": True, "final_step": meta["step"]})
+            extra = checkpoint_meta(shell) if checkpoint_meta is not None else {}
+            save_model(folder, shell, {**meta, **extra, "step": step, "checkpoint": True, "final_step": meta["step"]})
         (tmp / STATE_DIR).mkdir()
-        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp / STATE_DIR / "state.safetensors"))
-        write_json(tmp / STATE_DIR / "state.json", state_meta)
+        save_file({k: v.detach().cpu().contiguous() for k, v in {**opt_tensors, **tensors}.items()},
+                  str(tmp / STATE_DIR / "state.safetensors"))
+        write_json(tmp / STATE_DIR / "state.json", {**state_meta, "optimizer": opt_json})
 
 
-def optimizer_tensors(model: Transformer, opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    """AdamW moments and step counts by parameter name."""
-    out = {}
-    for name in model.tl_state_dict():
-        st = opt.state.get(model.param(name), {})
-        for key in ("exp_avg", "exp_avg_sq", "step"):
-            if key in st:
-                out[f"opt/{key}/{name}"] = torch.as_tensor(st[key]).detach().cpu().reshape(-1)
-    return out
+# -- the optimizer's own state_dict, without pickle --------------------------------
+# Tensors go to safetensors under ``optimizer/<path>``; everything else stays in
+# JSON, with tensors, tuples and non-string dict keys marked so the nested
+# structure comes back exactly as ``state_dict()`` gave it.
+
+
+def _pack(obj: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, torch.Tensor):
+        tensors[path] = obj.detach().cpu()
+        return {"__tensor__": path}
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) and not k.startswith("__") for k in obj):
+            return {k: _pack(v, f"{path}/{k}", tensors) for k, v in obj.items()}
+        return {"__items__": [[k, _pack(v, f"{path}/{k}", tensors)] for k, v in obj.items()]}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [_pack(v, f"{path}/{i}", tensors) for i, v in enumerate(obj)]}
+    if isinstance(obj, list):
+        return [_pack(v, f"{path}/{i}", tensors) for i, v in enumerate(obj)]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot save {type(obj).__name__} at {path} without pickle")
+
+
+def _unpack(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, dict):
+        if "__tensor__" in obj:
+            return tensors[obj["__tensor__"]]
+        if "__tuple__" in obj:
+            return tuple(_unpack(v, tensors) for v in obj["__tuple__"])
+        if "__items__" in obj:
+            return {k: _unpack(v, tensors) for k, v in obj["__items__"]}
+        return {k: _unpack(v, tensors) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_unpack(v, tensors) for v in obj]
+    return obj
+
+
+def _param_names(model: Transformer, opt: torch.optim.Optimizer) -> list[list[str]]:
+    """TransformerLens names of the optimizer's parameters, group by group, in its order."""
+    by_id = {id(model.param(name)): name for name in model.tl_state_dict()}
+    return [[by_id.get(id(p), "?") for p in group["params"]] for group in opt.param_groups]
+
+
+def optimizer_state(model: Transformer, opt: torch.optim.Optimizer) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """``opt.state_dict()`` as (JSON, ``{"optimizer/...": tensor}``), with the class and parameter names."""
+    tensors: dict[str, torch.Tensor] = {}
+    packed = _pack(opt.state_dict(), "optimizer", tensors)
+    return {"class": type(opt).__name__, "param_names": _param_names(model, opt), "state_dict": packed}, tensors
+
+
+def load_optimizer_state(folder: Path, model: Transformer, opt: torch.optim.Optimizer, saved: Any,
+                         tensors: dict[str, torch.Tensor]) -> None:
+    """Loads what ``optimizer_state`` wrote through ``opt.load_state_dict``.
+
+    Raises:
+        ToolkitError: another optimizer class, other parameters, or a corrupt state.
+    """
+    where = folder / STATE_DIR
+    if not isinstance(saved, dict) or "state_dict" not in saved:
+        raise ToolkitError(f"no optimizer state_dict in {where} (written by an older version?); "
+                           f"train again without --resume")
+    if saved.get("class") != type(opt).__name__:
+        raise ToolkitError(f"the training state in {where} is for optimizer {saved.get('class')!r}, "
+                           f"not {type(opt).__name__!r}; cannot resume")
+    if saved.get("param_names") != _param_names(model, opt):
+        raise ToolkitError(f"the optimizer state in {where} is for other parameters; cannot resume")
+    try:
+        opt.load_state_dict(_unpack(saved["state_dict"], tensors))
+    except (KeyError, ValueError, RuntimeError, TypeError) as e:
+        raise ToolkitError(f"corrupt optimizer state in {where}: {e}") from None
 
 
 def _read_state(folder: Path) -> tuple[dict[str, torch.Tensor], Any]:
@@ -137,18 +218,8 @@ def load_run(folder: Path, model: Transformer, opt: torch.optim.Optimizer) -> tu
     device = next(model.parameters()).device
     with torch.no_grad():
         model.load_tl_state_dict({k: v.to(device) for k, v in saved.tl_state_dict().items()})
-    for name in model.tl_state_dict():
-        p = model.param(name)
-        keys = {k: f"opt/{k}/{name}" for k in ("exp_avg", "exp_avg_sq", "step")}
-        if not all(v in tensors for v in keys.values()):
-            continue  # a parameter never updated (e.g. resumed at step 0)
-        try:
-            opt.state[p] = {"step": tensors[keys["step"]].reshape(()).clone(),
-                            "exp_avg": tensors[keys["exp_avg"]].reshape(p.shape).to(device),
-                            "exp_avg_sq": tensors[keys["exp_avg_sq"]].reshape(p.shape).to(device)}
-        except RuntimeError as e:
-            raise ToolkitError(f"corrupt training state in {folder / STATE_DIR}: {e}") from None
-    return state_meta, {k: v for k, v in tensors.items() if not k.startswith("opt/")}
+    load_optimizer_state(folder, model, opt, state_meta.get("optimizer"), tensors)
+    return state_meta, {k: v for k, v in tensors.items() if not k.startswith("optimizer/")}
 
 
 def load_snapshots(folder: Path, snapshots: Snapshots, max_step: int) -> None:
@@ -173,3 +244,6 @@ def check_run(folder: Path) -> None:
     tensors, meta = _read_state(folder)
     if "sampler" not in tensors or not isinstance(meta, dict) or not {"step", "curve", "checks"} <= set(meta):
         raise ToolkitError(f"incomplete training state in {folder / STATE_DIR}; cannot resume")
+    if "optimizer" not in meta:
+        raise ToolkitError(f"no optimizer state_dict in {folder / STATE_DIR} (written by an older version?); "
+                           f"train again without --resume")

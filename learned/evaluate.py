@@ -44,6 +44,7 @@ class EvalSet:
         lengths: ``[N]`` input lengths.
         exhaustive: whether ``inputs`` is every input up to ``max_len``.
         max_len: longest input.
+        output_vocab: what the target ids stand for (the program's outputs).
     """
 
     spec: ProgramSpec
@@ -53,6 +54,7 @@ class EvalSet:
     lengths: torch.Tensor
     exhaustive: bool
     max_len: int
+    output_vocab: tuple[str, ...] = ()
 
     def gate_rows(self, max_len: int | None = None) -> torch.Tensor:
         """Rows whose positions cover every scored prediction up to ``max_len``.
@@ -87,7 +89,7 @@ def build_eval_set(spec: ProgramSpec, cfg: ModelConfig, max_len: int, limit: int
         inputs = inputs[:limit - len(informative)] + informative
     ids, targets = label(spec, cfg, inputs)
     lengths = torch.tensor([len(x) for x in inputs], dtype=torch.long)
-    return EvalSet(spec, inputs, ids, targets, lengths, exhaustive, max_len)
+    return EvalSet(spec, inputs, ids, targets, lengths, exhaustive, max_len, cfg.output_vocab)
 
 
 def predict_ids(model: Transformer, ids: torch.Tensor, batch: int = 8192) -> torch.Tensor:
@@ -116,10 +118,16 @@ def _acc(mask: torch.Tensor, correct: torch.Tensor) -> dict[str, Any]:
     return {"inputs": n, "accuracy": float(correct[mask].float().mean()) if n else None}
 
 
-def evaluate(model: Transformer, es: EvalSet, train_max_len: int | None = None) -> dict[str, Any]:
-    """The full evaluation of the module docstring, as a JSON-ready dict."""
+def evaluate(model: Transformer, es: EvalSet, train_max_len: int | None = None,
+             pred: torch.Tensor | None = None) -> dict[str, Any]:
+    """The full evaluation of the module docstring, as a JSON-ready dict.
+
+    ``pred`` (``[N, T]`` ids into ``es.output_vocab``) scores given predictions
+    instead of the model's argmax, e.g. the verdicts a language model's
+    readout gives (``learned.lm``).
+    """
     cfg = model.cfg
-    pred = predict_ids(model, es.ids)  # [N, T]
+    pred = predict_ids(model, es.ids) if pred is None else pred  # [N, T]
     scored = es.targets != IGNORE  # [N, T]
     right = (pred == es.targets) & scored
     seq_ok = (right | ~scored).all(1)  # [N]
@@ -144,7 +152,7 @@ def evaluate(model: Transformer, es: EvalSet, train_max_len: int | None = None) 
         v: {"final": _acc(final_t == c, final_ok),
             "positions": {"positions": int((es.targets == c).sum()),
                           "accuracy": float(right[es.targets == c].float().mean()) if (es.targets == c).any() else None}}
-        for c, v in enumerate(cfg.output_vocab)}
+        for c, v in enumerate(es.output_vocab or cfg.output_vocab)}
     if es.spec.task.clauses is not None:
         out["per_clause"] = _per_clause(es, seq_ok, final_ok)
     if train_max_len is not None and train_max_len < es.max_len:

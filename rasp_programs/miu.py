@@ -109,3 +109,28 @@ def is_theorem(s: str) -> bool:
 def prefix_verdicts(s: str) -> list[bool]:
     """``is_theorem`` of every prefix of ``s``: the target a causal model emits."""
     return [is_theorem(s[: i + 1]) for i in range(len(s))]
+
+
+def random_derivation(rng, steps: int, bound: int) -> list[str]:
+    """One random walk of the rewrite system from the axiom.
+
+    At each step one of the rewrites of the current string whose result has at
+    most ``bound`` letters is taken uniformly at random; the walk stops early
+    where there is none.
+
+    Args:
+        rng: a ``numpy.random.Generator`` (anything with ``integers(n)``).
+        steps: most rule applications.
+        bound: longest intermediate string the walk may visit.
+
+    Returns:
+        Every string the walk visited, the axiom first (all theorems).
+    """
+    s, visited = AXIOM, [AXIOM]
+    for _ in range(steps):
+        nxt = [step.after for step in successors(s) if len(step.after) <= bound]
+        if not nxt:
+            break
+        s = nxt[int(rng.integers(len(nxt)))]
+        visited.append(s)
+    return visited

@@ -33,6 +33,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from rasp_programs import miu
+from rasp_programs.language import MIU_THEOREMS
 from rasp_programs.spec import Check, DataMix, Task, Tokens, uniform_inputs
 
 DERIVE_MAX_LEN = 16  # longest derived theorem in the training pool (10,612 of them; 0.2 s)
@@ -149,4 +150,5 @@ MIU_TASK = Task(
     probes=PROBES,
     probe_output="True",
     exact_within_s=90.0,
+    language=MIU_THEOREMS,
 )

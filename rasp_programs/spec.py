@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from rasp_programs.errors import ToolkitError
+from rasp_programs.language import Language
 
 Tokens = tuple[str, ...]
 ENCODINGS = ("categorical", "numerical")
@@ -160,6 +161,9 @@ class Task:
         exact_within_s: ``learned.bench`` target: 100% in at least 4 of 5
             seeds, median time under this many seconds on a 2-core CPU;
             ``None``: at least 99.9% on every seed.
+        language: the task's positive strings as data, for training a
+            language model on members only (``rasp_programs.language``;
+            MU-GPT); ``None``: the task has none.
     """
 
     name: str
@@ -175,6 +179,7 @@ class Task:
     probes: tuple[str, ...] = ()
     probe_output: str = "True"
     exact_within_s: float | None = None
+    language: Language | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,6 +204,11 @@ class ProgramSpec:
     @property
     def causal(self) -> bool:
         return self.task.causal
+
+    @property
+    def language(self) -> Language | None:
+        """The task's members as data (``Task.language``), for the language-model objective."""
+        return self.task.language
 
     @property
     def output(self) -> str:
