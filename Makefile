@@ -41,15 +41,19 @@ compile: $(STAMP)
 train: $(STAMP)
 	$(PY) -m learned --program $(PROGRAM) --device $(DEVICE) --seeds "$(SEEDS)" --artifacts $(ARTIFACTS) $(TRAIN_ARGS)
 
+# MU-GPT: train the language model on theorems only, then compare it (through its declared readout).
 mugpt: $(STAMP)
 	$(PY) -m learned --objective lm --program $(PROGRAM) --device $(DEVICE) --seeds "$(SEEDS)" --artifacts $(ARTIFACTS) $(TRAIN_ARGS)
+	$(PY) -m compare --program $(PROGRAM) --artifacts $(ARTIFACTS) --reports $(REPORTS) --seeds "$(SEEDS)" \
+		--runs mugpt --out $(REPORTS)/$(PROGRAM)/mugpt
 
 compare: $(STAMP)
 	$(PY) -m compare --program $(PROGRAM) --artifacts $(ARTIFACTS) --reports $(REPORTS) --seeds "$(SEEDS)" \
 		$(if $(LEARNED),--learned $(LEARNED))
 
 dynamics: $(STAMP)
-	$(PY) -m compare.dynamics --program $(PROGRAM) --artifacts $(ARTIFACTS) --reports $(REPORTS) --seeds "$(SEEDS)"
+	$(PY) -m compare.dynamics --program $(PROGRAM) --artifacts $(ARTIFACTS) --reports $(REPORTS) --seeds "$(SEEDS)" \
+		$(if $(RUNS),--runs $(RUNS))
 
 # Speed targets live here as ratios and wall times, never in unit tests.
 bench: $(STAMP)

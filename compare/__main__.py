@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 import torch
 
 from compare.controls import run_controls
+from compare.outputs import OutputReadout, readout_for
 from compare.pipeline import CompareConfig, check_finite, compare_models, prepare
 from compare.report import ReportData, Run, write_report
 from learned.artifact import check_compatible, load_artifact
@@ -46,9 +48,23 @@ def check_writable(folder: Path) -> None:
         raise ToolkitError(f"cannot write reports to {folder}: {e.strerror or e}") from None
 
 
-def load_models(program: str, artifacts: Path, seeds: list[int], learned: list[str] | None
-                ) -> tuple[Transformer, dict, list[tuple[str, str, Transformer]]]:
-    """The compiled model and every learned checkpoint (label, path, model), checked for compatibility."""
+@dataclasses.dataclass
+class Learned:
+    """One model to compare: where it came from, the model, and how its output is read."""
+
+    label: str
+    path: str
+    model: Transformer
+    output: OutputReadout
+
+
+def load_models(program: str, artifacts: Path, seeds: list[int], learned: list[str] | None,
+                runs: str = "learned") -> tuple[Transformer, dict, list[Learned]]:
+    """The compiled model and every model to compare with it, checked for compatibility.
+
+    Args:
+        runs: the folder under ``<artifacts>/<program>/`` holding ``seed<k>/`` runs (``learned``, ``mugpt``).
+    """
     root = artifacts / program
     if not root.is_dir():
         raise ToolkitError(f"no artifacts for program '{program}' in {artifacts} "
@@ -63,36 +79,45 @@ def load_models(program: str, artifacts: Path, seeds: list[int], learned: list[s
     if learned:
         folders = [(Path(p).name, Path(p)) for p in learned]
     else:
-        folders = [(f"seed{s}", root / "learned" / f"seed{s}") for s in seeds]
+        folders = [(f"seed{s}", root / runs / f"seed{s}") for s in seeds]
     models = []
     for label, folder in folders:
-        hint = "" if learned else f"make train PROGRAM={program} SEEDS=\"{' '.join(map(str, seeds))}\""
-        model, _ = load_artifact(folder, dtype=torch.float32, make_hint=hint)
-        check_compatible(compiled.cfg, model.cfg, f"learned checkpoint {folder}")
+        make = "make mugpt" if runs == "mugpt" else "make train"
+        hint = "" if learned else f"{make} PROGRAM={program} SEEDS=\"{' '.join(map(str, seeds))}\""
+        model, model_meta = load_artifact(folder, dtype=torch.float32, make_hint=hint)
+        output = readout_for(model.cfg, model_meta, compiled.cfg.output_vocab, str(folder / "model.json"))
+        if output.kind == "argmax":
+            check_compatible(compiled.cfg, model.cfg, f"learned checkpoint {folder}")
+        else:  # a language model: its outputs are next tokens, read through the declared readout
+            check_compatible(compiled.cfg, dataclasses.replace(model.cfg, d_vocab_out=compiled.cfg.d_vocab_out,
+                                                               output_vocab=compiled.cfg.output_vocab),
+                             f"learned checkpoint {folder}")
         check_finite(model, f"learned checkpoint {folder / 'model.safetensors'}")
-        models.append((label, str(folder), model))
+        models.append(Learned(label, str(folder), model, output))
     return compiled, meta, models
 
 
 def run(program: str, artifacts: Path, reports: Path, seeds: list[int], learned: list[str] | None,
-        config: CompareConfig, controls: bool = True, log=print) -> Path:
-    """The whole ``make compare``; returns the path of report.html."""
+        config: CompareConfig, controls: bool = True, log=print, runs: str = "learned",
+        out: Path | None = None) -> Path:
+    """The whole ``make compare``; returns the path of report.html (in ``out``, default ``reports/<program>``)."""
     spec = get_program(program)
-    check_writable(reports)
-    compiled, meta, models = load_models(program, artifacts, seeds, learned)
+    target = out or reports / program
+    check_writable(target.parent)
+    compiled, meta, models = load_models(program, artifacts, seeds, learned, runs)
     t0 = time.perf_counter()
     log("preparing: inputs, live rows, pairs, untrained baselines, the compiled model against itself ...")
     prep = prepare(spec, compiled, meta, config)
-    runs = []
-    for label, path, model in models:
-        log(f"comparing {label} ({path}) ...")
-        runs.append(Run(label, path, compare_models(prep, model)))
+    done = []
+    for m in models:
+        log(f"comparing {m.label} ({m.path}) ...")
+        done.append(Run(m.label, m.path, compare_models(prep, m.model, m.output)))
     checks = []
     if controls:
         log("controls: self, disguised copies, untrained, knockout, seed vs seed ...")
-        checks = run_controls(prep, config.seed, [m for _, _, m in models])
-    data = ReportData(program, str(artifacts / program / "compiled"), runs, checks, time.perf_counter() - t0)
-    return write_report(reports / program, spec, data)
+        checks = run_controls(prep, config.seed, [m.model for m in models], outputs=[m.output for m in models])
+    data = ReportData(program, str(artifacts / program / "compiled"), done, checks, time.perf_counter() - t0)
+    return write_report(target, spec, data)
 
 
 @cli_main
@@ -106,12 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fast", action="store_true", help="smaller samples (CompareConfig.fast)")
     ap.add_argument("--seed", type=int, default=0, help="seed of every random choice in the comparison")
     ap.add_argument("--no-controls", action="store_true", help="skip the control comparisons")
+    ap.add_argument("--runs", default="learned", help="runs folder under <artifacts>/<program>/ (learned, mugpt)")
+    ap.add_argument("--out", default=None, type=Path, help="report folder (default <reports>/<program>)")
     args = ap.parse_args(argv)
     seeds = parse_seeds(args.seeds)
     config = CompareConfig.fast(args.seed) if args.fast else CompareConfig(seed=args.seed)
     learned = [x for x in args.learned if x] if args.learned else None
     path = run(args.program, Path(args.artifacts), Path(args.reports), seeds, learned or None, config,
-               controls=not args.no_controls, log=lambda s: print(s, file=sys.stderr))
+               controls=not args.no_controls, log=lambda s: print(s, file=sys.stderr), runs=args.runs, out=args.out)
     print(f"report: {path}")
     return 0
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from compare.activations import Dataset, run_cached
+from compare.outputs import IGNORE, OutputReadout
 from compare.results import AblationResult, Ablations, Metrics
 from compare.stats import balanced_accuracy, bootstrap
 from learned.model import Transformer
@@ -74,30 +75,29 @@ def ablation_hooks(heads: list[tuple[int, int]], mode: str, means: dict[int, tor
     return {f"blocks.{l}.attn.hook_z": make(l, hs) for l, hs in by_layer.items()}
 
 
-def metrics(model: Transformer, data: Dataset, seed: int, hooks: dict | None = None) -> Metrics:
-    """Balanced accuracy, logit difference of the correct class and plain accuracy over the rows."""
+def metrics(model: Transformer, data: Dataset, seed: int, readout: OutputReadout, hooks: dict | None = None) -> Metrics:
+    """Balanced accuracy, the correct output's margin (``readout.margin``) and plain accuracy over the rows."""
     logits, _ = run_cached(model, data.ids, [], hooks=hooks)
-    at = logits[torch.from_numpy(data.row_input), torch.from_numpy(data.row_pos)].double()  # [N, O]
-    truth = torch.from_numpy(data.outputs)
-    correct = at.gather(1, truth[:, None]).squeeze(1)
-    other = at.clone()
-    other[torch.arange(len(truth)), truth] = -torch.inf
-    diff = (correct - other.max(1).values).numpy()
-    pred = at.argmax(1).numpy()
+    rows = (torch.from_numpy(data.row_input), torch.from_numpy(data.row_pos))
+    target = torch.full(data.ids.shape, IGNORE, dtype=torch.long)
+    target[rows] = torch.from_numpy(data.outputs)
+    ids = data.ids.cpu()
+    diff = readout.margin(logits.cpu(), ids, target)[rows].numpy()
+    pred = readout.predict(logits.cpu(), ids)[rows].numpy()
     bal = bootstrap(np.zeros(len(pred)), data.group, seed, stat=balanced_accuracy(data.outputs, pred))
     return Metrics(bal, bootstrap(diff, data.group, seed), float((pred == data.outputs).mean()))
 
 
 def run_ablations(model: Transformer, data: Dataset, heads: list[tuple[int, int]],
-                  groups: dict[str, list[tuple[int, int]]], seed: int,
+                  groups: dict[str, list[tuple[int, int]]], seed: int, readout: OutputReadout,
                   modes: tuple[str, ...] = ("zero", "mean", "resample")) -> Ablations:
     """Every head alone and each named group of heads, in each of ``modes``."""
     means, resampled = z_statistics(model, data, seed)
-    clean = metrics(model, data, seed)
+    clean = metrics(model, data, seed, readout)
     chance = 1.0 / len(np.unique(data.outputs))
 
     def one(hs: list[tuple[int, int]], mode: str) -> AblationResult:
-        m = metrics(model, data, seed, ablation_hooks(hs, mode, means, resampled)) if hs else clean
+        m = metrics(model, data, seed, readout, ablation_hooks(hs, mode, means, resampled)) if hs else clean
         return AblationResult([head_name(*h) for h in hs], mode, m,
                               clean.balanced_accuracy.value - m.balanced_accuracy.value)
 

@@ -45,14 +45,14 @@ def main(argv: list[str] | None = None) -> int:
     prep = prepare(spec, compiled, meta, config)
     times["prepare (compiled side)"] = time.perf_counter() - t
     t = time.perf_counter()
-    result = compare_models(prep, models[0][2])
+    result = compare_models(prep, models[0].model, models[0].output)
     times["compare_models (one checkpoint)"] = time.perf_counter() - t
     t = time.perf_counter()
-    controls = [] if args.fast else run_controls(prep, config.seed, [models[0][2]])
+    controls = [] if args.fast else run_controls(prep, config.seed, [models[0].model], outputs=[models[0].output])
     times["controls"] = time.perf_counter() - t
     t = time.perf_counter()
     data = ReportData(spec.name, str(args.artifacts / spec.name / "compiled"),
-                      [Run(models[0][0], models[0][1], result)], controls)
+                      [Run(models[0].label, models[0].path, result)], controls)
     path = write_report(args.reports / "bench" / spec.name, spec, data)
     times["report"] = time.perf_counter() - t
     total = time.perf_counter() - t0

@@ -34,6 +34,7 @@ from compare import heads as heads_lib
 from compare.ablations import head_name
 from compare.pipeline import Prepared, _side, compare_models, descendants, frozen, max_len_of
 from compare.results import Comparison, Status
+from compare.outputs import OutputReadout
 from compare.similarity import linear_cka
 from learned.model import Transformer
 
@@ -205,14 +206,16 @@ def check_distributed(prep: Prepared, seed: int) -> ControlResult:
                           "compiled_block_dim": len(own)}, res)
 
 
-def seed_vs_seed(prep: Prepared, models: list[Transformer]) -> ControlResult:
-    """Agreement between every pair of learned models (needs at least two)."""
+def seed_vs_seed(prep: Prepared, models: list[Transformer], outputs: list[OutputReadout | None] | None = None
+                 ) -> ControlResult:
+    """Agreement between every pair of learned models (needs at least two); ``outputs``: their readouts."""
     if len(models) < 2:
         return ControlResult(SEED_VS_SEED, None, {"note": "needs at least two learned seeds", "pairs": []})
     data = prep.data
+    outputs = outputs or [None] * len(models)
     with frozen(*models):
-        sides = [_side(m, data, prep.config, prep.examples, max_len_of(prep.meta, prep.spec), readouts=False)
-                 for m in models]
+        sides = [_side(m, data, prep.config, prep.examples, max_len_of(prep.meta, prep.spec), readouts=False,
+                       output=o) for m, o in zip(models, outputs)]
     names = heads_lib.head_names(models[0])
     pairs = []
     for a in range(len(models)):
@@ -230,7 +233,8 @@ def seed_vs_seed(prep: Prepared, models: list[Transformer]) -> ControlResult:
 
 
 def run_controls(prep: Prepared, seed: int, learned: list[Transformer] | None = None,
-                 which: tuple[str, ...] = ("self", "rotation", "invertible", "untrained", "knockout")) -> list[ControlResult]:
+                 which: tuple[str, ...] = ("self", "rotation", "invertible", "untrained", "knockout"),
+                 outputs: list[OutputReadout | None] | None = None) -> list[ControlResult]:
     """Runs the chosen controls (``distributed`` too if named) and seed-vs-seed on the learned models.
 
     The checks read statuses, hooks, head matches and clean task metrics only, so the controls skip the
@@ -244,5 +248,5 @@ def run_controls(prep: Prepared, seed: int, learned: list[Transformer] | None = 
               "knockout": lambda: check_knockout(prep),
               "distributed": lambda: check_distributed(prep, seed)}
     out = [makers[k]() for k in which]
-    out.append(seed_vs_seed(prep, learned or []))
+    out.append(seed_vs_seed(prep, learned or [], outputs))
     return out

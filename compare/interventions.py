@@ -36,10 +36,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.nn.utils.parametrizations import orthogonal
 
 from compare.activations import Dataset, VariableInfo
+from compare.outputs import OutputReadout
 from compare.readouts import Whitener
 from compare.stats import Estimate, bootstrap
 from learned.model import Transformer
@@ -205,8 +205,8 @@ def random_basis(m: int, k: int, rng: np.random.Generator) -> np.ndarray:
 # ---------------------------------------------------------------------------- IIA --
 
 def _patched_logits(model: Transformer, data: Dataset, pairs: Pairs, hook: str, step: torch.Tensor,
-                    base: torch.Tensor) -> torch.Tensor:
-    """Logits ``[P, T, O]`` of the base inputs with ``x + step`` at each pair's position.
+                    base: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits ``[P, T, O]`` of the base inputs with ``x + step`` at each pair's position, and their ids ``[P, T]``.
 
     ``step`` ``[P, D]`` is ``delta @ P``, with ``delta = x~_src - x~_base`` what the layers wrote in the
     source minus the base; ``base`` ``[P, T, D]`` the bases' clean residual at ``hook``, where the run starts.
@@ -217,31 +217,32 @@ def _patched_logits(model: Transformer, data: Dataset, pairs: Pairs, hook: str, 
 
     def swap(x: torch.Tensor, name: str) -> torch.Tensor:  # x: [P, T, D]
         return x.index_put((idx, pos), x[idx, pos] + step)
-    return model(ids, hooks={hook: swap}, start=(hook, base))
+    return model(ids, hooks={hook: swap}, start=(hook, base)), ids
 
 
 def hits(model: Transformer, data: Dataset, pairs: Pairs, hook: str, delta: np.ndarray,
-         proj: np.ndarray, base: torch.Tensor) -> np.ndarray:
-    """``[P]`` bool: the patched output equals the counterfactual at every scored position."""
+         proj: np.ndarray, base: torch.Tensor, readout: OutputReadout) -> np.ndarray:
+    """``[P]`` bool: the patched output (read by ``readout``) equals the counterfactual at every scored position."""
     if not len(pairs):
         return np.zeros(0, dtype=bool)
     dtype = model.param("embed.W_E").dtype
     with torch.no_grad():  # the step in float64: the lifted map can have large entries
-        logits = _patched_logits(model, data, pairs, hook, torch.as_tensor(delta @ proj, dtype=dtype), base)
-    ok = (logits.argmax(-1) == pairs.target) | (pairs.target == IGNORE)
+        logits, ids = _patched_logits(model, data, pairs, hook, torch.as_tensor(delta @ proj, dtype=dtype), base)
+    ok = (readout.predict(logits, ids) == pairs.target) | (pairs.target == IGNORE)
     return ok.all(-1).numpy()
 
 
 def iia(model: Transformer, data: Dataset, pairs: Pairs, hook: str, delta: np.ndarray, space: Space,
-        proj_z: np.ndarray, base: torch.Tensor) -> float:
+        proj_z: np.ndarray, base: torch.Tensor, readout: OutputReadout) -> float:
     """IIA of the swap ``proj_z`` ``[r, r]`` in whitened coordinates (nan without pairs)."""
     if not len(pairs) or not proj_z.any():
         return float("nan")
-    return float(hits(model, data, pairs, hook, delta, space.lift(proj_z), base).mean())
+    return float(hits(model, data, pairs, hook, delta, space.lift(proj_z), base, readout).mean())
 
 
 def das(model: Transformer, data: Dataset, train: Pairs, hook: str, delta: np.ndarray, space: Space,
-        init: np.ndarray, dim: int, steps: int, lr: float, seed: int, base: torch.Tensor) -> np.ndarray:
+        init: np.ndarray, dim: int, steps: int, lr: float, seed: int, base: torch.Tensor,
+        readout: OutputReadout) -> np.ndarray:
     """Distributed alignment search: an orthonormal ``[r, dim]`` basis trained on ``train`` pairs.
 
     The swap is the orthogonal projection onto it in whitened coordinates. Starts from ``init``
@@ -268,10 +269,10 @@ def das(model: Transformer, data: Dataset, train: Pairs, hook: str, delta: np.nd
     opt = torch.optim.Adam(rot.parameters(), lr=lr)
     for _ in range(steps):
         u = rot.weight  # [m, dim]
-        logits = _patched_logits(model, data, train, hook, (delta_t @ white) @ u @ (u.T @ unwhite), base)
-        if bool(((logits.argmax(-1) == train.target) | (train.target == IGNORE)).all()):
+        logits, ids = _patched_logits(model, data, train, hook, (delta_t @ white) @ u @ (u.T @ unwhite), base)
+        if bool(((readout.predict(logits.detach(), ids) == train.target) | (train.target == IGNORE)).all()):
             break
-        loss = F.cross_entropy(logits.flatten(0, 1), train.target.flatten(), ignore_index=IGNORE)
+        loss = readout.loss(logits, ids, train.target)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -279,7 +280,7 @@ def das(model: Transformer, data: Dataset, train: Pairs, hook: str, delta: np.nd
 
 
 def null_iia(model: Transformer, data: Dataset, pairs: Pairs, hook: str, delta: np.ndarray, space: Space,
-             dim: int, n: int, seed: int, base: torch.Tensor) -> tuple[float, float]:
+             dim: int, n: int, seed: int, base: torch.Tensor, readout: OutputReadout) -> tuple[float, float]:
     """Mean and 95th percentile of the IIA of ``n`` random ``dim``-dimensional subspaces.
 
     nan when ``dim`` is the whole space (everything the layers wrote there): every subspace of that
@@ -291,7 +292,7 @@ def null_iia(model: Transformer, data: Dataset, pairs: Pairs, hook: str, delta: 
     vals = []
     for _ in range(n):
         u = random_basis(space.m, min(dim, space.m), rng)
-        vals.append(iia(model, data, pairs, hook, delta, space, u @ u.T, base))
+        vals.append(iia(model, data, pairs, hook, delta, space, u @ u.T, base, readout))
     return float(np.mean(vals)), float(np.quantile(vals, 0.95))
 
 

@@ -43,6 +43,7 @@ from compare.ablations import ablation_hooks, head_name, run_ablations, z_statis
 from compare.activations import Dataset, VariableInfo, at_rows, build_dataset, embedding_basis, run_cached
 from compare.interventions import (Pairs, Space, das, design, embed_overlap, hits, iia, make_pairs, make_space,
                                    null_iia, pattern_swap, stratified)
+from compare.outputs import OutputReadout
 from compare.readouts import Fitted, predict_held_out, read_out
 from compare.results import (IIA_OK, MATCH_OK, READ_OK, Coarsening, Comparison, HeadMatch, Heads, HookReadout, HookTrial,
                              Intervention, Status, VariableResult, decide_status, summarise)
@@ -128,6 +129,7 @@ class ModelSide:
     raw_patterns: dict[int, torch.Tensor]        # layer -> [E, H, T, T] on the example inputs
     embed: np.ndarray                            # [D, e]
     direct: np.ndarray                           # [N, D] W_E[token] + W_pos[position] of each row
+    readout: OutputReadout                       # how the program's output is read from the logits
     spaces: dict[str, Space] = dataclasses.field(default_factory=dict)
 
     def xt(self, hook: str) -> np.ndarray:
@@ -179,11 +181,16 @@ def check_finite(model: Transformer, what: str) -> None:
 
 
 def _side(model: Transformer, data: Dataset, cfg: CompareConfig, examples: list[int], max_len: int,
-          readouts: bool = True, ci: bool = True) -> ModelSide:
-    """Activations, readouts at every hook (CIs unless ``ci`` is off) and attention patterns of one model."""
+          readouts: bool = True, ci: bool = True, output: OutputReadout | None = None) -> ModelSide:
+    """Activations, readouts at every hook (CIs unless ``ci`` is off) and attention patterns of one model.
+
+    ``output``: how the program's output is read from the model's logits (default: the argmax).
+    """
+    output = output or OutputReadout(model.cfg, data.output_vocab)
     patt = [f"blocks.{l}.attn.hook_pattern" for l in range(model.cfg.n_layers)]
     logits, cache = run_cached(model, data.ids, data.resid_hooks + patt)
-    pred = logits.argmax(-1)[torch.from_numpy(data.row_input), torch.from_numpy(data.row_pos)].cpu().numpy()
+    pred = output.predict(logits.cpu(), data.ids.cpu())[torch.from_numpy(data.row_input),
+                                                        torch.from_numpy(data.row_pos)].numpy()
     resid = {h: at_rows(cache[h], data) for h in data.resid_hooks}
     if not all(np.isfinite(x).all() for x in resid.values()):
         raise ToolkitError("the model's activations are not finite on the comparison inputs")
@@ -205,7 +212,7 @@ def _side(model: Transformer, data: Dataset, cfg: CompareConfig, examples: list[
     tokens = data.ids[torch.from_numpy(data.row_input), torch.from_numpy(data.row_pos)]
     direct = (model.param("embed.W_E")[tokens] + model.param("pos_embed.W_pos")[torch.from_numpy(data.row_pos)])
     return ModelSide(model, resid, {h: cache[h] for h in data.resid_hooks}, pred, side_readouts, fitted, patterns,
-                     raw, embedding_basis(model, max_len), direct.detach().double().cpu().numpy())
+                     raw, embedding_basis(model, max_len), direct.detach().double().cpu().numpy(), output)
 
 
 def prepare(spec: ProgramSpec, compiled: Transformer, meta: dict, cfg: CompareConfig) -> Prepared:
@@ -232,7 +239,8 @@ def prepare(spec: ProgramSpec, compiled: Transformer, meta: dict, cfg: CompareCo
     return prep
 
 
-def untrained_baseline(prep: Prepared, like: Transformer) -> dict[str, dict[str, tuple[float, float]]]:
+def untrained_baseline(prep: Prepared, like: Transformer,
+                       output: OutputReadout | None = None) -> dict[str, dict[str, tuple[float, float]]]:
     """Live readout scores of ``n_untrained`` untrained networks shaped like ``like``: var -> hook -> (mean, sd)."""
     key = like.cfg.shape_key()
     if key not in prep.untrained:
@@ -241,7 +249,7 @@ def untrained_baseline(prep: Prepared, like: Transformer) -> dict[str, dict[str,
         for k in range(cfg.n_untrained):
             rand = Transformer(like.cfg).to(like.param("embed.W_E").dtype)
             rand.init_weights(torch.Generator().manual_seed(10_000 + k))
-            side = _side(rand.eval(), data, cfg, [], max_len_of(prep.meta, prep.spec), ci=False)
+            side = _side(rand.eval(), data, cfg, [], max_len_of(prep.meta, prep.spec), ci=False, output=output)
             for v in data.variables:
                 for h in data.resid_hooks:
                     scores[v.name][h].append(side.readouts[v.name][h].live.value)
@@ -313,11 +321,12 @@ def locate(prep: Prepared, side: ModelSide, v: VariableInfo, vi: int, ready: int
 
     def val_iia(h: str, proj_z: np.ndarray) -> float:
         return iia(model, data, pairs["val"], h, side.delta(h, pairs["val"]), side.space(data, h), proj_z,
-                   side.base(data, h, pairs["val"]))
+                   side.base(data, h, pairs["val"]), side.readout)
 
     def run_das(h: str, init: np.ndarray, dim: int, salt: int) -> np.ndarray:
         return das(model, data, pairs["fit"], h, side.delta(h, pairs["fit"]), side.space(data, h), init,
-                   dim, cfg.das_steps, cfg.das_lr, cfg.seed * 1000 + vi * 100 + salt, side.base(data, h, pairs["fit"]))
+                   dim, cfg.das_steps, cfg.das_lr, cfg.seed * 1000 + vi * 100 + salt, side.base(data, h, pairs["fit"]),
+                   side.readout)
 
     trials, found, chosen = [], {}, None
     for i in range(max(stop, 1)):
@@ -397,9 +406,10 @@ def _intervene(prep: Prepared, side: ModelSide, v: VariableInfo, vi: int, i: int
     test = prep.pairs[v.name]["test"]
     delta = side.delta(h, test)
     base = side.base(data, h, test)
-    hit = hits(side.model, data, test, h, delta, space.lift(proj), base) if len(test) else np.zeros(0, bool)
+    hit = hits(side.model, data, test, h, delta, space.lift(proj), base, side.readout) if len(test) else np.zeros(0, bool)
     groups = data.group[test.base]
-    null_mean, null_p95 = null_iia(side.model, data, test, h, delta, space, dim, cfg.n_null, cfg.seed + vi, base)
+    null_mean, null_p95 = null_iia(side.model, data, test, h, delta, space, dim, cfg.n_null, cfg.seed + vi, base,
+                                   side.readout)
     return Intervention(h, kind, dim, float(val), bootstrap(hit.astype(float), groups, cfg.seed), null_mean, null_p95,
                         embed_overlap(space, basis, side.embed), dict(sorted(sweep.items(), key=lambda kv: int(kv[0]))),
                         stratified(hit, data.row_pos[test.base], groups, cfg.seed),
@@ -474,8 +484,12 @@ def compare_heads(prep: Prepared, side: ModelSide) -> Heads:
 
 # ---------------------------------------------------------------------- driver --
 
-def compare_models(prep: Prepared, model: Transformer) -> Comparison:
-    """Compares one model with the prepared compiled side; returns a typed ``Comparison``."""
+def compare_models(prep: Prepared, model: Transformer, output: OutputReadout | None = None) -> Comparison:
+    """Compares one model with the prepared compiled side; returns a typed ``Comparison``.
+
+    ``output``: how the program's output is read from the model (default: the argmax of a model whose
+    outputs are the program's; ``compare.outputs.readout_for`` reads it from an artifact's model.json).
+    """
     cfg, data = prep.config, prep.data
     check_finite(model, "model")
     if model.cfg.vocab != prep.compiled.model.cfg.vocab:
@@ -483,8 +497,8 @@ def compare_models(prep: Prepared, model: Transformer) -> Comparison:
     torch.manual_seed(cfg.seed)
     with frozen(prep.compiled.model, model):
         side = prep.compiled if model is prep.compiled.model else _side(
-            model, data, cfg, prep.examples, max_len_of(prep.meta, prep.spec))
-        base = untrained_baseline(prep, model)
+            model, data, cfg, prep.examples, max_len_of(prep.meta, prep.spec), output=output)
+        base = untrained_baseline(prep, model, side.readout)
         for v in data.variables:
             for h, r in side.readouts[v.name].items():
                 r.untrained_live, r.untrained_sd = base[v.name][h]
@@ -495,7 +509,7 @@ def compare_models(prep: Prepared, model: Transformer) -> Comparison:
         names = heads_lib.head_names(model)
         ablation = run_ablations(model, data, names, {"matched": matched,
                                                       "unmatched": [n for n in names if n not in matched]}, cfg.seed,
-                                 cfg.ablation_modes)
+                                 side.readout, cfg.ablation_modes)
         maps = map_decoding(prep.compiled.resid, side.resid, data)
         cka = cka_matrix(prep.compiled.resid, side.resid, data.resid_hooks)
     last = data.resid_hooks[-1]
@@ -506,7 +520,7 @@ def compare_models(prep: Prepared, model: Transformer) -> Comparison:
               "max_len": max_len_of(prep.meta, prep.spec), "folds": cfg.folds,
               "live_share": {v.name: float(data.live[v.name].mean()) for v in data.variables}},
         task_accuracy={"compiled": float((prep.compiled.pred == data.outputs).mean()),
-                       "model": float((side.pred == data.outputs).mean())},
+                       "model": float((side.pred == data.outputs).mean()), "readout": side.readout.describe()},
         variables=variables, heads=heads, ablation=ablation,
         cka={"hooks": data.resid_hooks, "matrix": cka.tolist(),
              "matched_positions": [float(cka[i, i]) for i in range(len(cka))]},

@@ -291,7 +291,7 @@ class Comparison:
 
     settings: dict[str, Any]
     data: dict[str, Any]
-    task_accuracy: dict[str, float]
+    task_accuracy: dict[str, Any]
     variables: dict[str, VariableResult]
     heads: Heads
     ablation: Ablations

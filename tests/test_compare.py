@@ -23,6 +23,7 @@ from compare.controls import (check_disguised, check_distributed, check_knockout
                               disguise, random_model, seed_vs_seed)
 from compare.heads import match_heads, normalised_rows, row_agreement
 from compare.interventions import design, hits, pattern_swap
+from compare.outputs import OutputReadout
 from compare.pipeline import CompareConfig, compare_models, locate, output_ready, prepare
 from compare.readouts import read_out
 from compare.report import ReportData, build_doc, read_report
@@ -224,9 +225,9 @@ def test_pattern_subspace_is_where_the_variable_varies(miu):
     assert np.linalg.norm(means @ own) ** 2 / np.linalg.norm(means) ** 2 > 0.9
     args = (side.model, data, pairs, hook, side.delta(hook, pairs))
     base = side.base(data, hook, pairs)
-    assert hits(*args, space.lift(proj), base).mean() >= 0.95
+    assert hits(*args, space.lift(proj), base, side.readout).mean() >= 0.95
     _, _, wrong = swap("bad_M_at", ["I_at", "count_I"])
-    assert hits(*args, space.lift(wrong), base).mean() < 0.2
+    assert hits(*args, space.lift(wrong), base, side.readout).mean() < 0.2
 
 
 def test_upstream_search_stops_before_the_output_is_readable(miu):
@@ -284,7 +285,7 @@ def test_ablation_metrics_do_not_saturate(miu):
     sd["unembed.b_U"] = torch.tensor([1.0, 0.0])  # always "False"
     const = Transformer(model.cfg)
     const.load_tl_state_dict(sd)
-    m = metrics(const, miu.data, seed=0)
+    m = metrics(const, miu.data, 0, OutputReadout(const.cfg, miu.data.output_vocab))
     assert m.balanced_accuracy.value == pytest.approx(0.5)
     assert m.accuracy == pytest.approx(float((miu.data.outputs == 0).mean()))
     assert m.logit_diff.value < 0 or m.accuracy < 1
