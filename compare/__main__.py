@@ -105,6 +105,8 @@ def run(program: str, artifacts: Path, reports: Path, seeds: list[int], learned:
     target = out or reports / program
     check_writable(target.parent)
     compiled, meta, models = load_models(program, artifacts, seeds, learned, runs)
+    if any(m.output.kind == "lm" for m in models):  # compare language models where their language is well formed
+        config = dataclasses.replace(config, well_formed_only=True)
     t0 = time.perf_counter()
     log("preparing: inputs, live rows, pairs, untrained baselines, the compiled model against itself ...")
     prep = prepare(spec, compiled, meta, config)

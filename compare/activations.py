@@ -28,7 +28,7 @@ Shape glossary: B inputs, T positions (BOS included), N rows, D d_model.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -201,10 +201,18 @@ def _live(spec: ProgramSpec, tokens: Tokens, pos: int, var: str, current: Any, o
 
 
 def build_dataset(spec: ProgramSpec, meta: dict, cfg: ModelConfig, n_inputs: int, seed: int,
-                  n_folds: int = 3) -> Dataset:
-    """Samples inputs, builds distinct rows, groups, folds, values, live masks and control labels."""
+                  n_folds: int = 3, keep: Callable[[Tokens], bool] | None = None) -> Dataset:
+    """Samples inputs, builds distinct rows, groups, folds, values, live masks and control labels.
+
+    ``keep``: if given, only inputs (for a causal program, prefixes) it accepts are kept: a language
+    model's verdict on a prefix its language cannot produce is read from earlier positions' token
+    probabilities, which a swap at the last position cannot change.
+    """
     max_len = int(meta.get("max_len", spec.default_max_len))
     strings, exhaustive = sample_strings(spec, cfg, max_len, n_inputs, seed)
+    if keep is not None:
+        strings = [s[:next((p for p in range(len(s)) if not keep(s[:p + 1])), len(s))] for s in strings]
+        strings = list(dict.fromkeys(s for s in strings if s))  # the longest kept prefix of each string
     if spec.causal:  # one input per distinct prefix, grouped with the string it was first seen in
         first: dict[Tokens, int] = {}
         for g, s in enumerate(strings):

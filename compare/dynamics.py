@@ -27,6 +27,7 @@ report as "How the circuit formed".
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
@@ -37,8 +38,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from learned.artifact import atomic_dir, check_compatible, encode, load_artifact, write_json
+from compare.outputs import readout_for
+from learned.artifact import atomic_dir, check_compatible, encode, load_artifact, read_meta, write_json
 from learned.evaluate import build_eval_set, evaluate
+from learned.lm import string_probability
 from rasp_programs.errors import ToolkitError, cli_main
 from rasp_programs.registry import get_program
 from rasp_programs.spec import ProgramSpec
@@ -46,6 +49,7 @@ from rasp_programs.spec import ProgramSpec
 MEASURES = ("causal", "readable")  # emergence: the status is causal / rescaled readout >= READABLE
 READABLE = 0.9
 REJECT = 0.99  # "rejects MU" = P(theorem) <= 1 - REJECT
+LM_EPS = 1e-3  # a language model rules MU out when P(END | MU) < LM_EPS (MU-GPT's stop rule)
 
 
 # ------------------------------------------------------------ curve analysis --
@@ -130,6 +134,8 @@ def analyse_curves(run: dict[str, Any]) -> dict[str, Any]:
                                      if s is not None and s == steps[0])
     if "MU" in run.get("probes", {}):
         out["mu_rejected_step"] = first_step(steps, run["probes"]["MU"], 1 - REJECT, below=True)
+    if "p_impossible" in run:  # a language model: P(END | MU) below the stop rule's epsilon
+        out["end_after_impossible_below_step"] = first_step(steps, run["probes"].get("MU", []), LM_EPS, below=True)
     return out
 
 
@@ -149,14 +155,26 @@ def checkpoint_folders(run_folder: Path) -> list[tuple[int, Path]]:
     return found
 
 
-def theorem_probability(model, spec: ProgramSpec, strings: Sequence[str]) -> dict[str, float]:
-    """P(output == the task's ``probe_output``, e.g. ``True``) at the last position of each string."""
+def theorem_probability(model, spec: ProgramSpec, strings: Sequence[str], output=None) -> dict[str, float]:
+    """P(output == the task's ``probe_output``, e.g. ``True``) at the last position of each string; for a
+    language model, P(end | string), the probability that it accepts the string as complete."""
     cfg = model.cfg
-    true_id = cfg.output_vocab.index(spec.task.probe_output)
+    lm = output is not None and output.kind == "lm"
+    target = cfg.output_vocab.index(output.readout.end_token if lm else spec.task.probe_output)
     inputs = [tuple(s) for s in strings]
     with torch.inference_mode():
         probs = model(encode(cfg, inputs)).float().softmax(-1)  # [B, T, O]
-    return {s: float(probs[b, len(x), true_id]) for b, (s, x) in enumerate(zip(strings, inputs))}
+    return {s: float(probs[b, len(x), target]) for b, (s, x) in enumerate(zip(strings, inputs))}
+
+
+def predict_outputs(model, output, ids: torch.Tensor, batch: int = 8192) -> torch.Tensor:
+    """The program's output ids ``[N, T]`` read from the model through ``output`` (argmax or LM verdict)."""
+    outs = []
+    with torch.inference_mode():
+        for i in range(0, len(ids), batch):
+            chunk = ids[i:i + batch]
+            outs.append(output.predict(model(chunk).float(), chunk))
+    return torch.cat(outs)
 
 
 def analyse_run(spec: ProgramSpec, prep, eval_set, run_folder: Path, log=print) -> dict[str, Any]:
@@ -169,22 +187,28 @@ def analyse_run(spec: ProgramSpec, prep, eval_set, run_folder: Path, log=print) 
     for step, folder in checkpoint_folders(run_folder):
         t0 = time.perf_counter()
         try:
-            model, _ = load_artifact(folder)
-            check_compatible(compiled_cfg, model.cfg, f"checkpoint {folder}")
+            model, model_meta = load_artifact(folder)
+            output = readout_for(model.cfg, model_meta, compiled_cfg.output_vocab, str(folder / "model.json"))
+            like = model.cfg if output.kind == "argmax" else dataclasses.replace(
+                model.cfg, d_vocab_out=compiled_cfg.d_vocab_out, output_vocab=compiled_cfg.output_vocab)
+            check_compatible(compiled_cfg, like, f"checkpoint {folder}")
         except ToolkitError as e:
             print(f"error: {e} (skipped)", file=sys.stderr)
             run["skipped"].append({"step": step, "folder": str(folder), "error": str(e)})
             continue
-        m = evaluate(model, eval_set)
-        res = compare_models(prep, model)
+        m = evaluate(model, eval_set, pred=predict_outputs(model, output, eval_set.ids))
+        res = compare_models(prep, model, output)
         run["steps"].append(step)
         run["accuracy"]["sequence"].append(m["sequence_accuracy"])
         run["accuracy"]["final"].append(m["final_accuracy"])
         for clause, r in m.get("per_clause", {}).get("deciding", {}).items():
             run["accuracy"]["per_clause"].setdefault(clause, []).append(r["final_accuracy"])
         probes = [s for s in spec.task.probes if len(s) < model.cfg.n_ctx]  # those that fit MAX_LEN
-        for s, p in theorem_probability(model, spec, probes).items():
+        for s, p in theorem_probability(model, spec, probes, output).items():
             run["probes"].setdefault(s, []).append(p)
+        if output.kind == "lm":  # the string probability of what the language rules out (MU-GPT's P(MU))
+            p_string, _ = string_probability(model, spec.language.impossible, output.readout.end_token)
+            run.setdefault("p_impossible", []).append(p_string)
         for name, v in res.variables.items():
             c = run["variables"].setdefault(name, {"status": [], "causal": [], "hook": [], "iia": [], "iia_lo": [],
                                                     "iia_hi": [], "readout": [], "readout_raw": [], "untrained": []})
@@ -251,7 +275,10 @@ def plot(runs: dict[str, dict[str, Any]], path: Path) -> None:
         ax.set_title("variables: held-out IIA with 95% CI (solid), readout above untrained (dotted); x: causal")
         ax = row[2]
         for s, ys in run["probes"].items():
-            ax.plot(x, ys, "-", lw=2.5 if s == "MU" else 1, label=f"P({s} is a theorem)")
+            ax.plot(x, ys, "-", lw=2.5 if s == "MU" else 1,
+                    label=f"P(END | {s})" if "p_impossible" in run else f"P({s} is a theorem)")
+        if "p_impossible" in run:
+            ax.plot(x, run["p_impossible"], "k--", lw=2, label="P(MU) (string probability)")
         for name, c in run["heads"].items():
             ax.plot(x, c["score"], ":", label=f"{name} match ({c['learned'][-1]} at the end)")
         ax.set_title("named strings and head-match scores")
@@ -280,10 +307,14 @@ def markdown(program: str, runs: dict[str, dict[str, Any]], seeds: dict[str, Any
             lines.append(f"Causal before the accuracy jump (progress measures): {', '.join(a['progress_measures'])}.")
         else:
             lines.append("No variable became causal before the accuracy jump.")
-        if "mu_rejected_step" in a:
+        if "mu_rejected_step" in a and "end_after_impossible_below_step" not in a:
             s = a["mu_rejected_step"]
             lines.append(f"First rejected `MU` with probability ≥ {REJECT}: "
                          + (f"step {s}." if s is not None else "never."))
+        if "end_after_impossible_below_step" in a:
+            s = a["end_after_impossible_below_step"]
+            lines.append(f"P(END | MU) first below {LM_EPS}: " + (f"step {s}." if s is not None else "never.")
+                         + f" P(MU) at the last checkpoint: {run['p_impossible'][-1]:.2e}.")
         if run["skipped"]:
             lines.append("Skipped checkpoints: " + "; ".join(f"step {s['step']}: {s['error']}" for s in run["skipped"]))
         lines.append("")
@@ -302,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reports", default="reports", type=Path)
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--run", nargs="*", type=Path, default=None, help="run folders (default: the seeds')")
+    ap.add_argument("--runs", default="learned", help="runs folder under <artifacts>/<program>/ (learned, mugpt)")
     ap.add_argument("--compare-seed", type=int, default=0)
     ap.add_argument("--from-json", action="store_true",
                     help="re-derive emergence, plots and text from the saved dynamics.json (no model is run)")
@@ -310,19 +342,23 @@ def main(argv: list[str] | None = None) -> int:
     from compare.pipeline import CompareConfig, prepare
 
     spec = get_program(args.program)
-    target = args.reports / spec.name / "dynamics"
+    folder = args.reports / spec.name if args.runs == "learned" else args.reports / spec.name / args.runs
+    target = folder / "dynamics"
     if args.from_json:
-        return _rewrite(spec, args.reports, _load_json(target / "dynamics.json"))
+        return _rewrite(spec, folder, _load_json(target / "dynamics.json"))
     compiled_dir = args.artifacts / spec.name / "compiled"
     compiled, meta = load_artifact(compiled_dir, dtype=torch.float64, make_hint=f"make compile PROGRAM={spec.name}")
     seeds = parse_seeds(args.seeds)
-    folders = args.run or [args.artifacts / spec.name / "learned" / f"seed{s}" for s in seeds]
+    folders = args.run or [args.artifacts / spec.name / args.runs / f"seed{s}" for s in seeds]
     for f in folders:
         if not f.is_dir():
-            raise ToolkitError(f"no training run at {f}; run `make train PROGRAM={spec.name}`")
+            raise ToolkitError(f"no training run at {f}; run `make {'mugpt' if args.runs == 'mugpt' else 'train'} "
+                               f"PROGRAM={spec.name}`")
         checkpoint_folders(f)
     t0 = time.perf_counter()
-    prep = prepare(spec, compiled, meta, CompareConfig.fast(args.compare_seed))
+    lm = "readout" in read_meta(checkpoint_folders(folders[0])[-1][1])
+    config = dataclasses.replace(CompareConfig.fast(args.compare_seed), well_formed_only=lm)
+    prep = prepare(spec, compiled, meta, config)
     eval_set = build_eval_set(spec, compiled.cfg, int(meta["max_len"]))
     runs = {}
     for f in folders:
@@ -331,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     out = {"program": spec.name, "compare_settings": prep.config.to_dict(), "measures": list(MEASURES),
            "probes": list(spec.task.probes), "runs": runs,
            "seconds": round(time.perf_counter() - t0, 1)}
-    return _rewrite(spec, args.reports, out)
+    return _rewrite(spec, folder, out)
 
 
 def _load_json(path: Path) -> dict[str, Any]:
@@ -343,26 +379,29 @@ def _load_json(path: Path) -> dict[str, Any]:
         raise ToolkitError(f"corrupt {path}: {e}") from None
 
 
-def _rewrite(spec: ProgramSpec, reports: Path, out: dict[str, Any]) -> int:
-    """Derives everything from the curves in ``out``, writes the folder, folds it into the report."""
+def _rewrite(spec: ProgramSpec, folder: Path, out: dict[str, Any]) -> int:
+    """Derives everything from the curves in ``out``, writes ``folder/dynamics/``, folds it into the report there."""
     runs = out["runs"]
     for run in runs.values():
         run["analysis"] = analyse_curves(run)
     out["across_seeds"] = seeds_summary = across_seeds(runs)
-    target = reports / spec.name / "dynamics"
+    target = folder / "dynamics"
     with atomic_dir(target) as tmp:
         write_json(tmp / "dynamics.json", out)
         plot(runs, tmp / "dynamics.png")
         (tmp / "dynamics.md").write_text(markdown(spec.name, runs, seeds_summary))
     for seed, run in runs.items():
-        print(f"seed {seed}: became causal: {run['analysis']['sentence']['causal']}")
-        if "mu_rejected_step" in run["analysis"]:
-            print(f"seed {seed}: first rejected MU (p >= {REJECT}) at step {run['analysis']['mu_rejected_step']}")
+        a = run["analysis"]
+        print(f"seed {seed}: became causal: {a['sentence']['causal']}")
+        if "mu_rejected_step" in a:
+            print(f"seed {seed}: first rejected MU (p >= {REJECT}) at step {a['mu_rejected_step']}")
+        if "end_after_impossible_below_step" in a:
+            print(f"seed {seed}: P(END | MU) < {LM_EPS} first at step {a['end_after_impossible_below_step']}")
     print(f"wrote {target}/ (analysis took {out['seconds']} s)")
-    compare_json = reports / spec.name / "compare.json"
+    compare_json = folder / "compare.json"
     if compare_json.is_file():  # fold the section into the existing report, rebuilt from its own JSON
         from compare.report import read_report, write_report
-        report = write_report(reports / spec.name, spec, read_report(compare_json))
+        report = write_report(folder, spec, read_report(compare_json))
         print(f"report: {report} (now with 'How the circuit formed')")
     else:
         print(f"run `make compare PROGRAM={spec.name}` to fold this into the report")

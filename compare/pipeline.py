@@ -78,6 +78,7 @@ class CompareConfig:
     n_examples: int = 3
     ablation_modes: tuple[str, ...] = ("zero", "mean", "resample")
     control_task: bool = True   # the Hewitt & Liang baseline at the chosen hook
+    well_formed_only: bool = False  # only rows on which the task's language is well formed (language models)
 
     @classmethod
     def fast(cls, seed: int = 0) -> "CompareConfig":
@@ -219,7 +220,8 @@ def prepare(spec: ProgramSpec, compiled: Transformer, meta: dict, cfg: CompareCo
     """Dataset, pairs and the compiled side; then the compiled model against itself (``reference``)."""
     check_finite(compiled, "compiled artifact")
     with frozen(compiled):
-        data = build_dataset(spec, meta, compiled.cfg, cfg.n_inputs, cfg.seed, cfg.folds)
+        keep = spec.language.well_formed if cfg.well_formed_only and spec.language is not None else None
+        data = build_dataset(spec, meta, compiled.cfg, cfg.n_inputs, cfg.seed, cfg.folds, keep)
         rng = np.random.default_rng(cfg.seed)
         lens = np.array([len(x) for x in data.inputs])
         longest = np.flatnonzero(lens == lens.max())
@@ -482,6 +484,33 @@ def compare_heads(prep: Prepared, side: ModelSide) -> Heads:
                  {head_name(*n): w for n, w in writes.items()})
 
 
+def legal_next(prep: Prepared, side: ModelSide) -> dict[str, list[HookReadout]]:
+    """What only a language model needs: is each next token (and the end) legal after the prefix?
+
+    Read out at every hook, for each output token whose legality varies over the rows. A token is legal
+    when the prefix with it is still well formed in the task's language; the end, when the prefix is a
+    member (for MIU: a theorem).
+    """
+    data, language = prep.data, prep.spec.language
+    if language is None or language.well_formed is None:
+        return {}
+    prefixes = [data.inputs[i][:p] for i, p in zip(data.row_input, data.row_pos)]
+    out = {}
+    for token in side.model.cfg.output_vocab:
+        if token == language.end_token:
+            legal = np.array([language.is_member(x) for x in prefixes])
+        else:
+            legal = np.array([language.well_formed(x + (token,)) for x in prefixes])
+        if legal.all() or not legal.any():
+            continue
+        info = VariableInfo(f"legal {token}", "categorical", (), (), (False, True), 0, f"next token {token} legal")
+        labels = legal.astype(np.int64)
+        tmp = dataclasses.replace(data, live={**data.live, info.name: np.ones(len(labels), dtype=bool)})
+        out[token] = [read_out(tmp, side.resid[h], info, h, prep.config.seed, prep.config.probe_iter, labels=labels)[0]
+                      for h in data.resid_hooks]
+    return out
+
+
 # ---------------------------------------------------------------------- driver --
 
 def compare_models(prep: Prepared, model: Transformer, output: OutputReadout | None = None) -> Comparison:
@@ -510,6 +539,7 @@ def compare_models(prep: Prepared, model: Transformer, output: OutputReadout | N
         ablation = run_ablations(model, data, names, {"matched": matched,
                                                       "unmatched": [n for n in names if n not in matched]}, cfg.seed,
                                  side.readout, cfg.ablation_modes)
+        legal = legal_next(prep, side) if side.readout.kind == "lm" else {}
         maps = map_decoding(prep.compiled.resid, side.resid, data)
         cka = cka_matrix(prep.compiled.resid, side.resid, data.resid_hooks)
     last = data.resid_hooks[-1]
@@ -531,4 +561,4 @@ def compare_models(prep: Prepared, model: Transformer, output: OutputReadout | N
                                for l, h in heads_lib.head_names(prep.compiled.model)},
                   "learned": {head_name(l, h): side.raw_patterns[l][:, h].tolist()
                               for l, h in heads_lib.head_names(model)}},
-        summary=summarise(variables, heads))
+        summary=summarise(variables, heads), legal_next=legal)

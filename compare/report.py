@@ -236,6 +236,18 @@ def _short(hook: str) -> str:
     return hook.replace("blocks.", "").replace("hook_resid_", "")
 
 
+def _section_legal(doc: Doc, res: Comparison) -> None:
+    doc.h(2, "What a language model needs: legal next tokens")
+    doc.p(f"This model is a language model; its verdict is read as: {res.task_accuracy.get('readout')}. It is "
+          "compared on the prefixes its language can produce (a swap at the last position cannot change a verdict "
+          "that an earlier improbable token already decided). Beyond the compiled variables, it must know which "
+          "next tokens are legal. Cross-validated readout of 'next token is legal', per hook (tokens always or "
+          "never legal on these rows are left out).")
+    hooks = res.cka["hooks"]
+    doc.table(["next token", *[_short(h) for h in hooks]],
+              [[t, *(r.live.fmt() for r in rs)] for t, rs in res.legal_next.items()])
+
+
 def _section_heads(doc: Doc, res: Comparison, figs: dict[str, str]) -> None:
     hd = res.heads
     doc.h(2, "2. Heads")
@@ -345,6 +357,8 @@ def build_doc(spec: ProgramSpec, data: ReportData, figs: dict[str, str], folder:
           f"{_f(main.task_accuracy['compiled'], 4)}, this model {_f(main.task_accuracy['model'], 4)}. Compiled "
           f"artifact: {data.compiled}; model: {data.runs[0].path}.")
     _methods(doc, main)
+    if main.legal_next:
+        _section_legal(doc, main)
     _section_variables(doc, main, figs)
     _section_heads(doc, main, figs)
     _section_ablations(doc, main, figs)

@@ -299,6 +299,7 @@ class Comparison:
     maps: dict[str, Any]
     examples: dict[str, Any]
     summary: Summary
+    legal_next: dict[str, list[HookReadout]] = dataclasses.field(default_factory=dict)  # language models only
 
 
 def summarise(variables: dict[str, VariableResult], heads: Heads) -> Summary:

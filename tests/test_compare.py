@@ -505,3 +505,51 @@ def test_running_from_a_hook_equals_the_full_run(artifacts):
         assert seen[0] == hook and "hook_embed" not in seen
     with pytest.raises(ValueError, match="not a residual hook"):
         model(ids, start=("blocks.0.attn.hook_z", cache["blocks.0.hook_resid_pre"]))
+
+
+# ------------------------------------------------------- language models (MU-GPT) --
+
+def _lm(artifacts: Path, seed: int = 0) -> tuple[Transformer, dict]:
+    """An untrained MU-GPT-shaped language model and a model.json with its readout block."""
+    from learned.lm import Readout
+    from learned.lm_data import lm_model_config
+
+    compiled, _ = load(artifacts, "miu")
+    cfg = lm_model_config(compiled.cfg, get_program("miu").language)
+    model = Transformer(cfg)
+    model.init_weights(torch.Generator().manual_seed(seed))
+    return model.eval(), {"kind": "learned", "objective": "lm", "readout": Readout("END", 0.2, 0.3).to_json()}
+
+
+def test_lm_readout_agrees_with_learned_lm(artifacts):
+    """Two implementations of MU-GPT's verdict: compare.outputs.LMReadout and learned.lm.lm_verdicts."""
+    from compare.outputs import readout_for
+    from learned.lm import Readout, lm_verdicts
+
+    model, meta = _lm(artifacts, seed=3)
+    compiled, _ = load(artifacts, "miu")
+    output = readout_for(model.cfg, {"config": model.cfg.to_dict(), **meta}, compiled.cfg.output_vocab, "test")
+    strings = [tuple(s) for s in ("M", "MI", "MIU", "MUI", "MIIIIIIIII", "UMI", "MM", "MIUUIIUU")]
+    ids = encode(model.cfg, strings)
+    with torch.no_grad():
+        ours = output.predict(model(ids), ids)
+    theirs = lm_verdicts(model, ids, Readout.from_meta({"config": model.cfg.to_dict(), **meta}))
+    true = compiled.cfg.output_vocab.index("True")
+    assert torch.equal(ours == true, theirs)
+    assert 0 < int(theirs.sum()) < int((ids != model.cfg.vocab.index(model.cfg.pad_token)).sum()) - len(strings)
+
+
+def test_compare_an_lm_through_its_readout(artifacts, tmp_path, capsys):
+    model, meta = _lm(artifacts)
+    save_artifact(tmp_path / "lm", model, meta)
+    path = cli.run("miu", artifacts, tmp_path / "reports", [0], [str(tmp_path / "lm")], TINY, controls=False,
+                   log=lambda s: None, out=tmp_path / "reports" / "miu" / "mugpt")
+    data = read_report(path.parent / "compare.json")
+    res = data.runs[0].result
+    assert "language-model verdict" in res.task_accuracy["readout"] and set(res.legal_next) == {"END"}
+    assert "## What a language model needs: legal next tokens" in (path.parent / "report.md").read_text()
+    # without its readout block, an LM artifact is refused in one line
+    save_artifact(tmp_path / "bare", model, {"kind": "learned"})
+    code, err = run_cli(capsys, ["--program", "miu", "--artifacts", str(artifacts), "--reports", str(tmp_path / "r"),
+                                 "--learned", str(tmp_path / "bare")])
+    assert code == 2 and len(err) == 1 and "declares no readout" in err[0]
