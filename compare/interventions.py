@@ -151,6 +151,16 @@ def design(data: Dataset, rows: np.ndarray, names: list[str]) -> tuple[np.ndarra
     return (np.concatenate(parts, axis=1) if parts else np.zeros((len(rows), 0))), cols
 
 
+def dependent(data: Dataset, rows: np.ndarray, a: str, b: str) -> bool:
+    """Whether, on ``rows``, either variable is a function of the other (one value of one for each of the other)."""
+    x, y = data.targets[a][rows], data.targets[b][rows]
+
+    def function_of(u: np.ndarray, w: np.ndarray) -> bool:  # is w a function of u?
+        pairs = np.unique(np.stack([u, w], 1), axis=0)
+        return len(pairs) == len(np.unique(u))
+    return function_of(x, y) or function_of(y, x)
+
+
 def pattern_swap(space: Space, xt: np.ndarray, g: np.ndarray, cols: dict[str, slice], var: str,
                  tol: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
     """Where ``var`` lives, from a joint linear forward model of every program variable.

@@ -41,7 +41,7 @@ from sklearn.metrics import r2_score
 from compare import heads as heads_lib
 from compare.ablations import ablation_hooks, head_name, run_ablations, z_statistics
 from compare.activations import Dataset, VariableInfo, at_rows, build_dataset, embedding_basis, run_cached
-from compare.interventions import (Pairs, Space, das, design, embed_overlap, hits, iia, make_pairs, make_space,
+from compare.interventions import (Pairs, Space, das, dependent, design, embed_overlap, hits, iia, make_pairs, make_space,
                                    null_iia, pattern_swap, stratified)
 from compare.outputs import OutputReadout
 from compare.readouts import Fitted, predict_held_out, read_out
@@ -318,7 +318,10 @@ def locate(prep: Prepared, side: ModelSide, v: VariableInfo, vi: int, ready: int
     conditionals = [("pattern", [n for n in names if n == v.name or n in siblings])]
     if ancestors(prep.spec, v.name):
         conditionals.append(("pattern|ancestors", [n for n in names if n not in descendants(prep.spec, v.name)]))
-    designs = {kind: design(data, rows, which) for kind, which in conditionals}
+    # A variable that determines v on these rows, or that v determines, would share v's patterns exactly
+    # (e.g. theorem and count_I on well-formed prefixes): its columns are left out of v's forward model.
+    tied = {n for n in names if n != v.name and dependent(data, rows, v.name, n)}
+    designs = {kind: design(data, rows, [n for n in which if n not in tied]) for kind, which in conditionals}
     model = side.model
 
     def val_iia(h: str, proj_z: np.ndarray) -> float:
