@@ -221,7 +221,7 @@ def seed_vs_seed(prep: Prepared, models: list[Transformer], outputs: list[Output
     for a in range(len(models)):
         for b in range(a + 1, len(models)):
             sa, sb = sides[a], sides[b]
-            cka = [linear_cka(sa.resid[h], sb.resid[h]) for h in data.resid_hooks]
+            cka = [linear_cka(sa.resid[h], sb.resid[h]) for h in sa.hooks]
             sim = heads_lib.similarity_matrix(sa.patterns, sb.patterns, names, names)
             match = heads_lib.match_heads(sim, list(range(len(names))))
             pairs.append({"a": a, "b": b, "cka_matched": cka, "cka_mean": float(np.mean(cka)),

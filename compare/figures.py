@@ -17,6 +17,11 @@ def _short(hook: str) -> str:
     return hook.replace("blocks.", "").replace(".hook_resid_", " ").replace("hook_", "")
 
 
+def model_hooks(res: Comparison) -> list[str]:
+    """The compared model's residual hooks (its depth may differ from the compiled model's)."""
+    return res.cka.get("model_hooks") or res.cka["hooks"]
+
+
 def _save(fig, path: Path) -> str:
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -26,16 +31,17 @@ def _save(fig, path: Path) -> str:
 def readout_heatmap(res: Comparison, path: Path) -> str:
     """Variables x residual hooks: live-row readout, compiled on the left, this model on the right."""
     names = list(res.variables)
-    hooks = res.cka["hooks"]
     fig, axes = plt.subplots(1, 2, figsize=(12, 1.4 + 0.5 * len(names)), sharey=True)
     for ax, side in zip(axes, ("compiled", "model")):
+        hooks = res.cka["hooks"] if side == "compiled" else model_hooks(res)
         m = np.array([[res.variables[v].compiled_live.get(h, np.nan) if side == "compiled" else
                        res.variables[v].readout_at(h).live.value for h in hooks] for v in names])
         im = ax.imshow(m, vmin=0, vmax=1, cmap="viridis", aspect="auto")
         for i, v in enumerate(names):
             var = res.variables[v]
-            j = hooks.index(var.compiled_hook)
-            ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=2))
+            if side == "compiled":
+                j = hooks.index(var.compiled_hook)
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=2))
             found = var.reference_hook if side == "compiled" else var.found_hook
             if found:
                 ax.plot(hooks.index(found), i - 0.3, "o", color="white", ms=5, mec="black")
@@ -147,12 +153,13 @@ def ablation_bars(res: Comparison, path: Path) -> str:
 def draw_all(res: Comparison, folder: Path) -> dict[str, str]:
     """Writes every figure for one comparison into ``folder``; returns ``{kind: file name}``."""
     hooks = [_short(h) for h in res.cka["hooks"]]
+    cols = [_short(h) for h in model_hooks(res)]
     hd = res.heads
     boxes = [(hd.compiled_names.index(m.compiled), hd.learned_names.index(m.learned)) for m in hd.matches]
     out = {
         "readouts": readout_heatmap(res, folder / "readout_heatmap.png"),
-        "cka": matrix(np.array(res.cka["matrix"]), hooks, hooks, "linear CKA, compiled (rows) x model (columns)",
-                      folder / "cka.png", boxes=[(i, i) for i in range(len(hooks))], xlabel="model",
+        "cka": matrix(np.array(res.cka["matrix"]), hooks, cols, "linear CKA, compiled (rows) x model (columns)",
+                      folder / "cka.png", boxes=[(i, i) for i in range(len(hooks)) if hooks == cols], xlabel="model",
                       ylabel="compiled"),
         "heads": matrix(np.array(hd.similarity), hd.compiled_names, hd.learned_names,
                         "attention-pattern agreement (BOS column dropped)\ncyan: optimal matching; grey: empty "

@@ -87,3 +87,34 @@ def match_heads(score: np.ndarray, rows: list[int]) -> list[tuple[int, int, floa
         return []
     r, c = linear_sum_assignment(score[rows], maximize=True)
     return sorted((rows[i], int(j), float(score[rows[i], j])) for i, j in zip(r, c))
+
+
+def key_token_mass(pattern: torch.Tensor, ids: torch.Tensor, row_input: np.ndarray, row_pos: np.ndarray,
+                   token_ids: list[int]) -> np.ndarray:
+    """``[H, N, K]``: each row's attention mass on keys holding each of ``token_ids`` (BOS included).
+
+    ``pattern`` ``[B, H, T, T]``; ``ids`` ``[B, T]``. Rows sum to 1 over the token types when every
+    token that can be attended to is listed.
+    """
+    rows = pattern[torch.from_numpy(row_input), :, torch.from_numpy(row_pos), :].double().numpy()  # [N, H, T]
+    keys = ids[torch.from_numpy(row_input)].numpy()  # [N, T]
+    onehot = (keys[:, :, None] == np.array(token_ids)[None, None, :]).astype(np.float64)  # [N, T, K]
+    return np.einsum("nht,ntk->hnk", rows, onehot)
+
+
+def uniform_key_mass(ids: torch.Tensor, row_input: np.ndarray, row_pos: np.ndarray, token_ids: list[int],
+                     causal: bool, pad_id: int) -> np.ndarray:
+    """``[N, K]``: the mass a head attending uniformly to every allowed key (BOS included) puts on each type."""
+    keys = ids[torch.from_numpy(row_input)].numpy()  # [N, T]
+    allowed = keys != pad_id
+    if causal:
+        allowed &= np.arange(ids.shape[1])[None, :] <= row_pos[:, None]
+    weights = allowed / np.maximum(allowed.sum(-1, keepdims=True), 1)
+    onehot = (keys[:, :, None] == np.array(token_ids)[None, None, :]).astype(np.float64)
+    return np.einsum("nt,ntk->nk", weights, onehot)
+
+
+def by_position(mass: np.ndarray, row_pos: np.ndarray) -> tuple[list[int], np.ndarray]:
+    """Mean of ``[..., N, K]`` over the rows at each query position: (positions, ``[..., P, K]``)."""
+    positions = sorted(set(row_pos.tolist()))
+    return positions, np.stack([mass[..., row_pos == p, :].mean(-2) for p in positions], -2)

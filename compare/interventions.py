@@ -67,11 +67,37 @@ class Pairs:
         return len(self.base)
 
 
+def target_row(spec: ProgramSpec, data: Dataset, b: int, var: str, value: Any,
+               effective: bool = True) -> list[int] | None:
+    """``[T]`` the counterfactual output ids of base row ``b`` with ``var`` set to ``value`` at its position
+    (``IGNORE`` at BOS, pads and, for a causal program, before the position); ``None`` when the
+    counterfactual is undefined or (``effective``) equals the base output."""
+    tokens, pos = data.inputs[data.row_input[b]], int(data.row_pos[b]) - 1
+    try:
+        cf = spec.run(tokens, {var: {pos: value}})[spec.output]
+    except Exception:  # noqa: BLE001 - an undefined counterfactual (sort's duplicate target) is skipped
+        return None
+    if effective and cf == spec.run(tokens)[spec.output]:
+        return None
+    row = [IGNORE] * data.ids.shape[1]
+    row[1:1 + len(cf)] = [data.output_vocab.index(str(y)) for y in cf]
+    if data.causal:  # positions before p cannot change; a model's own errors there are not the swap's
+        row[1:1 + pos] = [IGNORE] * pos
+    return row
+
+
 def make_pairs(spec: ProgramSpec, data: Dataset, var: VariableInfo, split: str, n: int,
-               rng: np.random.Generator, max_tries: int = 30) -> Pairs:
-    """Up to ``n`` distinct effective pairs for ``var`` with bases and sources from ``split``'s live rows."""
+               rng: np.random.Generator, max_tries: int = 30, cross_position: bool = False) -> Pairs:
+    """Up to ``n`` distinct effective pairs for ``var`` with bases and sources from ``split``'s live rows.
+
+    ``cross_position``: each source comes from a *different* position than its base (the value set is
+    the source's value there). At equal positions a count and a fraction of the prefix determine each
+    other; across positions they predict different counterfactuals.
+    """
     rows = np.flatnonzero(data.split(split) & data.live[var.name])
     by_pos: dict[int, np.ndarray] = {p: rows[data.row_pos[rows] == p] for p in np.unique(data.row_pos[rows])}
+    if cross_position:
+        by_pos = {p: rows[data.row_pos[rows] != p] for p in by_pos}
     width = data.ids.shape[1]
     vals = data.values[var.name]
     seen, base, source, targets, values = set(), [], [], [], []
@@ -80,21 +106,15 @@ def make_pairs(spec: ProgramSpec, data: Dataset, var: VariableInfo, split: str, 
             break
         b = int(rng.choice(rows))
         same = by_pos[int(data.row_pos[b])]
+        if not len(same):
+            continue
         s = int(rng.choice(same))
         if (b, s) in seen or vals[s] == vals[b]:
             continue
         seen.add((b, s))
-        tokens, pos = data.inputs[data.row_input[b]], int(data.row_pos[b]) - 1
-        try:
-            cf = spec.run(tokens, {var.name: {pos: vals[s]}})[spec.output]
-        except Exception:  # noqa: BLE001 - an undefined counterfactual (sort's duplicate target) is skipped
+        row = target_row(spec, data, b, var.name, vals[s])
+        if row is None:
             continue
-        if cf == spec.run(tokens)[spec.output]:
-            continue
-        row = [IGNORE] * width
-        row[1:1 + len(cf)] = [data.output_vocab.index(str(y)) for y in cf]
-        if data.causal:  # positions before p cannot change; a model's own errors there are not the swap's
-            row[1:1 + pos] = [IGNORE] * pos
         base.append(b)
         source.append(s)
         targets.append(row)
@@ -230,16 +250,26 @@ def _patched_logits(model: Transformer, data: Dataset, pairs: Pairs, hook: str, 
     return model(ids, hooks={hook: swap}, start=(hook, base)), ids
 
 
+def patched_outputs(model: Transformer, data: Dataset, pairs: Pairs, hook: str, delta: np.ndarray,
+                    proj: np.ndarray, base: torch.Tensor, readout: OutputReadout) -> torch.Tensor:
+    """``[P, T]`` the program's output ids read (by ``readout``) from the patched runs."""
+    dtype = model.param("embed.W_E").dtype
+    with torch.no_grad():  # the step in float64: the lifted map can have large entries
+        logits, ids = _patched_logits(model, data, pairs, hook, torch.as_tensor(delta @ proj, dtype=dtype), base)
+    return readout.predict(logits, ids)
+
+
+def agrees(outputs: torch.Tensor, target: torch.Tensor) -> np.ndarray:
+    """``[P]`` bool: ``outputs`` ``[P, T]`` equal ``target`` at every scored (non-``IGNORE``) position."""
+    return ((outputs == target) | (target == IGNORE)).all(-1).numpy()
+
+
 def hits(model: Transformer, data: Dataset, pairs: Pairs, hook: str, delta: np.ndarray,
          proj: np.ndarray, base: torch.Tensor, readout: OutputReadout) -> np.ndarray:
     """``[P]`` bool: the patched output (read by ``readout``) equals the counterfactual at every scored position."""
     if not len(pairs):
         return np.zeros(0, dtype=bool)
-    dtype = model.param("embed.W_E").dtype
-    with torch.no_grad():  # the step in float64: the lifted map can have large entries
-        logits, ids = _patched_logits(model, data, pairs, hook, torch.as_tensor(delta @ proj, dtype=dtype), base)
-    ok = (readout.predict(logits, ids) == pairs.target) | (pairs.target == IGNORE)
-    return ok.all(-1).numpy()
+    return agrees(patched_outputs(model, data, pairs, hook, delta, proj, base, readout), pairs.target)
 
 
 def iia(model: Transformer, data: Dataset, pairs: Pairs, hook: str, delta: np.ndarray, space: Space,

@@ -40,13 +40,14 @@ from sklearn.metrics import r2_score
 
 from compare import heads as heads_lib
 from compare.ablations import ablation_hooks, head_name, run_ablations, z_statistics
-from compare.activations import Dataset, VariableInfo, at_rows, build_dataset, embedding_basis, run_cached
+from compare.activations import (Dataset, VariableInfo, at_rows, build_dataset, embedding_basis, resid_hooks,
+                                 run_cached)
 from compare.interventions import (Pairs, Space, das, dependent, design, embed_overlap, hits, iia, make_pairs, make_space,
                                    null_iia, pattern_swap, stratified)
 from compare.outputs import OutputReadout
 from compare.readouts import Fitted, predict_held_out, read_out
 from compare.results import (IIA_OK, MATCH_OK, READ_OK, Coarsening, Comparison, HeadMatch, Heads, HookReadout, HookTrial,
-                             Intervention, Status, VariableResult, decide_status, summarise)
+                             Intervention, KeyAttention, Status, VariableResult, decide_status, summarise)
 from compare.similarity import cka_matrix, map_decoding
 from compare.stats import Tri, at_least, bootstrap
 from compare.threads import one_thread
@@ -121,6 +122,7 @@ class ModelSide:
     """One model's activations and readouts on the shared dataset."""
 
     model: Transformer
+    hooks: list[str]                             # this model's residual hooks, in order (its own shape)
     resid: dict[str, np.ndarray]                 # hook -> [N, D] at the rows
     full: dict[str, torch.Tensor]                # hook -> [B, T, D] every position (interventions start there)
     pred: np.ndarray                             # [N] output id
@@ -128,6 +130,7 @@ class ModelSide:
     fitted: dict[str, dict[str, Fitted]]
     patterns: dict[int, np.ndarray]              # layer -> [H, N, T-1] renormalised non-BOS rows
     raw_patterns: dict[int, torch.Tensor]        # layer -> [E, H, T, T] on the example inputs
+    key_mass: dict[int, np.ndarray]              # layer -> [H, N, K] attention mass per key token type
     embed: np.ndarray                            # [D, e]
     direct: np.ndarray                           # [N, D] W_E[token] + W_pos[position] of each row
     readout: OutputReadout                       # how the program's output is read from the logits
@@ -188,18 +191,19 @@ def _side(model: Transformer, data: Dataset, cfg: CompareConfig, examples: list[
     ``output``: how the program's output is read from the model's logits (default: the argmax).
     """
     output = output or OutputReadout(model.cfg, data.output_vocab)
+    hooks = resid_hooks(model.cfg)
     patt = [f"blocks.{l}.attn.hook_pattern" for l in range(model.cfg.n_layers)]
-    logits, cache = run_cached(model, data.ids, data.resid_hooks + patt)
+    logits, cache = run_cached(model, data.ids, hooks + patt)
     pred = output.predict(logits.cpu(), data.ids.cpu())[torch.from_numpy(data.row_input),
                                                         torch.from_numpy(data.row_pos)].numpy()
-    resid = {h: at_rows(cache[h], data) for h in data.resid_hooks}
+    resid = {h: at_rows(cache[h], data) for h in hooks}
     if not all(np.isfinite(x).all() for x in resid.values()):
         raise ToolkitError("the model's activations are not finite on the comparison inputs")
     side_readouts: dict = {v.name: {} for v in data.variables}
     fitted: dict = {v.name: {} for v in data.variables}
     if readouts:
-        for i, h in enumerate(data.resid_hooks):
-            prev = data.resid_hooks[i - 1] if i else None
+        for i, h in enumerate(hooks):
+            prev = hooks[i - 1] if i else None
             same = prev is not None and np.array_equal(resid[h], resid[prev])  # an empty sublayer (Tracr padding)
             for v in data.variables:
                 if same:
@@ -210,10 +214,33 @@ def _side(model: Transformer, data: Dataset, cfg: CompareConfig, examples: list[
                                                                            cfg.probe_iter, ci=ci)
     patterns = {l: heads_lib.normalised_rows(cache[n].cpu(), data.row_input, data.row_pos) for l, n in enumerate(patt)}
     raw = {l: cache[n][examples].double().cpu() for l, n in enumerate(patt)}
+    key_ids = key_token_ids(model.cfg)
+    key_mass = {l: heads_lib.key_token_mass(cache[n].cpu(), data.ids.cpu(), data.row_input, data.row_pos, key_ids)
+                for l, n in enumerate(patt)}
     tokens = data.ids[torch.from_numpy(data.row_input), torch.from_numpy(data.row_pos)]
     direct = (model.param("embed.W_E")[tokens] + model.param("pos_embed.W_pos")[torch.from_numpy(data.row_pos)])
-    return ModelSide(model, resid, {h: cache[h] for h in data.resid_hooks}, pred, side_readouts, fitted, patterns,
-                     raw, embedding_basis(model, max_len), direct.detach().double().cpu().numpy(), output)
+    return ModelSide(model, hooks, resid, {h: cache[h] for h in hooks}, pred, side_readouts, fitted, patterns,
+                     raw, key_mass, embedding_basis(model, max_len), direct.detach().double().cpu().numpy(), output)
+
+
+def key_token_ids(cfg) -> list[int]:
+    """Ids of the tokens a head can attend to: every input token but the pad."""
+    return [i for i, t in enumerate(cfg.vocab) if t != cfg.pad_token]
+
+
+def key_attention(prep: Prepared, side: ModelSide) -> KeyAttention:
+    """Attention mass of every head of ``side`` per key token type, by query position (see ``KeyAttention``)."""
+    data, cfg = prep.data, side.model.cfg
+    ids = key_token_ids(cfg)
+    positions, uni = heads_lib.by_position(
+        heads_lib.uniform_key_mass(data.ids.cpu(), data.row_input, data.row_pos, ids, cfg.causal,
+                                   cfg.vocab.index(cfg.pad_token)), data.row_pos)
+    heads, overall = {}, {}
+    for l, h in heads_lib.head_names(side.model):
+        mass = side.key_mass[l][h]  # [N, K]
+        heads[head_name(l, h)] = heads_lib.by_position(mass, data.row_pos)[1].tolist()
+        overall[head_name(l, h)] = mass.mean(0).tolist()
+    return KeyAttention([cfg.vocab[i] for i in ids], positions, heads, uni.tolist(), overall)
 
 
 def prepare(spec: ProgramSpec, compiled: Transformer, meta: dict, cfg: CompareConfig) -> Prepared:
@@ -247,13 +274,14 @@ def untrained_baseline(prep: Prepared, like: Transformer,
     key = like.cfg.shape_key()
     if key not in prep.untrained:
         cfg, data = prep.config, prep.data
-        scores: dict = {v.name: {h: [] for h in data.resid_hooks} for v in data.variables}
+        hooks = resid_hooks(like.cfg)
+        scores: dict = {v.name: {h: [] for h in hooks} for v in data.variables}
         for k in range(cfg.n_untrained):
             rand = Transformer(like.cfg).to(like.param("embed.W_E").dtype)
             rand.init_weights(torch.Generator().manual_seed(10_000 + k))
             side = _side(rand.eval(), data, cfg, [], max_len_of(prep.meta, prep.spec), ci=False, output=output)
             for v in data.variables:
-                for h in data.resid_hooks:
+                for h in hooks:
                     scores[v.name][h].append(side.readouts[v.name][h].live.value)
         prep.untrained[key] = {v: {h: (float(np.mean(s)), float(np.std(s))) for h, s in hs.items()}
                                for v, hs in scores.items()}
@@ -265,7 +293,7 @@ def untrained_baseline(prep: Prepared, like: Transformer,
 def output_ready(prep: Prepared, side: ModelSide) -> int | None:
     """Index of the first hook where the model's own output is readable (None: nowhere)."""
     out = prep.spec.output
-    for i, h in enumerate(prep.data.resid_hooks):
+    for i, h in enumerate(side.hooks):
         r = side.readouts[out][h]
         need = max(READ_OK, r.majority_live + 0.5 * (1.0 - r.majority_live))
         if at_least(r.live, need) is Tri.YES:
@@ -302,10 +330,22 @@ def _train_rows(prep: Prepared, v: VariableInfo) -> np.ndarray:
     return live if live.sum() >= 20 else fit
 
 
-def locate(prep: Prepared, side: ModelSide, v: VariableInfo, vi: int, ready: int | None) -> VariableResult:
-    """Finds where ``v`` lives in the model and decides its status (see the module docstring)."""
+@dataclasses.dataclass(frozen=True)
+class Swap:
+    """The chosen interchange intervention of one variable: at ``hook``, ``x + (x~_src - x~_base) @ lifted``."""
+
+    hook: str
+    lifted: np.ndarray   # [D, D] the swap in residual coordinates (``Space.lift`` of the whitened projection)
+
+
+def locate(prep: Prepared, side: ModelSide, v: VariableInfo, vi: int, ready: int | None,
+           swaps: dict[str, Swap] | None = None) -> VariableResult:
+    """Finds where ``v`` lives in the model and decides its status (see the module docstring).
+
+    ``swaps``: if given, receives the chosen intervention under ``v.name`` (for candidate ranking).
+    """
     cfg, data = prep.config, prep.data
-    hooks = data.resid_hooks
+    hooks = side.hooks
     pairs = prep.pairs[v.name]
     upstream = v.name != prep.spec.output
     stop = (ready if ready is not None else len(hooks)) if upstream else len(hooks)
@@ -364,7 +404,8 @@ def locate(prep: Prepared, side: ModelSide, v: VariableInfo, vi: int, ready: int
     if chosen is None and found:
         causal = [i for i in found if best(i) >= IIA_OK]
         chosen = causal[0] if causal else max(found, key=lambda i: (best(i), -i))
-    intervention = _intervene(prep, side, v, vi, chosen, found[chosen], val_iia, run_das) if chosen is not None else None
+    intervention = (_intervene(prep, side, v, vi, chosen, found[chosen], val_iia, run_das, swaps)
+                    if chosen is not None else None)
     hook = hooks[chosen] if chosen is not None else None
     readout = side.readouts[v.name][hook] if hook is not None else None
     coarse, control = [], None
@@ -379,21 +420,22 @@ def locate(prep: Prepared, side: ModelSide, v: VariableInfo, vi: int, ready: int
     testable = bool(data.live[v.name].any()) and all(len(p) for p in pairs.values())
     readable, beyond, causal, status = decide_status(readout, intervention, coarse, testable)
     ref = prep.reference.variables[v.name].found_hook if prep.reference else hook
-    anchor = hooks.index(ref) if prep.reference and ref else v.written_after
+    compiled_hooks = prep.compiled.hooks
+    anchor = compiled_hooks.index(ref) if prep.reference and ref else v.written_after
     return VariableResult(
-        v.name, v.encoding, v.op, [str(c) for c in v.classes], hooks[v.written_after], len(v.labels),
+        v.name, v.encoding, v.op, [str(c) for c in v.classes], compiled_hooks[v.written_after], len(v.labels),
         float(data.live[v.name].mean()), [side.readouts[v.name][h] for h in hooks], trials,
         hooks[ready] if ready is not None and upstream else None, hook,
         chosen - anchor if chosen is not None else None, readout, control, intervention,
         readable, beyond, causal, status, coarse, ref,
-        {h: prep.compiled.readouts[v.name][h].live.value for h in hooks})
+        {h: prep.compiled.readouts[v.name][h].live.value for h in compiled_hooks})
 
 
 def _intervene(prep: Prepared, side: ModelSide, v: VariableInfo, vi: int, i: int, cands: list, val_iia,
-               run_das) -> Intervention:
+               run_das, swaps: dict[str, Swap] | None = None) -> Intervention:
     """The DAS sweep, test IIA with CI, null, strata and embedding overlap at hook index ``i``."""
     cfg, data = prep.config, prep.data
-    h = data.resid_hooks[i]
+    h = side.hooks[i]
     space = side.space(data, h)
     own = cands[0][2]
     options = list(cands)
@@ -411,6 +453,8 @@ def _intervene(prep: Prepared, side: ModelSide, v: VariableInfo, vi: int, i: int
     test = prep.pairs[v.name]["test"]
     delta = side.delta(h, test)
     base = side.base(data, h, test)
+    if swaps is not None:
+        swaps[v.name] = Swap(h, space.lift(proj))
     hit = hits(side.model, data, test, h, delta, space.lift(proj), base, side.readout) if len(test) else np.zeros(0, bool)
     groups = data.group[test.base]
     null_mean, null_p95 = null_iia(side.model, data, test, h, delta, space, dim, cfg.n_null, cfg.seed + vi, base,
@@ -427,7 +471,7 @@ def _intervene(prep: Prepared, side: ModelSide, v: VariableInfo, vi: int, i: int
 def head_writes(prep: Prepared, side: ModelSide, layer: int, head: int, means, resampled) -> dict[str, float]:
     """Drop of every variable's held-out live readout at the end of ``layer`` when the head is mean-ablated."""
     data = prep.data
-    hook = data.resid_hooks[2 * layer + 2]
+    hook = side.hooks[2 * layer + 2]
     _, abl = run_cached(side.model, data.ids, [hook], hooks=ablation_hooks([(layer, head)], "mean", means, resampled))
     x = at_rows(abl[hook], data)
     out = {}
@@ -510,7 +554,7 @@ def legal_next(prep: Prepared, side: ModelSide) -> dict[str, list[HookReadout]]:
         labels = legal.astype(np.int64)
         tmp = dataclasses.replace(data, live={**data.live, info.name: np.ones(len(labels), dtype=bool)})
         out[token] = [read_out(tmp, side.resid[h], info, h, prep.config.seed, prep.config.probe_iter, labels=labels)[0]
-                      for h in data.resid_hooks]
+                      for h in side.hooks]
     return out
 
 
@@ -521,7 +565,15 @@ def compare_models(prep: Prepared, model: Transformer, output: OutputReadout | N
 
     ``output``: how the program's output is read from the model (default: the argmax of a model whose
     outputs are the program's; ``compare.outputs.readout_for`` reads it from an artifact's model.json).
+    The model may have another shape than the compiled one (a candidate program's): only its input and
+    output vocabularies must agree.
     """
+    return measure(prep, model, output)[0]
+
+
+def measure(prep: Prepared, model: Transformer, output: OutputReadout | None = None
+            ) -> tuple[Comparison, ModelSide, dict[str, Swap]]:
+    """``compare_models``, also returning the model's side and each variable's chosen ``Swap``."""
     cfg, data = prep.config, prep.data
     check_finite(model, "model")
     if model.cfg.vocab != prep.compiled.model.cfg.vocab:
@@ -535,7 +587,8 @@ def compare_models(prep: Prepared, model: Transformer, output: OutputReadout | N
             for h, r in side.readouts[v.name].items():
                 r.untrained_live, r.untrained_sd = base[v.name][h]
         ready = output_ready(prep, side)
-        variables = {v.name: locate(prep, side, v, i, ready) for i, v in enumerate(data.variables)}
+        swaps: dict[str, Swap] = {}
+        variables = {v.name: locate(prep, side, v, i, ready, swaps) for i, v in enumerate(data.variables)}
         heads = compare_heads(prep, side)
         matched = [tuple(int(c) for c in m.learned[1:].split("H")) for m in heads.matches if m.is_match]
         names = heads_lib.head_names(model)
@@ -543,8 +596,9 @@ def compare_models(prep: Prepared, model: Transformer, output: OutputReadout | N
                                                       "unmatched": [n for n in names if n not in matched]}, cfg.seed,
                                  side.readout, cfg.ablation_modes)
         legal = legal_next(prep, side) if side.readout.kind == "lm" else {}
-        maps = map_decoding(prep.compiled.resid, side.resid, data)
-        cka = cka_matrix(prep.compiled.resid, side.resid, data.resid_hooks)
+        same_shape = side.hooks == prep.compiled.hooks
+        maps = map_decoding(prep.compiled.resid, side.resid, data) if same_shape else {}
+        cka = cka_matrix(prep.compiled.resid, side.resid, prep.compiled.hooks, side.hooks)
     last = data.resid_hooks[-1]
     return Comparison(
         settings=cfg.to_dict(),
@@ -555,8 +609,8 @@ def compare_models(prep: Prepared, model: Transformer, output: OutputReadout | N
         task_accuracy={"compiled": float((prep.compiled.pred == data.outputs).mean()),
                        "model": float((side.pred == data.outputs).mean()), "readout": side.readout.describe()},
         variables=variables, heads=heads, ablation=ablation,
-        cka={"hooks": data.resid_hooks, "matrix": cka.tolist(),
-             "matched_positions": [float(cka[i, i]) for i in range(len(cka))]},
+        cka={"hooks": prep.compiled.hooks, "model_hooks": side.hooks, "matrix": cka.tolist(),
+             "matched_positions": [float(cka[i, i]) for i in range(len(cka))] if same_shape else []},
         maps={"per_hook": maps, "fraction_decodable_one_map": {k: maps[k][last]["fraction_decodable"] for k in maps}},
         examples={"inputs": [" ".join(data.inputs[i]) if any(len(t) > 1 for t in data.inputs[i])
                              else "".join(data.inputs[i]) for i in prep.examples],
@@ -564,4 +618,4 @@ def compare_models(prep: Prepared, model: Transformer, output: OutputReadout | N
                                for l, h in heads_lib.head_names(prep.compiled.model)},
                   "learned": {head_name(l, h): side.raw_patterns[l][:, h].tolist()
                               for l, h in heads_lib.head_names(model)}},
-        summary=summarise(variables, heads), legal_next=legal)
+        summary=summarise(variables, heads), legal_next=legal, attention=key_attention(prep, side)), side, swaps

@@ -243,7 +243,7 @@ def _section_legal(doc: Doc, res: Comparison) -> None:
           "that an earlier improbable token already decided). Beyond the compiled variables, it must know which "
           "next tokens are legal. Cross-validated readout of 'next token is legal', per hook (tokens always or "
           "never legal on these rows are left out).")
-    hooks = res.cka["hooks"]
+    hooks = figures.model_hooks(res)
     doc.table(["next token", *[_short(h) for h in hooks]],
               [[t, *(r.live.fmt() for r in rs)] for t, rs in res.legal_next.items()])
 

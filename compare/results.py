@@ -286,6 +286,26 @@ class Summary:
 
 
 @dataclasses.dataclass
+class KeyAttention:
+    """What each head of the compared model looks at: attention mass per key token type, by query position.
+
+    Attributes:
+        tokens: the key token types (BOS included, pads never attended to).
+        positions: query positions (model positions; BOS is 0).
+        heads: head name -> ``[position][token]`` mean mass over the rows at that query position.
+        uniform: ``[position][token]`` the same for a head attending uniformly to every allowed key
+            (the mass a token type gets from its frequency alone).
+        overall: head name -> ``[token]`` mean mass over all rows.
+    """
+
+    tokens: list[str]
+    positions: list[int]
+    heads: dict[str, list[list[float]]]
+    uniform: list[list[float]]
+    overall: dict[str, list[float]]
+
+
+@dataclasses.dataclass
 class Comparison:
     """The whole comparison of one model against the compiled one."""
 
@@ -300,6 +320,7 @@ class Comparison:
     examples: dict[str, Any]
     summary: Summary
     legal_next: dict[str, list[HookReadout]] = dataclasses.field(default_factory=dict)  # language models only
+    attention: KeyAttention | None = None  # the compared model's heads: mass per key token type
 
 
 def summarise(variables: dict[str, VariableResult], heads: Heads) -> Summary:

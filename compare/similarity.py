@@ -32,14 +32,19 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     return float(hsic / norm) if norm > 0 else 0.0
 
 
-def cka_matrix(a: dict[str, np.ndarray], b: dict[str, np.ndarray], hooks: list[str]) -> np.ndarray:
-    """``[len(hooks), len(hooks)]``: entry (i, j) is CKA(a[hooks[i]], b[hooks[j]]) over all rows (widths may differ)."""
-    ca = {h: a[h] - a[h].mean(0) for h in hooks}
-    cb = {h: b[h] - b[h].mean(0) for h in hooks}
+def cka_matrix(a: dict[str, np.ndarray], b: dict[str, np.ndarray], hooks_a: list[str],
+               hooks_b: list[str] | None = None) -> np.ndarray:
+    """``[len(hooks_a), len(hooks_b)]``: entry (i, j) is CKA(a[hooks_a[i]], b[hooks_b[j]]) over all rows.
+
+    The two models may differ in depth (``hooks_b``, default ``hooks_a``) and in width.
+    """
+    hooks_b = hooks_a if hooks_b is None else hooks_b
+    ca = {h: a[h] - a[h].mean(0) for h in hooks_a}
+    cb = {h: b[h] - b[h].mean(0) for h in hooks_b}
     na = {h: np.linalg.norm(x.T @ x) for h, x in ca.items()}
     nb = {h: np.linalg.norm(x.T @ x) for h, x in cb.items()}
     return np.array([[np.linalg.norm(cb[g].T @ ca[h]) ** 2 / (na[h] * nb[g]) if na[h] * nb[g] > 0 else 0.0
-                      for g in hooks] for h in hooks])
+                      for g in hooks_b] for h in hooks_a])
 
 
 def decode_with_labels(x: np.ndarray, info: VariableInfo) -> np.ndarray:

@@ -1,0 +1,366 @@
+"""Which algorithm? Candidate programs of one task ranked against one model.
+
+A task can be solved by several registered programs with different
+intermediate variables (``rasp_programs``: ``miu`` counts I's, ``miu_mean``
+averages them, ``miu_u`` counts U's ...). ``rank`` compares one model with
+every candidate by the methods of ``compare.pipeline`` (so each candidate's
+variables get statuses with CIs), then asks what only several candidates can
+ask: where two candidates predict *different* outputs for an intervention,
+which one does the model follow?
+
+* **Algorithmic variables.** A candidate's score counts its variables that
+  are neither the task's output (every candidate has it) nor position-wise
+  (on the rows, a function of the current token and position alone: every
+  model has those in its embedding, so they tell no algorithms apart).
+* **Cross-position pairs.** Besides the same-position test pairs of
+  ``compare.pipeline``, each variable gets test pairs whose source comes from
+  another position. At one position a count and a fraction of the prefix
+  determine each other; across positions they do not.
+* **Counterparts.** Variable ``v`` of candidate A and ``w`` of candidate B are
+  counterparts when, on ``v``'s live rows, each determines the other at every
+  position (``count_I`` and ``frac_I``; ``count_I`` and ``count_U`` once the
+  M rule holds). B then predicts the outcome of a swap of ``v`` as the swap of
+  ``w`` with the source's value of ``w``.
+* **Distinguishing pairs**: test pairs of ``v`` on which A's counterfactual
+  (via ``v``) and B's (via ``w``) differ. The model is run with the subspace
+  found for ``v`` swapped (chosen on same-position fit and validation pairs,
+  where A and B agree, so the choice favours neither); its output follows A,
+  B or neither. ``HeadToHead`` gives both shares and their difference with a
+  bootstrap CI; a CI clear of 0 names a winner.
+* **Score**: the mean over algorithmic variables of IIA on all test pairs
+  (same and cross position), with a 95% CI over base input strings. A
+  variable without a causal subspace anywhere scores 0 on its pairs.
+* **Support** (from CI bounds): *supported* when the score's lower bound is at
+  least ``IIA_OK`` and no rival beats it head to head; *not supported* when
+  the upper bound is below ``IIA_OK`` or a rival beats it; else *undecided*.
+* Two candidates are **told apart** when one wins head to head or their score
+  CIs do not overlap; otherwise the report says the data cannot tell them
+  apart.
+
+Shapes: P pairs, T positions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import itertools
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from compare.activations import Dataset
+from compare.interventions import Pairs, agrees, make_pairs, patched_outputs, target_row
+from compare.outputs import OutputReadout
+from compare.pipeline import WRITES, ModelSide, Prepared, Swap, measure
+from compare.results import IIA_OK, Comparison, KeyAttention, Status
+from compare.stats import Estimate, Stat, bootstrap
+from learned.model import Transformer
+from rasp_programs.errors import ToolkitError
+
+MIN_PAIRS = 20   # fewer distinguishing pairs than this cannot tell two candidates apart
+
+
+class Support(enum.Enum):
+    SUPPORTED = "supported"
+    UNDECIDED = "undecided"
+    NOT_SUPPORTED = "not supported"
+    NOT_TESTABLE = "not testable"
+
+
+@dataclasses.dataclass
+class VariableScore:
+    """One algorithmic variable of a candidate in the model.
+
+    Attributes:
+        iia_same, iia_cross, iia: test IIA on same-position pairs, cross-position pairs, and both.
+        counterparts: rival candidate -> its variable in one-to-one correspondence at every position.
+        heads: the model's heads that write it (its readout drops by >= ``WRITES`` when mean-ablated).
+    """
+
+    name: str
+    status: Status
+    hook: str | None
+    subspace: str | None
+    iia_same: Estimate
+    iia_cross: Estimate
+    iia: Estimate
+    counterparts: dict[str, str]
+    heads: list[str]
+
+
+@dataclasses.dataclass
+class CandidateResult:
+    program: str
+    description: str
+    shape: dict[str, int]
+    score: Estimate
+    support: Support
+    variables: list[VariableScore]
+    left_out: dict[str, str]            # variable -> why it is not in the score
+    edges: list[list[str]]              # [parent, child] of the program's computation graph
+    comparison: Comparison
+
+    def variable(self, name: str) -> VariableScore | None:
+        return next((v for v in self.variables if v.name == name), None)
+
+
+@dataclasses.dataclass
+class HeadToHead:
+    """Candidates ``a`` and ``b`` on the pairs where they predict different outputs.
+
+    Attributes:
+        n: distinguishing pairs.
+        a_follows, b_follows: share of them on which the model's output is ``a``'s (``b``'s) prediction.
+        diff: ``a_follows - b_follows`` with its CI.
+        winner: the candidate the CI favours; ``None``: not told apart by these pairs.
+        via: the counterpart variables the pairs came from (``count_I ~ frac_I``).
+    """
+
+    a: str
+    b: str
+    n: int
+    a_follows: Estimate
+    b_follows: Estimate
+    diff: Estimate
+    winner: str | None
+    via: list[str]
+
+
+@dataclasses.dataclass
+class Ranking:
+    """Every candidate against one model, best first."""
+
+    order: list[str]
+    candidates: dict[str, CandidateResult]
+    head_to_head: list[HeadToHead]
+    not_told_apart: list[list[str]]     # pairs of candidates the data cannot tell apart
+    attention: KeyAttention | None
+
+    def told_apart(self, a: str, b: str) -> bool:
+        return sorted([a, b]) not in [sorted(p) for p in self.not_told_apart]
+
+
+@dataclasses.dataclass
+class _Tested:
+    """Test pairs of one variable and the model's outputs with its swap (``None``: no swap found)."""
+
+    pairs: Pairs
+    cross: np.ndarray      # [P] bool: source from another position
+    outputs: torch.Tensor | None  # [P, T]
+    groups: np.ndarray     # [P] base input string
+
+
+def positionwise(data: Dataset, name: str) -> bool:
+    """Whether, on the rows, the variable is a function of the current token and position alone."""
+    tokens = data.ids[torch.from_numpy(data.row_input), torch.from_numpy(data.row_pos)].numpy()
+    key = tokens.astype(np.int64) * (data.ids.shape[1] + 1) + data.row_pos
+    values = np.unique(np.asarray([str(x) for x in data.values[name]]), return_inverse=True)[1]
+    return len(np.unique(np.stack([key, values], 1), axis=0)) == len(np.unique(key))
+
+
+def _one_to_one(a: list, b: list, pos: np.ndarray) -> bool:
+    """Whether ``a`` and ``b`` determine each other at every position (and ``b`` is not constant)."""
+    x = np.unique([str(v) for v in a], return_inverse=True)[1]
+    y = np.unique([str(v) for v in b], return_inverse=True)[1]
+    if len(np.unique(y)) < 2:
+        return False
+    for p in np.unique(pos):
+        at = pos == p
+        pairs = len(np.unique(np.stack([x[at], y[at]], 1), axis=0))
+        if pairs != len(np.unique(x[at])) or pairs != len(np.unique(y[at])):
+            return False
+    return True
+
+
+class _Runs:
+    """Cached causal-model runs of one candidate on the shared inputs."""
+
+    def __init__(self, prep: Prepared):
+        self.spec, self.data = prep.spec, prep.data
+        self._cache: dict[int, dict[str, list]] = {}
+
+    def value(self, var: str, row: int) -> Any:
+        i = int(self.data.row_input[row])
+        if i not in self._cache:
+            self._cache[i] = self.spec.run(self.data.inputs[i])
+        return self._cache[i][var][int(self.data.row_pos[row]) - 1]
+
+    def values(self, var: str, rows: np.ndarray) -> list:
+        return [self.value(var, int(r)) for r in rows]
+
+
+def _algorithmic(prep: Prepared) -> tuple[list[str], dict[str, str]]:
+    """The candidate's algorithmic variables, and why each other one is left out of the score."""
+    data, keep, left = prep.data, [], {}
+    for v in data.variables:
+        if v.name == prep.spec.output:
+            left[v.name] = "the task's output (every candidate has it)"
+        elif positionwise(data, v.name):
+            left[v.name] = "position-wise (a function of the current token and position: in every embedding)"
+        elif not data.live[v.name].any() or not len(prep.pairs[v.name]["test"]):
+            left[v.name] = "not testable (no live rows or no effective test pairs)"
+        else:
+            keep.append(v.name)
+    return keep, left
+
+
+def _test(prep: Prepared, side: ModelSide, swap: Swap | None, name: str, seed: int) -> _Tested:
+    """Same- and cross-position test pairs of ``name`` and the model's outputs with its swap."""
+    data, cfg = prep.data, prep.config
+    info = data.var(name)
+    vi = [v.name for v in data.variables].index(name)
+    cross = make_pairs(prep.spec, data, info, "test", cfg.n_test, np.random.default_rng([seed, 7, vi]),
+                       cross_position=True)
+    same = prep.pairs[name]["test"]
+    pairs = Pairs(np.concatenate([same.base, cross.base]), np.concatenate([same.source, cross.source]),
+                  torch.cat([same.target, cross.target]), np.concatenate([same.value, cross.value]))
+    is_cross = np.r_[np.zeros(len(same), bool), np.ones(len(cross), bool)]
+    outputs = None
+    if swap is not None and len(pairs):
+        outputs = patched_outputs(side.model, data, pairs, swap.hook, side.delta(swap.hook, pairs), swap.lifted,
+                                  side.base(data, swap.hook, pairs), side.readout)
+    return _Tested(pairs, is_cross, outputs, data.group[pairs.base])
+
+
+def _hits(t: _Tested, target: torch.Tensor | None = None) -> np.ndarray:
+    target = t.pairs.target if target is None else target
+    if t.outputs is None:
+        return np.zeros(len(t.pairs), dtype=bool)
+    return agrees(t.outputs, target)
+
+
+def _score(tested: dict[str, _Tested], seed: int) -> Estimate:
+    """Mean over variables of IIA, with a CI from resampling base strings (all variables at once)."""
+    hits, weights, groups = [], [], []
+    for t in tested.values():
+        if len(t.pairs):
+            hits.append(_hits(t).astype(float))
+            weights.append(np.full(len(t.pairs), 1.0 / len(t.pairs)))
+            groups.append(t.groups)
+    if not hits:
+        return Estimate.empty()
+    h, w = np.concatenate(hits), np.concatenate(weights)
+    stat = Stat(np.stack([h * w, w], 1), lambda s: s[..., 0] / s[..., 1])
+    return bootstrap(h, np.concatenate(groups), seed, stat=stat)
+
+
+def rank(preps: dict[str, Prepared], model: Transformer, output: OutputReadout | None = None,
+         log: Callable[[str], None] = lambda s: None) -> Ranking:
+    """Compares ``model`` with every candidate (``preps``: program name -> its ``Prepared``) and ranks them.
+
+    Every candidate must solve the same task on the same sampled inputs (``prepare`` with one config).
+    """
+    names = list(preps)
+    first = preps[names[0]]
+    for n in names[1:]:
+        if preps[n].spec.task is not first.spec.task:
+            raise ToolkitError(f"candidate '{n}' solves task '{preps[n].spec.task.name}', "
+                               f"not '{first.spec.task.name}'")
+        if preps[n].data.inputs != first.data.inputs:
+            raise ToolkitError(f"candidate '{n}' was prepared on other inputs than '{names[0]}'")
+    seed = first.config.seed
+    runs = {n: _Runs(p) for n, p in preps.items()}
+    comps, tested, left, algo = {}, {}, {}, {}
+    for n, prep in preps.items():
+        log(f"  candidate {n} ...")
+        comps[n], side, swaps = measure(prep, model, output)
+        algo[n], left[n] = _algorithmic(prep)
+        tested[n] = {v: _test(prep, side, swaps.get(v), v, seed) for v in algo[n]}
+    counterparts = {(a, v): {b: w for b in names if b != a
+                             for w in [_counterpart(preps[a], runs[b], algo[b], v)] if w}
+                    for a in names for v in algo[a]}
+    duels = [_duel(a, b, preps, runs, tested, counterparts, seed) for a, b in itertools.combinations(names, 2)]
+    beaten = {d.b if d.winner == d.a else d.a for d in duels if d.winner}
+    results = {}
+    for n, prep in preps.items():
+        score = _score(tested[n], seed)
+        results[n] = CandidateResult(
+            n, prep.spec.description, _shape(prep), score, _support(score, n in beaten),
+            [_variable_score(comps[n], v, tested[n][v], counterparts[(n, v)], seed) for v in algo[n]],
+            left[n], [[p, v.name] for v in prep.spec.variables for p in v.parents], comps[n])
+    order = sorted(names, key=lambda n: (-_value(results[n].score), names.index(n)))
+    apart = []
+    for a, b in itertools.combinations(order, 2):
+        duel = next(d for d in duels if {d.a, d.b} == {a, b})
+        sa, sb = results[a].score, results[b].score
+        disjoint = sa.defined and sb.defined and (sa.lo > sb.hi or sb.lo > sa.hi)
+        if duel.winner is None and not disjoint:
+            apart.append([a, b])
+    return Ranking(order, results, duels, apart, comps[names[0]].attention)
+
+
+def _value(e: Estimate) -> float:
+    return e.value if e.defined else -1.0
+
+
+def _shape(prep: Prepared) -> dict[str, int]:
+    c = prep.compiled.model.cfg
+    return {"n_layers": c.n_layers, "n_heads": c.n_heads, "d_model": c.d_model, "d_mlp": c.d_mlp}
+
+
+def _support(score: Estimate, beaten: bool) -> Support:
+    if not score.defined:
+        return Support.NOT_TESTABLE
+    if beaten or score.hi < IIA_OK:
+        return Support.NOT_SUPPORTED
+    return Support.SUPPORTED if score.lo >= IIA_OK else Support.UNDECIDED
+
+
+def _counterpart(prep: Prepared, rival: _Runs, rival_algo: list[str], name: str) -> str | None:
+    """The rival's first algorithmic variable in one-to-one correspondence with ``name`` on its live rows."""
+    data = prep.data
+    rows = np.flatnonzero(data.live[name])
+    mine = [data.values[name][r] for r in rows]
+    for w in rival_algo:
+        if _one_to_one(mine, rival.values(w, rows), data.row_pos[rows]):
+            return w
+    return None
+
+
+def _duel(a: str, b: str, preps: dict[str, Prepared], runs: dict[str, _Runs], tested: dict,
+          counterparts: dict, seed: int) -> HeadToHead:
+    """Which of ``a`` and ``b`` the model follows on the pairs where their counterfactuals differ."""
+    follow_a, follow_b, groups, via = [], [], [], []
+    for mine, other in ((a, b), (b, a)):
+        for v, t in tested[mine].items():
+            w = counterparts[(mine, v)].get(other)
+            if w is None or not len(t.pairs):
+                continue
+            prep = preps[mine]
+            theirs = []
+            for base, source in zip(t.pairs.base, t.pairs.source):
+                row = target_row(preps[other].spec, prep.data, int(base), w, runs[other].value(w, int(source)),
+                                 effective=False)
+                theirs.append(row if row is not None else [-1] * prep.data.ids.shape[1])
+            theirs_t = torch.tensor(theirs, dtype=torch.long)
+            differ = ~agrees(theirs_t, t.pairs.target)
+            if not differ.any():
+                continue
+            via.append(f"{v} ~ {w}" if mine == a else f"{w} ~ {v}")
+            h_mine, h_theirs = _hits(t)[differ], _hits(t, theirs_t)[differ]
+            follow_a.append(h_mine if mine == a else h_theirs)
+            follow_b.append(h_theirs if mine == a else h_mine)
+            groups.append(t.groups[differ])
+    if not follow_a:
+        empty = Estimate.empty()
+        return HeadToHead(a, b, 0, empty, empty, empty, None, [])
+    fa, fb, g = (np.concatenate(x).astype(float) for x in (follow_a, follow_b, groups))
+    diff = bootstrap(fa - fb, g, seed)
+    winner = None
+    if len(fa) >= MIN_PAIRS and diff.defined:
+        winner = a if diff.lo > 0 else b if diff.hi < 0 else None
+    return HeadToHead(a, b, len(fa), bootstrap(fa, g, seed), bootstrap(fb, g, seed), diff, winner, via)
+
+
+def _variable_score(comp: Comparison, name: str, t: _Tested, counterparts: dict[str, str],
+                    seed: int) -> VariableScore:
+    v = comp.variables[name]
+    hits = _hits(t).astype(float)
+    heads = [h for h, writes in comp.heads.learned_writes.items() if writes.get(name, 0.0) >= WRITES]
+    iv = v.intervention
+    return VariableScore(name, v.status, v.found_hook, iv.subspace if iv else None,
+                         bootstrap(hits[~t.cross], t.groups[~t.cross], seed),
+                         bootstrap(hits[t.cross], t.groups[t.cross], seed), bootstrap(hits, t.groups, seed),
+                         counterparts, heads)
