@@ -16,7 +16,8 @@ intervention and pattern comparison works on rows.
   fold 1 their *validation* split and the rest their *fit* split.
 * **Live rows.** A variable is live at a row when some other value of it
   there changes the program's output (``spec.run`` with an intervention).
-  Statuses are decided on live rows.
+  The values tried are those the variable takes at the same position in the
+  data (what a same-position swap can set). Statuses are decided on live rows.
 * **Inputs.** Every input up to ``max_len`` when there are few; otherwise a
   seeded sample from the program's training mix (``learned.data``), which for
   MIU is rich in well-formed strings, so ``count_I`` is live often.
@@ -41,7 +42,7 @@ from rasp_programs.errors import ToolkitError
 from rasp_programs.spec import ProgramSpec, Tokens
 
 TEST, VAL = 0, 1   # folds: test, validation; every other fold is the fit split
-MAX_ALTERNATIVES = 12  # values tried per row when deciding liveness (all of them if fewer)
+MAX_ALTERNATIVES = 12  # values tried per row when deciding liveness: those seen at its position (a sample if more)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,13 +240,19 @@ def build_dataset(spec: ProgramSpec, meta: dict, cfg: ModelConfig, n_inputs: int
         if v.encoding == "categorical":
             index = {c: i for i, c in enumerate(v.classes)}
             targets[v.name] = np.array([index[x] for x in vals], dtype=np.int64)
-            pool = list(v.classes)
         else:
             targets[v.name] = np.array(vals, dtype=np.float64)
-            pool = sorted(set(vals))
-        alts = (pool if len(pool) <= MAX_ALTERNATIVES else
-                [pool[i] for i in sorted(rng.choice(len(pool), MAX_ALTERNATIVES, replace=False))])
-        live[v.name] = np.array([_live(spec, inputs[i], p - 1, v.name, vals[r], runs[i][spec.output], alts)
+        # The values tried at a row are those seen at its position (what a same-position swap can set): a
+        # sample of all values could miss the one that matters (a fraction's 0 among 33 fractions).
+        by_pos: dict[int, list] = {}
+        for x, p in zip(vals, row_pos.tolist()):
+            by_pos.setdefault(p, []).append(x)
+        alts = {}
+        for p, xs in by_pos.items():
+            seen = sorted(set(xs), key=str)
+            alts[p] = (seen if len(seen) <= MAX_ALTERNATIVES else
+                       [seen[i] for i in sorted(rng.choice(len(seen), MAX_ALTERNATIVES, replace=False))])
+        live[v.name] = np.array([_live(spec, inputs[i], p - 1, v.name, vals[r], runs[i][spec.output], alts[p])
                                  for r, (i, p) in enumerate(zip(row_input, row_pos))])
         # Hewitt & Liang control task: each (token, position) type gets a fixed label drawn from the
         # variable's own distribution.

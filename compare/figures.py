@@ -8,9 +8,18 @@ import matplotlib
 
 matplotlib.use("Agg")  # noqa: E402  (no display; set before pyplot is imported)
 import matplotlib.pyplot as plt  # noqa: E402
+import networkx as nx  # noqa: E402
 import numpy as np  # noqa: E402
 
-from compare.results import IIA_OK, Comparison  # noqa: E402
+from compare.hypotheses import Ranking  # noqa: E402
+from compare.results import IIA_OK, Comparison, KeyAttention, Status  # noqa: E402
+
+STATUS_COLOURS = {
+    Status.COMPUTED: "#1a9850", Status.CAUSAL_PARTIAL: "#91cf60", Status.UNDECIDED: "#fee08b",
+    Status.CORRELATIONAL: "#fc8d59", Status.UNTRAINED_LEVEL: "#d73027", Status.NOT_REPRESENTED: "#a50026",
+    Status.NOT_TESTABLE: "#bbbbbb",
+}
+INPUT_COLOUR = "#dddddd"
 
 
 def _short(hook: str) -> str:
@@ -172,4 +181,82 @@ def draw_all(res: Comparison, folder: Path) -> dict[str, str]:
     grid = attention_grids(res, folder / "attention_grids.png")
     if grid:
         out["attention"] = grid
+    if res.attention:
+        out["key_attention"] = key_attention(res.attention, folder / "key_attention.png")
+    return out
+
+
+def key_attention(att: KeyAttention, path: Path) -> str:
+    """One panel per head: attention mass per key token type (rows) by query position (columns)."""
+    heads = list(att.heads)
+    panels = [*heads, "uniform"]
+    cols = min(len(panels), 4)
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 1.2 + 1.5 * rows), squeeze=False)
+    for k, name in enumerate(panels):
+        ax = axes[k // cols, k % cols]
+        m = np.array(att.uniform if name == "uniform" else att.heads[name]).T  # [token, position]
+        ax.imshow(m, vmin=0, vmax=1, cmap="Blues", aspect="auto")
+        for i in range(m.shape[0]):
+            for j in range(m.shape[1]):
+                ax.text(j, i, f"{m[i, j]:.2f}"[1:] if m[i, j] < 1 else "1", ha="center", va="center", fontsize=6,
+                        color="white" if m[i, j] > 0.6 else "black")
+        ax.set_yticks(range(len(att.tokens)), att.tokens, fontsize=7)
+        ax.set_xticks(range(len(att.positions)), att.positions, fontsize=6)
+        ax.set_title("uniform over allowed keys (frequency alone)" if name == "uniform" else name, fontsize=8)
+        ax.set_xlabel("query position", fontsize=7)
+    for k in range(len(panels), rows * cols):
+        axes[k // cols, k % cols].axis("off")
+    fig.suptitle("attention mass on each key token type, mean over rows at each query position", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def algorithm_graphs(ranking: Ranking, path: Path) -> str:
+    """Each candidate's computation graph (networkx), nodes coloured by status and annotated with where
+    each variable lives in the model (hook, and the heads that write it)."""
+    names = ranking.order
+    fig, axes = plt.subplots(len(names), 1, figsize=(12, 2.9 * len(names)), squeeze=False)
+    for ax, name in zip(axes[:, 0], names):
+        cand = ranking.candidates[name]
+        g = nx.DiGraph()
+        g.add_edges_from(tuple(e) for e in cand.edges)
+        for depth, layer in enumerate(nx.topological_generations(g)):
+            for node in layer:
+                g.nodes[node]["depth"] = depth
+        pos = nx.multipartite_layout(g, subset_key="depth")
+        colours, labels = [], {}
+        for node in g.nodes:
+            var = cand.comparison.variables.get(node)
+            scored = cand.variable(node)
+            colours.append(STATUS_COLOURS[var.status] if var else INPUT_COLOUR)
+            label = node
+            if var:
+                label += f"\n{_short(var.found_hook) if var.found_hook else 'not found'}"
+                if scored:
+                    label += f"\nIIA {scored.iia.value:.2f}" if scored.iia.defined else ""
+                    if scored.heads:
+                        label += "\n" + ",".join(scored.heads)
+                else:
+                    label += "\n(not scored)"
+            labels[node] = label
+        nx.draw_networkx_edges(g, pos, ax=ax, arrows=True, arrowsize=12, node_size=2600, edge_color="#777777")
+        nx.draw_networkx_nodes(g, pos, ax=ax, node_color=colours, node_size=2600, edgecolors="black")
+        nx.draw_networkx_labels(g, pos, labels, ax=ax, font_size=6.5)
+        ax.set_title(f"{name}: score {cand.score.fmt()} ({cand.support.value})", fontsize=9)
+        ax.axis("off")
+        ax.margins(0.08, 0.25)
+    handles = [plt.Line2D([], [], marker="o", ls="", color=c, mec="black", label=s.value)
+               for s, c in STATUS_COLOURS.items()]
+    handles.append(plt.Line2D([], [], marker="o", ls="", color=INPUT_COLOUR, mec="black", label="input"))
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return _save(fig, path)
+
+
+def draw_ranking(ranking: Ranking, folder: Path) -> dict[str, str]:
+    """The figures of the "Which algorithm?" section."""
+    out = {"graphs": algorithm_graphs(ranking, folder / "algorithm_graphs.png")}
+    if ranking.attention:
+        out["key_attention"] = key_attention(ranking.attention, folder / "key_attention.png")
     return out

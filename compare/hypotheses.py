@@ -12,10 +12,10 @@ which one does the model follow?
   are neither the task's output (every candidate has it) nor position-wise
   (on the rows, a function of the current token and position alone: every
   model has those in its embedding, so they tell no algorithms apart).
-* **Cross-position pairs.** Besides the same-position test pairs of
-  ``compare.pipeline``, each variable gets test pairs whose source comes from
-  another position. At one position a count and a fraction of the prefix
-  determine each other; across positions they do not.
+* **Cross-position pairs.** Half the intervention pairs of
+  ``compare.interventions`` take the source from another position than the
+  base. At one position a count and a fraction of the prefix determine each
+  other; across positions they do not.
 * **Counterparts.** Variable ``v`` of candidate A and ``w`` of candidate B are
   counterparts when, on ``v``'s live rows, each determines the other at every
   position (``count_I`` and ``frac_I``; ``count_I`` and ``count_U`` once the
@@ -50,8 +50,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from compare.activations import Dataset
-from compare.interventions import Pairs, agrees, make_pairs, patched_outputs, target_row
+from compare.activations import Dataset, resid_hooks
+from compare.interventions import Pairs, agrees, patched_outputs, target_row
 from compare.outputs import OutputReadout
 from compare.pipeline import WRITES, ModelSide, Prepared, Swap, measure
 from compare.results import IIA_OK, Comparison, KeyAttention, Status
@@ -206,22 +206,15 @@ def _algorithmic(prep: Prepared) -> tuple[list[str], dict[str, str]]:
     return keep, left
 
 
-def _test(prep: Prepared, side: ModelSide, swap: Swap | None, name: str, seed: int) -> _Tested:
-    """Same- and cross-position test pairs of ``name`` and the model's outputs with its swap."""
-    data, cfg = prep.data, prep.config
-    info = data.var(name)
-    vi = [v.name for v in data.variables].index(name)
-    cross = make_pairs(prep.spec, data, info, "test", cfg.n_test, np.random.default_rng([seed, 7, vi]),
-                       cross_position=True)
-    same = prep.pairs[name]["test"]
-    pairs = Pairs(np.concatenate([same.base, cross.base]), np.concatenate([same.source, cross.source]),
-                  torch.cat([same.target, cross.target]), np.concatenate([same.value, cross.value]))
-    is_cross = np.r_[np.zeros(len(same), bool), np.ones(len(cross), bool)]
+def _test(prep: Prepared, side: ModelSide, swap: Swap | None, name: str) -> _Tested:
+    """The test pairs of ``name`` (same and cross position) and the model's outputs with its swap."""
+    data = prep.data
+    pairs = prep.pairs[name]["test"]
     outputs = None
     if swap is not None and len(pairs):
         outputs = patched_outputs(side.model, data, pairs, swap.hook, side.delta(swap.hook, pairs), swap.lifted,
                                   side.base(data, swap.hook, pairs), side.readout)
-    return _Tested(pairs, is_cross, outputs, data.group[pairs.base])
+    return _Tested(pairs, pairs.cross, outputs, data.group[pairs.base])
 
 
 def _hits(t: _Tested, target: torch.Tensor | None = None) -> np.ndarray:
@@ -261,13 +254,14 @@ def rank(preps: dict[str, Prepared], model: Transformer, output: OutputReadout |
         if preps[n].data.inputs != first.data.inputs:
             raise ToolkitError(f"candidate '{n}' was prepared on other inputs than '{names[0]}'")
     seed = first.config.seed
+    hooks = resid_hooks(model.cfg)
     runs = {n: _Runs(p) for n, p in preps.items()}
     comps, tested, left, algo = {}, {}, {}, {}
     for n, prep in preps.items():
         log(f"  candidate {n} ...")
         comps[n], side, swaps = measure(prep, model, output)
         algo[n], left[n] = _algorithmic(prep)
-        tested[n] = {v: _test(prep, side, swaps.get(v), v, seed) for v in algo[n]}
+        tested[n] = {v: _test(prep, side, swaps.get(v), v) for v in algo[n]}
     counterparts = {(a, v): {b: w for b in names if b != a
                              for w in [_counterpart(preps[a], runs[b], algo[b], v)] if w}
                     for a in names for v in algo[a]}
@@ -278,9 +272,10 @@ def rank(preps: dict[str, Prepared], model: Transformer, output: OutputReadout |
         score = _score(tested[n], seed)
         results[n] = CandidateResult(
             n, prep.spec.description, _shape(prep), score, _support(score, n in beaten),
-            [_variable_score(comps[n], v, tested[n][v], counterparts[(n, v)], seed) for v in algo[n]],
+            [_variable_score(comps[n], v, tested[n][v], counterparts[(n, v)], seed, hooks) for v in algo[n]],
             left[n], [[p, v.name] for v in prep.spec.variables for p in v.parents], comps[n])
-    order = sorted(names, key=lambda n: (-_value(results[n].score), names.index(n)))
+    losses = {n: sum(d.winner is not None and d.winner != n and n in (d.a, d.b) for d in duels) for n in names}
+    order = sorted(names, key=lambda n: (losses[n], -_value(results[n].score), names.index(n)))
     apart = []
     for a, b in itertools.combinations(order, 2):
         duel = next(d for d in duels if {d.a, d.b} == {a, b})
@@ -354,11 +349,14 @@ def _duel(a: str, b: str, preps: dict[str, Prepared], runs: dict[str, _Runs], te
     return HeadToHead(a, b, len(fa), bootstrap(fa, g, seed), bootstrap(fb, g, seed), diff, winner, via)
 
 
-def _variable_score(comp: Comparison, name: str, t: _Tested, counterparts: dict[str, str],
-                    seed: int) -> VariableScore:
+def _variable_score(comp: Comparison, name: str, t: _Tested, counterparts: dict[str, str], seed: int,
+                    hooks: list[str]) -> VariableScore:
     v = comp.variables[name]
     hits = _hits(t).astype(float)
-    heads = [h for h, writes in comp.heads.learned_writes.items() if writes.get(name, 0.0) >= WRITES]
+    # heads whose output reaches the hook where the variable lives and whose ablation drops its readout
+    reach = hooks.index(v.found_hook) if v.found_hook else -1
+    heads = [h for h, writes in comp.heads.learned_writes.items()
+             if writes.get(name, 0.0) >= WRITES and 2 * int(h[1:].split("H")[0]) + 1 <= reach]
     iv = v.intervention
     return VariableScore(name, v.status, v.found_hook, iv.subspace if iv else None,
                          bootstrap(hits[~t.cross], t.groups[~t.cross], seed),

@@ -1,15 +1,17 @@
 """Interchange interventions: pairs, whitened subspaces, IIA, DAS and the random-subspace null.
 
 Interchange intervention on variable ``v`` at residual hook ``h``: take a
-base row and a source row at the same position, and in the base run replace
-the base residual's component inside a subspace by the source's. The
+base row and a source row, and in the base run replace the base residual's
+component inside a subspace by the source's. The
 expected output is the program's counterfactual, ``spec.run(base,
 interventions={v: {p: value of v in the source}})``. IIA (Geiger et al.) is
 the share of pairs whose output equals it at every position.
 
 * **Pairs** are *effective* (the counterfactual output differs from the base
   output) and drawn from rows where ``v`` is live, bases and sources from the
-  same split: fit (DAS training), validation (every choice) and test
+  same split. Half take the source at the base's position, half at another
+  position (with a value ``v`` takes at the base's position): only those tell
+  a count from a fraction of the prefix. Splits: fit (DAS training), validation (every choice) and test
   (reported). For a causal program only positions from p on are scored:
   earlier ones cannot change. Splits are the dataset's folds, grouped by input string, so a
   test pair shares no base prefix, source prefix or position with training.
@@ -56,12 +58,14 @@ class Pairs:
         base, source: ``[P]`` row indices.
         target: ``[P, T]`` counterfactual output ids (``IGNORE`` at BOS and pads).
         value: ``[P]`` the value set (the source's), as a string.
+        cross: ``[P]`` bool: the source is at another position than the base.
     """
 
     base: np.ndarray
     source: np.ndarray
     target: torch.Tensor
     value: np.ndarray
+    cross: np.ndarray
 
     def __len__(self) -> int:
         return len(self.base)
@@ -87,40 +91,47 @@ def target_row(spec: ProgramSpec, data: Dataset, b: int, var: str, value: Any,
 
 
 def make_pairs(spec: ProgramSpec, data: Dataset, var: VariableInfo, split: str, n: int,
-               rng: np.random.Generator, max_tries: int = 30, cross_position: bool = False) -> Pairs:
+               rng: np.random.Generator, max_tries: int = 30, cross_share: float = 0.5) -> Pairs:
     """Up to ``n`` distinct effective pairs for ``var`` with bases and sources from ``split``'s live rows.
 
-    ``cross_position``: each source comes from a *different* position than its base (the value set is
-    the source's value there). At equal positions a count and a fraction of the prefix determine each
-    other; across positions they predict different counterfactuals.
+    About ``cross_share`` of them take the source from *another position* than the base, with a value
+    the variable takes at the base's position somewhere in the data (so the swap stays in its range).
+    At one position a count and a fraction of the prefix determine each other; only across positions
+    do they predict different counterfactuals. The rest take the source from the base's position.
     """
     rows = np.flatnonzero(data.split(split) & data.live[var.name])
-    by_pos: dict[int, np.ndarray] = {p: rows[data.row_pos[rows] == p] for p in np.unique(data.row_pos[rows])}
-    if cross_position:
-        by_pos = {p: rows[data.row_pos[rows] != p] for p in by_pos}
-    width = data.ids.shape[1]
     vals = data.values[var.name]
-    seen, base, source, targets, values = set(), [], [], [], []
-    for _ in range(max_tries * n):
-        if len(base) >= n or not len(rows):
-            break
-        b = int(rng.choice(rows))
-        same = by_pos[int(data.row_pos[b])]
-        if not len(same):
-            continue
-        s = int(rng.choice(same))
-        if (b, s) in seen or vals[s] == vals[b]:
-            continue
-        seen.add((b, s))
-        row = target_row(spec, data, b, var.name, vals[s])
-        if row is None:
-            continue
-        base.append(b)
-        source.append(s)
-        targets.append(row)
-        values.append(str(vals[s]))
+    at_pos: dict[int, set[str]] = {}
+    for x, p in zip(vals, data.row_pos.tolist()):
+        at_pos.setdefault(p, set()).add(str(x))
+    positions = np.unique(data.row_pos[rows])
+    same_pos = {p: rows[data.row_pos[rows] == p] for p in positions}
+    other_pos = {p: rows[data.row_pos[rows] != p] for p in positions}
+    seen, base, source, targets, values, cross = set(), [], [], [], [], []
+    for is_cross, want in ((True, round(n * cross_share)), (False, n)):
+        pool = other_pos if is_cross else same_pos
+        for _ in range(max_tries * n):
+            if len(base) >= want or not len(rows):
+                break
+            b = int(rng.choice(rows))
+            p = int(data.row_pos[b])
+            if not len(pool[p]):
+                continue
+            s = int(rng.choice(pool[p]))
+            if (b, s) in seen or vals[s] == vals[b] or (is_cross and str(vals[s]) not in at_pos[p]):
+                continue
+            seen.add((b, s))
+            row = target_row(spec, data, b, var.name, vals[s])
+            if row is None:
+                continue
+            base.append(b)
+            source.append(s)
+            targets.append(row)
+            values.append(str(vals[s]))
+            cross.append(is_cross)
     return Pairs(np.array(base, dtype=np.int64), np.array(source, dtype=np.int64),
-                 torch.tensor(targets, dtype=torch.long).reshape(len(base), width), np.array(values))
+                 torch.tensor(targets, dtype=torch.long).reshape(len(base), data.ids.shape[1]), np.array(values),
+                 np.array(cross, dtype=bool))
 
 
 # --------------------------------------------------------------------------- spaces --

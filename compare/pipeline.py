@@ -47,7 +47,7 @@ from compare.interventions import (Pairs, Space, das, dependent, design, embed_o
 from compare.outputs import OutputReadout
 from compare.readouts import Fitted, predict_held_out, read_out
 from compare.results import (IIA_OK, MATCH_OK, READ_OK, Coarsening, Comparison, HeadMatch, Heads, HookReadout, HookTrial,
-                             Intervention, KeyAttention, Status, VariableResult, decide_status, summarise)
+                             Intervention, KeyAttention, VariableResult, decide_status, summarise)
 from compare.similarity import cka_matrix, map_decoding
 from compare.stats import Tri, at_least, bootstrap
 from compare.threads import one_thread
@@ -232,15 +232,16 @@ def key_attention(prep: Prepared, side: ModelSide) -> KeyAttention:
     """Attention mass of every head of ``side`` per key token type, by query position (see ``KeyAttention``)."""
     data, cfg = prep.data, side.model.cfg
     ids = key_token_ids(cfg)
-    positions, uni = heads_lib.by_position(
-        heads_lib.uniform_key_mass(data.ids.cpu(), data.row_input, data.row_pos, ids, cfg.causal,
-                                   cfg.vocab.index(cfg.pad_token)), data.row_pos)
+    uniform = heads_lib.uniform_key_mass(data.ids.cpu(), data.row_input, data.row_pos, ids, cfg.causal,
+                                         cfg.vocab.index(cfg.pad_token))  # [N, K]
+    positions, uni = heads_lib.by_position(uniform, data.row_pos)
     heads, overall = {}, {}
     for l, h in heads_lib.head_names(side.model):
         mass = side.key_mass[l][h]  # [N, K]
         heads[head_name(l, h)] = heads_lib.by_position(mass, data.row_pos)[1].tolist()
         overall[head_name(l, h)] = mass.mean(0).tolist()
-    return KeyAttention([cfg.vocab[i] for i in ids], positions, heads, uni.tolist(), overall)
+    return KeyAttention([cfg.vocab[i] for i in ids], positions, heads, uni.tolist(), overall,
+                        uniform.mean(0).tolist())
 
 
 def prepare(spec: ProgramSpec, compiled: Transformer, meta: dict, cfg: CompareConfig) -> Prepared:
@@ -463,7 +464,8 @@ def _intervene(prep: Prepared, side: ModelSide, v: VariableInfo, vi: int, i: int
                         embed_overlap(space, basis, side.embed), dict(sorted(sweep.items(), key=lambda kv: int(kv[0]))),
                         stratified(hit, data.row_pos[test.base], groups, cfg.seed),
                         stratified(hit, test.value, groups, cfg.seed),
-                        len(prep.pairs[v.name]["fit"]), len(prep.pairs[v.name]["val"]), len(test))
+                        len(prep.pairs[v.name]["fit"]), len(prep.pairs[v.name]["val"]), len(test),
+                        stratified(hit, np.where(test.cross, "other position", "same position"), groups, cfg.seed))
 
 
 # ----------------------------------------------------------------------- heads --

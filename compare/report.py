@@ -21,8 +21,9 @@ import numpy as np
 
 from compare import figures
 from compare.controls import SEED_VS_SEED, ControlResult
+from compare.hypotheses import Ranking
+from compare.report_ranking import section_attention, section_which_algorithm
 from compare.results import IIA_OK, MARGIN, MATCH_OK, READ_OK, Comparison, Status, VariableResult, from_json, to_json
-from compare.stats import Estimate
 from learned.artifact import atomic_dir, write_json
 from rasp_programs.errors import ToolkitError
 from rasp_programs.spec import ProgramSpec
@@ -36,6 +37,15 @@ class Run:
 
 
 @dataclasses.dataclass
+class HypothesisRun:
+    """Candidate programs ranked against one model (``--hypotheses``)."""
+
+    label: str
+    path: str
+    ranking: Ranking
+
+
+@dataclasses.dataclass
 class ReportData:
     """Everything a report shows; ``compare.json`` is this record."""
 
@@ -45,6 +55,7 @@ class ReportData:
     controls: list[ControlResult]
     seconds: float = 0.0
     figures: list[str] = dataclasses.field(default_factory=list)
+    hypotheses: list[HypothesisRun] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict:
         return to_json(self)
@@ -349,6 +360,9 @@ def build_doc(spec: ProgramSpec, data: ReportData, figs: dict[str, str], folder:
     summ = main.summary
     docs = {v.name: v.doc for v in spec.variables}
     doc.h(1, f"Compiled vs learned: {spec.name}")
+    if data.hypotheses:
+        section_which_algorithm(doc, data.hypotheses, figs)
+        doc.h(2, f"The compiled {spec.name} in detail")
     doc.p(f"Verdict ({data.runs[0].label}): {summ.verdict}. {summ.heads_matched}/{summ.heads_compared} non-empty "
           f"compiled heads matched; computed: {', '.join(summ.computed) or 'none'}; causal but not fully readable: "
           f"{', '.join(summ.causal_partial) or 'none'}; undecided: {', '.join(summ.undecided) or 'none'}.")
@@ -361,6 +375,8 @@ def build_doc(spec: ProgramSpec, data: ReportData, figs: dict[str, str], folder:
         _section_legal(doc, main)
     _section_variables(doc, main, figs)
     _section_heads(doc, main, figs)
+    if main.attention:
+        section_attention(doc, main.attention, figs)
     _section_ablations(doc, main, figs)
     _section_similarity(doc, main, figs)
     if len(data.runs) > 1:
@@ -400,6 +416,8 @@ def write_report(target: Path, spec: ProgramSpec, data: ReportData) -> Path:
         if (target / "dynamics").is_dir():
             shutil.copytree(target / "dynamics", tmp / "dynamics")
         figs = figures.draw_all(data.runs[0].result, tmp)
+        if data.hypotheses:
+            figs.update(figures.draw_ranking(data.hypotheses[0].ranking, tmp))
         doc = build_doc(spec, data, figs, tmp)
         (tmp / "report.md").write_text(doc.markdown())
         (tmp / "report.html").write_text(doc.html(tmp, f"Compiled vs learned: {spec.name}"))

@@ -93,6 +93,7 @@ class Intervention:
         per_position: model position -> test IIA.
         per_value: the value being set (source value) -> test IIA.
         n_fit, n_val, n_test: effective pairs in each split.
+        per_kind: ``"same position"`` / ``"other position"`` (the source's) -> test IIA.
     """
 
     hook: str
@@ -109,6 +110,7 @@ class Intervention:
     n_fit: int
     n_val: int
     n_test: int
+    per_kind: dict[str, Estimate] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -296,6 +298,7 @@ class KeyAttention:
         uniform: ``[position][token]`` the same for a head attending uniformly to every allowed key
             (the mass a token type gets from its frequency alone).
         overall: head name -> ``[token]`` mean mass over all rows.
+        uniform_overall: ``[token]`` the uniform head's mean mass over all rows.
     """
 
     tokens: list[str]
@@ -303,6 +306,7 @@ class KeyAttention:
     heads: dict[str, list[list[float]]]
     uniform: list[list[float]]
     overall: dict[str, list[float]]
+    uniform_overall: list[float]
 
 
 @dataclasses.dataclass

@@ -24,41 +24,20 @@ from compare.controls import (check_disguised, check_distributed, check_knockout
 from compare.heads import match_heads, normalised_rows, row_agreement
 from compare.interventions import design, hits, pattern_swap
 from compare.outputs import OutputReadout
-from compare.pipeline import CompareConfig, compare_models, locate, output_ready, prepare
+from compare.pipeline import CompareConfig, locate, output_ready, prepare
 from compare.readouts import read_out
-from compare.report import ReportData, build_doc, read_report
+from compare.report import build_doc, read_report
 from compare.results import (Comparison, HookReadout, Intervention, Status, decide_status, from_json, to_json)
 from compare.similarity import linear_cka
 from compare.stats import Estimate, Tri, at_least, bootstrap
 from learned.artifact import encode, load_artifact, save_artifact
 from learned.model import ModelConfig, Transformer
-from rasp_programs import miu as miu_system
-from rasp_programs.registry import PROGRAMS, get_program
+from rasp_programs.registry import get_program
 
 SMALL = CompareConfig(n_inputs=1500, n_untrained=3, n_fit=150, n_val=100, n_test=150, das_steps=20,
                       das_dims=(1, 4), n_null=10)
 TINY = CompareConfig(n_inputs=300, n_untrained=1, n_fit=60, n_val=40, n_test=60, das_steps=5, das_dims=(),
                      n_null=3)
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="session")
-def artifacts(tmp_path_factory) -> Path:
-    """An artifacts folder with every program's compiled model (the repo's, else compiled here)."""
-    if all((ROOT / "artifacts" / p / "compiled" / "model.json").is_file() for p in PROGRAMS):
-        return ROOT / "artifacts"
-    pytest.importorskip("jax")
-    from compiled.compile import compile_program
-    from compiled.export import to_torch
-
-    root = tmp_path_factory.mktemp("artifacts")
-    for name in PROGRAMS:
-        spec = get_program(name)
-        model, meta = to_torch(compile_program(spec, spec.default_max_len))
-        save_artifact(root / name / "compiled", model, meta)
-    return root
-
-
 def load(artifacts: Path, program: str) -> tuple[Transformer, dict]:
     return load_artifact(artifacts / program / "compiled", dtype=torch.float64)  # as `make compare` loads it
 

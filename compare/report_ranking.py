@@ -1,0 +1,130 @@
+"""The report's "Which algorithm?" section and the table of what each head looks at.
+
+Both write into the report's ``Doc`` (``compare.report``) and read typed
+records only: a ``Ranking`` per model (``compare.hypotheses``) and a
+``KeyAttention``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from compare.hypotheses import MIN_PAIRS, CandidateResult, HeadToHead, Ranking, Support
+from compare.results import IIA_OK, KeyAttention
+
+
+def _duel_text(d: HeadToHead, me: str) -> str:
+    other = d.b if d.a == me else d.a
+    mine, theirs = (d.a_follows, d.b_follows) if d.a == me else (d.b_follows, d.a_follows)
+    if d.n == 0:
+        return f"predicts the same as {other} on every pair tried (no distinguishing pair)"
+    result = "beats" if d.winner == me else "loses to" if d.winner == other else "is not told apart from"
+    return (f"{result} {other}: on {d.n} distinguishing pairs the model follows it on {mine.fmt()} and "
+            f"{other} on {theirs.fmt()}")
+
+
+def candidate_sentence(r: Ranking, name: str) -> str:
+    """What the evidence shows about one candidate, every number with its CI."""
+    c = r.candidates[name]
+    if c.support is Support.NOT_TESTABLE:
+        return f"{name} ({c.description}): not testable (no algorithmic variable has live rows and test pairs)."
+    parts = []
+    for v in c.variables:
+        where = f"at {v.hook}" if v.hook else "nowhere"
+        heads = f", written by {', '.join(v.heads)}" if v.heads else ""
+        parts.append(f"{v.name} {v.status.value} {where}{heads} (IIA same position {v.iia_same.fmt()}, "
+                     f"other position {v.iia_cross.fmt()})")
+    duels = [_duel_text(d, name) for d in r.head_to_head if name in (d.a, d.b)]
+    return (f"{name} ({c.description}): {c.support.value}, score {c.score.fmt()}. " + "; ".join(parts) + "."
+            + (" It " + "; it ".join(duels) + "." if duels else ""))
+
+
+def headline(r: Ranking) -> str:
+    """The one-sentence answer, or why there is none."""
+    top = r.order[0]
+    best = r.candidates[top]
+    tied = [b for a, b in r.not_told_apart if a == top] + [a for a, b in r.not_told_apart if b == top]
+    if best.support is Support.SUPPORTED and not tied:
+        return f"The model implements {top}: it is supported and every other candidate is told apart from it."
+    if tied:
+        return (f"{top} ranks first, but the data cannot tell it apart from {', '.join(tied)}; "
+                f"{top} is {best.support.value}.")
+    return (f"{top} ranks first and is told apart from every other candidate, but it is {best.support.value} "
+            f"(score {best.score.fmt()} against the threshold {IIA_OK}): no candidate explains the model in full.")
+
+
+def _row(rank: int, c: CandidateResult, r: Ranking) -> list[Any]:
+    wins = [d for d in r.head_to_head if d.winner == c.program]
+    losses = [d for d in r.head_to_head if d.winner and d.winner != c.program and c.program in (d.a, d.b)]
+    shape = c.shape
+    return [rank, c.program, c.description, f"{shape['n_layers']}L {shape['n_heads']}H d{shape['d_model']}",
+            c.score.fmt(), c.support.value,
+            f"{sum(v.status.causal for v in c.variables)}/{len(c.variables)}",
+            ", ".join(sorted({d.a if d.b == c.program else d.b for d in wins})) or "-",
+            ", ".join(sorted({d.winner for d in losses})) or "-"]
+
+
+def section_which_algorithm(doc, runs: list, figs: dict[str, str]) -> None:
+    """The report's first section: the ranking per model, one sentence per candidate, the graphs."""
+    doc.h(2, "Which algorithm?")
+    doc.p("Every candidate program of this task is compared with the model by the same methods (statuses with "
+          "CIs per variable), then scored on its algorithmic variables (not the output, not position-wise ones) "
+          "by test IIA on same-position and cross-position pairs. Where two candidates predict different outputs "
+          "for a swap (distinguishing pairs; a count and a fraction of the prefix differ only across positions), "
+          "the model's output decides between them. Supported: score lower bound ≥ "
+          f"{IIA_OK} and no candidate beats it; told apart: a head-to-head CI clear of 0 (at least {MIN_PAIRS} "
+          "pairs) or score CIs that do not overlap.")
+    for run in runs:
+        r: Ranking = run.ranking
+        doc.h(3, f"{run.label}: {headline(r)}")
+        doc.table(["rank", "candidate", "algorithm", "shape", "score (95% CI)", "support", "causal variables",
+                   "beats", "loses to"],
+                  [_row(i + 1, r.candidates[n], r) for i, n in enumerate(r.order)])
+        doc.items([candidate_sentence(r, n) for n in r.order])
+        doc.table(["candidates", "distinguishing pairs", "model follows first", "model follows second",
+                   "difference", "told apart by", "from variables"],
+                  [[f"{d.a} vs {d.b}", d.n, d.a_follows.fmt(), d.b_follows.fmt(), d.diff.fmt(), d.winner or "-",
+                    "; ".join(d.via) or "-"] for d in r.head_to_head])
+        reasons: dict[str, list[str]] = {}
+        for n, c in r.candidates.items():
+            for v, why in c.left_out.items():
+                reasons.setdefault(why, []).append(f"{n}.{v}")
+        doc.p("Left out of the scores: " + "; ".join(f"{why}: {', '.join(vs)}" for why, vs in reasons.items()) + ".")
+    if len(runs) > 1:
+        _across_models(doc, runs)
+    if "graphs" in figs:
+        doc.img(figs["graphs"], f"Each candidate's computation graph ({runs[0].label}), coloured by each "
+                                "variable's status in the model; under each name, the hook where it lives, its "
+                                "test IIA (same and cross position) and the model's heads that write it.")
+
+
+def _across_models(doc, runs: list) -> None:
+    names = runs[0].ranking.order
+    rows = []
+    for n in sorted(names):
+        scores = [r.ranking.candidates[n].score.value for r in runs if r.ranking.candidates[n].score.defined]
+        first = sum(r.ranking.order[0] == n for r in runs)
+        support = {}
+        for r in runs:
+            s = r.ranking.candidates[n].support.value
+            support[s] = support.get(s, 0) + 1
+        rows.append([n, f"{np.mean(scores):.2f} ± {np.std(scores):.2f}" if scores else "n/a", f"{first}/{len(runs)}",
+                     ", ".join(f"{k}: {c}/{len(runs)}" for k, c in sorted(support.items(), key=lambda kv: -kv[1]))])
+    doc.p("Across models (seeds):")
+    doc.table(["candidate", "score mean ± sd", "ranked first", "support counts"], rows)
+
+
+def section_attention(doc, att: KeyAttention, figs: dict[str, str]) -> None:
+    """What each head looks at: mean attention mass per key token type, beside a uniform head's."""
+    doc.h(3, "What each head looks at")
+    doc.p("Mean attention mass on each key token type over all rows (per query position in the figure). The "
+          "uniform row is what a head attending evenly to every allowed key would give: the mass a token type "
+          "gets from its frequency alone.")
+    doc.table(["head", *att.tokens],
+              [[h, *(f"{x:.2f}" for x in m)] for h, m in att.overall.items()]
+              + [["uniform head", *(f"{x:.2f}" for x in att.uniform_overall)]])
+    if "key_attention" in figs:
+        doc.img(figs["key_attention"], "Attention mass per key token type (rows) by query position (columns), "
+                                       "one panel per head; the last panel is a uniform head.")
