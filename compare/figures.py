@@ -155,7 +155,8 @@ def ablation_bars(res: Comparison, path: Path) -> str:
     ax.axhline(clean - ab.chance, ls=":", c="grey")
     ax.set_ylabel("drop in balanced accuracy")
     ax.set_title(f"heads ablated one at a time (* matched; dotted: drop to chance); clean {clean:.3f}", fontsize=9)
-    ax.legend(fontsize=7)
+    if modes:
+        ax.legend(fontsize=7)
     return _save(fig, path)
 
 

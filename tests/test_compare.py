@@ -369,7 +369,7 @@ def test_report_is_written_and_rebuilt_from_json(artifacts, tmp_path):
     assert md.startswith("# Compiled vs learned: miu\n\nVerdict (mine): " + data.runs[0].result.summary.verdict)
     assert "## Methods" in md and re.findall(r"^## (.*)$", md, flags=re.M)[-1] == "Controls"
     figs = {"readouts": "readout_heatmap.png", "cka": "cka.png", "heads": "head_similarity.png", "iia": "iia.png",
-            "ablation": "ablation.png", "attention": "attention_grids.png"}
+            "ablation": "ablation.png", "attention": "attention_grids.png", "key_attention": "key_attention.png"}
     assert build_doc(get_program("miu"), data, figs, folder).markdown() == md
 
 

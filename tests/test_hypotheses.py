@@ -1,0 +1,143 @@
+"""Tests for compare.hypotheses: candidate programs ranked against one model, and its controls.
+
+Controls (each can fail): a compiled candidate, compared as if it were the
+learned model, must rank itself first, be supported and be told apart from
+every other candidate; so must a disguised copy of it (its residual stream
+mapped by an invertible map, heads permuted); an untrained network supports
+no candidate; ranking a single candidate reproduces the plain comparison.
+The compiled candidates have other shapes than one another, so every
+comparison here is between models of different shapes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from compare import __main__ as cli
+from compare.controls import disguise, random_model
+from compare.hypotheses import Support, _one_to_one, positionwise, rank
+from compare.pipeline import CompareConfig, compare_models, prepare
+from compare.report import build_doc, read_report
+from compare.results import to_json
+from learned.artifact import load_artifact, save_artifact
+from rasp_programs.registry import get_program
+
+CANDIDATES = ("miu", "miu_mean", "miu_first")
+HYP = CompareConfig(n_inputs=600, n_untrained=1, n_fit=80, n_val=60, n_test=100, das_steps=10, das_dims=(),
+                    n_null=3, ablation_modes=(), control_task=False)
+
+
+def load(artifacts: Path, program: str):
+    return load_artifact(artifacts / program / "compiled", dtype=torch.float64)
+
+
+@pytest.fixture(scope="session")
+def preps(artifacts):
+    return {p: prepare(get_program(p), *load(artifacts, p), HYP) for p in CANDIDATES}
+
+
+def check_identifies(ranking, name: str) -> None:
+    assert ranking.order[0] == name, (ranking.order, {n: c.score.fmt() for n, c in ranking.candidates.items()})
+    assert ranking.candidates[name].support is Support.SUPPORTED, ranking.candidates[name].score.fmt()
+    assert all(ranking.told_apart(name, other) for other in ranking.order[1:]), ranking.not_told_apart
+    for other in ranking.order[1:]:
+        assert ranking.candidates[other].support is not Support.SUPPORTED
+
+
+# ------------------------------------------------------------------ controls --
+
+def test_self_identification_mean_attention(preps):
+    """Compiled miu_mean (5 layers, 1 head) against the count-based candidates: it must name itself.
+    Only cross-position pairs can tell a fraction from a count."""
+    model = preps["miu_mean"].compiled.model
+    ranking = rank(preps, model)
+    check_identifies(ranking, "miu_mean")
+    duel = next(d for d in ranking.head_to_head if {d.a, d.b} == {"miu", "miu_mean"})
+    assert duel.n >= 20 and duel.winner == "miu_mean"
+    frac = ranking.candidates["miu_mean"].variable("frac_I")
+    count = ranking.candidates["miu"].variable("count_I")
+    assert frac.iia_cross.lo > count.iia_cross.hi  # the count fails exactly where it differs from the fraction
+
+
+def test_untrained_network_supports_no_candidate(preps):
+    ranking = rank(preps, random_model(preps["miu"].compiled.model, 3))
+    assert not any(c.support is Support.SUPPORTED for c in ranking.candidates.values())
+    assert all(c.score.hi < 0.9 for c in ranking.candidates.values() if c.score.defined)
+
+
+def test_one_candidate_reproduces_the_plain_comparison(preps):
+    model, _ = disguise(preps["miu"].compiled.model, 5, invertible=True)
+    ranking = rank({"miu": preps["miu"]}, model)
+    assert to_json(ranking.candidates["miu"].comparison) == to_json(compare_models(preps["miu"], model))
+    assert ranking.order == ["miu"] and ranking.head_to_head == [] and ranking.not_told_apart == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CANDIDATES)
+@pytest.mark.parametrize("disguised", [False, True], ids=["plain", "disguised"])
+def test_each_candidate_identifies_itself(preps, name, disguised):
+    model = preps[name].compiled.model
+    if disguised:
+        model, _ = disguise(model, 11, invertible=True)
+    check_identifies(rank(preps, model), name)
+
+
+# ------------------------------------------------------------- the pieces --
+
+def test_counterparts_are_one_to_one_at_each_position():
+    pos = np.array([1, 1, 2, 2, 2])
+    count = [0, 1, 0, 1, 2]
+    frac = [0.0, 1.0, 0.0, 0.5, 1.0]                 # count / position: one-to-one at each position
+    assert _one_to_one(count, frac, pos) and _one_to_one(frac, count, pos)
+    assert not _one_to_one(count, [0, 1, 0, 1, 1], pos)  # a coarsening (count > 0) is not a counterpart
+    assert not _one_to_one(count, [7] * 5, pos)          # nor is a constant
+
+
+def test_position_wise_variables_are_recognised(preps):
+    data = preps["miu_first"].data
+    assert positionwise(data, "I_at") and positionwise(data, "M_at")
+    assert not positionwise(data, "first") and not positionwise(data, "count_I")
+
+
+def test_cross_position_pairs_set_values_the_base_position_takes(preps):
+    prep = preps["miu"]
+    data = prep.data
+    pairs = prep.pairs["count_I"]["test"]
+    cross = pairs.cross
+    assert 0.3 < cross.mean() < 0.7
+    assert (data.row_pos[pairs.source[cross]] != data.row_pos[pairs.base[cross]]).all()
+    assert (data.row_pos[pairs.source[~cross]] == data.row_pos[pairs.base[~cross]]).all()
+    seen = {(int(p), str(v)) for p, v in zip(data.row_pos, data.values["count_I"])}
+    assert all((int(data.row_pos[b]), v) in seen for b, v in zip(pairs.base, pairs.value))
+
+
+def test_candidates_must_share_the_task(artifacts, tmp_path, capsys):
+    code = cli.main(["--program", "miu", "--artifacts", str(artifacts), "--reports", str(tmp_path),
+                     "--hypotheses", "miu", "hist"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "hist" in err and "task" in err
+
+
+def test_report_opens_with_which_algorithm(artifacts, tmp_path):
+    """`--hypotheses` end to end; a disguised compiled miu_first stands in for a model trained at its shape."""
+    model, _ = disguise(load(artifacts, "miu_first")[0], 2, invertible=False)
+    save_artifact(tmp_path / "mine", model.float(), {"kind": "learned"})
+    path = cli.run("miu_first", artifacts, tmp_path / "reports", [0], [str(tmp_path / "mine")], HYP,
+                   controls=False, log=lambda s: None, hypotheses=["miu", "miu_first"])
+    md = (path.parent / "report.md").read_text()
+    assert md.index("## Which algorithm?") < md.index("## The compiled miu_first in detail")
+    assert "algorithm_graphs.png" in md and "What each head looks at" in md
+    data = read_report(path.parent / "compare.json")
+    ranking = data.hypotheses[0].ranking
+    assert set(ranking.order) == {"miu", "miu_first"}
+    # the plain comparison is the ranking's own candidate, not a second run
+    assert to_json(data.runs[0].result) == to_json(ranking.candidates["miu_first"].comparison)
+    figs = {"readouts": "readout_heatmap.png", "cka": "cka.png", "heads": "head_similarity.png", "iia": "iia.png",
+            "ablation": "ablation.png", "attention": "attention_grids.png", "key_attention": "key_attention.png",
+            "graphs": "algorithm_graphs.png"}
+    assert build_doc(get_program("miu_first"), data, figs, path.parent).markdown() == md
