@@ -4,7 +4,8 @@
 #
 # Variables: PROGRAM (miu), MAX_LEN (the program's default), DEVICE (auto),
 #            SEEDS ("0 1": two seeds give the seed-vs-seed ceiling), LEARNED (checkpoint folder(s) for compare), TRAIN_ARGS (extra
-#            `python -m learned` flags, e.g. "--train-max-len 6"), ARTIFACTS, REPORTS.
+#            `python -m learned` flags, e.g. "--train-max-len 6"), HYPOTHESES (candidate programs of the
+#            same task to rank against each learned model, e.g. "miu miu_mean miu_first"), ARTIFACTS, REPORTS.
 
 PYTHON    ?= python3.11
 VENV      ?= .venv
@@ -14,13 +15,15 @@ DEVICE    ?= auto
 SEEDS     ?= 0 1
 LEARNED   ?=
 TRAIN_ARGS ?=
+HYPOTHESES ?=
+BENCH_HYPOTHESES ?= miu miu_mean miu_first
 ARTIFACTS ?= artifacts
 REPORTS   ?= reports
 
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all compile train mugpt compare dynamics bench test test-slow clean
+.PHONY: all compile compile-candidates train mugpt compare dynamics bench test test-slow clean
 
 # Stages run in order; each one alone reads the previous stage's artifacts.
 all: $(STAMP)
@@ -47,13 +50,18 @@ mugpt: $(STAMP)
 	$(PY) -m compare --program $(PROGRAM) --artifacts $(ARTIFACTS) --reports $(REPORTS) --seeds "$(SEEDS)" \
 		--runs mugpt --out $(REPORTS)/$(PROGRAM)/mugpt
 
-compare: $(STAMP)
+# With HYPOTHESES, candidates without a compiled artifact are compiled first.
+compare: $(STAMP) compile-candidates
 	$(PY) -m compare --program $(PROGRAM) --artifacts $(ARTIFACTS) --reports $(REPORTS) --seeds "$(SEEDS)" \
-		$(if $(LEARNED),--learned $(LEARNED))
+		$(if $(LEARNED),--learned $(LEARNED)) $(if $(HYPOTHESES),--hypotheses $(HYPOTHESES))
 
-dynamics: $(STAMP)
+compile-candidates: $(STAMP)
+	@for p in $(HYPOTHESES); do test -f $(ARTIFACTS)/$$p/compiled/model.json || \
+		$(PY) -m compiled --program $$p --max-len "$(MAX_LEN)" --artifacts $(ARTIFACTS) || exit 1; done
+
+dynamics: $(STAMP) compile-candidates
 	$(PY) -m compare.dynamics --program $(PROGRAM) --artifacts $(ARTIFACTS) --reports $(REPORTS) --seeds "$(SEEDS)" \
-		$(if $(RUNS),--runs $(RUNS))
+		$(if $(RUNS),--runs $(RUNS)) $(if $(HYPOTHESES),--hypotheses $(HYPOTHESES))
 
 # Speed targets live here as ratios and wall times, never in unit tests.
 bench: $(STAMP)
@@ -62,6 +70,9 @@ bench: $(STAMP)
 	$(PY) -m learned.bench_mugpt --program $(PROGRAM) --device $(DEVICE) --artifacts $(ARTIFACTS)
 	$(PY) -m compare.bench --program $(PROGRAM) --artifacts $(ARTIFACTS) --reports $(REPORTS)
 	$(PY) -m compare.bench --program $(PROGRAM) --artifacts $(ARTIFACTS) --reports $(REPORTS) --fast
+	$(MAKE) --no-print-directory compile-candidates HYPOTHESES="$(BENCH_HYPOTHESES)"
+	$(PY) -m compare.bench --program $(PROGRAM) --artifacts $(ARTIFACTS) --reports $(REPORTS) \
+		--hypotheses $(BENCH_HYPOTHESES)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

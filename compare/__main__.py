@@ -135,6 +135,10 @@ def run(program: str, artifacts: Path, reports: Path, seeds: list[int], learned:
     cands = candidates_of(program, hypotheses or [])
     compiled, meta, models = load_models(program, artifacts, seeds, learned, runs)
     others = {c: load_compiled(c, artifacts) for c in cands if c != program}
+    for c, (_, other) in others.items():  # every candidate must see the inputs the learned model is compared on
+        if other.get("max_len") != meta.get("max_len"):
+            raise ToolkitError(f"candidate '{c}' was compiled at MAX_LEN={other.get('max_len')}, '{program}' at "
+                               f"{meta.get('max_len')} (run `make compile PROGRAM={c} MAX_LEN={meta.get('max_len')}`)")
     if any(m.output.kind == "lm" for m in models):  # compare language models where their language is well formed
         config = dataclasses.replace(config, well_formed_only=True)
     t0 = time.perf_counter()

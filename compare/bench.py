@@ -2,7 +2,10 @@
 
 Targets on the 2-core CPU: MIU at length 10 with one learned seed and the
 controls in under 2 minutes; the ``--fast`` setting that ``make dynamics``
-uses in under 10 s per checkpoint (it times one ``compare_models`` call).
+uses in under 10 s per checkpoint (it times one ``compare_models`` call);
+with ``--hypotheses miu miu_mean miu_first``, the ranking of three candidate
+programs against one learned seed (``make compare HYPOTHESES=...`` without
+the controls) in under 4 minutes.
 Prints one table row per stage. The report it writes goes to
 ``<reports>/bench/<program>/``, so the one ``make compare`` wrote is left alone.
 """
@@ -14,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from compare.__main__ import check_writable, load_models
+from compare.__main__ import check_writable, load_models, run
 from compare.controls import run_controls
 from compare.pipeline import CompareConfig, compare_models, prepare
 from compare.report import ReportData, Run, write_report
@@ -23,6 +26,25 @@ from rasp_programs.registry import get_program
 
 TARGET_S = 120.0
 FAST_TARGET_S = 10.0
+HYPOTHESES_TARGET_S = 240.0
+
+
+def bench_hypotheses(program: str, artifacts: Path, reports: Path, seed: int, hypotheses: list[str]) -> int:
+    """Times the ranking of ``hypotheses`` against one learned seed, per stage as logged."""
+    marks: list[tuple[str, float]] = []
+    t0 = time.perf_counter()
+    path = run(program, artifacts, reports, [seed], None, CompareConfig(), controls=False,
+               log=lambda s: marks.append((s.strip(), time.perf_counter())), out=reports / "bench" / "hypotheses",
+               hypotheses=hypotheses)
+    total = time.perf_counter() - t0
+    print("| stage | seconds |\n|---|---|")
+    ends = [t for _, t in marks[1:]] + [t0 + total]
+    for (what, start), end in zip(marks, ends):
+        print(f"| {what} | {end - start:.1f} |")
+    print(f"| total ({program}, {len(hypotheses)} candidates: {' '.join(hypotheses)}; 1 learned seed) | {total:.1f} |")
+    print(f"target < {HYPOTHESES_TARGET_S:.0f} s: {'met' if total < HYPOTHESES_TARGET_S else 'NOT met'}; "
+          f"report: {path}")
+    return 0
 
 
 @cli_main
@@ -33,9 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reports", default="reports", type=Path)
     ap.add_argument("--seed", type=int, default=0, help="learned seed to compare")
     ap.add_argument("--fast", action="store_true", help="time CompareConfig.fast (per-checkpoint setting)")
+    ap.add_argument("--hypotheses", nargs="*", default=None, metavar="PROGRAM",
+                    help="time the ranking of these candidate programs instead")
     args = ap.parse_args(argv)
     spec = get_program(args.program)
     check_writable(args.reports)
+    if args.hypotheses:
+        return bench_hypotheses(spec.name, args.artifacts, args.reports, args.seed,
+                                [h for x in args.hypotheses for h in x.split()])
     config = CompareConfig.fast() if args.fast else CompareConfig()
     times = {}
     t0 = t = time.perf_counter()

@@ -10,7 +10,10 @@ For every log-spaced checkpoint a training run kept
   cheap ``CompareConfig.fast`` setting): its status, the hook where it is
   found, its held-out IIA with the CI's bounds, and its live-row readout
   there rescaled so that the untrained-network baseline is 0 and perfect is 1;
-* the head-matching scores.
+* the head-matching scores;
+* with ``--hypotheses``, every candidate program's score and support
+  (``compare.hypotheses``) and which candidate ranks first, so a run that
+  passes through one algorithm on the way to another shows it.
 
 Then it marks each variable's emergence steps: where it first *stays* causal
 (IIA lower bound >= 0.9 and above the random-subspace null, the status rule)
@@ -136,6 +139,24 @@ def analyse_curves(run: dict[str, Any]) -> dict[str, Any]:
         out["mu_rejected_step"] = first_step(steps, run["probes"]["MU"], 1 - REJECT, below=True)
     if "p_impossible" in run:  # a language model: P(END | MU) below the stop rule's epsilon
         out["end_after_impossible_below_step"] = first_step(steps, run["probes"].get("MU", []), LM_EPS, below=True)
+    if run.get("candidates"):
+        out["leader_changes"] = leader_changes(steps, run["leader"])
+        out["supported_from"] = {n: emergence_step(steps, [1.0 if s == "supported" else 0.0 for s in c["support"]], 0.5)
+                                 for n, c in run["candidates"].items()}
+    return out
+
+
+def leader_changes(steps: Sequence[int], leaders: Sequence[str]) -> list[list[Any]]:
+    """``[[step, candidate], ...]``: the first-ranked candidate at the first checkpoint and wherever it changes.
+
+    Example:
+        >>> leader_changes([0, 10, 20], ["miu", "miu_mean", "miu_mean"])
+        [[0, 'miu'], [10, 'miu_mean']]
+    """
+    out: list[list[Any]] = []
+    for step, name in zip(steps, leaders):
+        if not out or out[-1][1] != name:
+            out.append([step, name])
     return out
 
 
@@ -177,8 +198,13 @@ def predict_outputs(model, output, ids: torch.Tensor, batch: int = 8192) -> torc
     return torch.cat(outs)
 
 
-def analyse_run(spec: ProgramSpec, prep, eval_set, run_folder: Path, log=print) -> dict[str, Any]:
-    """Every checkpoint of one run: the curves of the module docstring."""
+def analyse_run(spec: ProgramSpec, prep, eval_set, run_folder: Path, log=print,
+                preps: dict | None = None) -> dict[str, Any]:
+    """Every checkpoint of one run: the curves of the module docstring.
+
+    ``preps``: candidate programs (name -> ``Prepared``) to rank at every checkpoint as well.
+    """
+    from compare.hypotheses import rank
     from compare.pipeline import compare_models
     compiled_cfg = prep.compiled.model.cfg
     run: dict[str, Any] = {"folder": str(run_folder), "steps": [], "skipped": [],
@@ -197,7 +223,17 @@ def analyse_run(spec: ProgramSpec, prep, eval_set, run_folder: Path, log=print) 
             run["skipped"].append({"step": step, "folder": str(folder), "error": str(e)})
             continue
         m = evaluate(model, eval_set, pred=predict_outputs(model, output, eval_set.ids))
-        res = compare_models(prep, model, output)
+        ranking = rank(preps, model, output) if preps else None
+        res = (ranking.candidates[spec.name].comparison if ranking and spec.name in ranking.candidates
+               else compare_models(prep, model, output))
+        if ranking:
+            run.setdefault("leader", []).append(ranking.order[0])
+            for name, cand in ranking.candidates.items():
+                c = run.setdefault("candidates", {}).setdefault(name, {"score": [], "lo": [], "hi": [], "support": []})
+                c["score"].append(cand.score.value)
+                c["lo"].append(cand.score.lo)
+                c["hi"].append(cand.score.hi)
+                c["support"].append(cand.support.value)
         run["steps"].append(step)
         run["accuracy"]["sequence"].append(m["sequence_accuracy"])
         run["accuracy"]["final"].append(m["final_accuracy"])
@@ -229,7 +265,7 @@ def analyse_run(spec: ProgramSpec, prep, eval_set, run_folder: Path, log=print) 
             c["learned"].append(h.learned)
         log(f"  step {step:>6}: all-prefix acc {m['sequence_accuracy']:.4f}, "
             + ", ".join(f"{k} {c['status'][-1]} (IIA {c['iia'][-1]:.2f})" for k, c in run["variables"].items())
-            + f"  ({time.perf_counter() - t0:.1f} s)")
+            + (f"; first: {ranking.order[0]}" if ranking else "") + f"  ({time.perf_counter() - t0:.1f} s)")
     if not run["steps"]:
         raise ToolkitError(f"no usable checkpoint in {run_folder / 'checkpoints'}")
     return run
@@ -251,7 +287,8 @@ def plot(runs: dict[str, dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(runs), 3, figsize=(16, 4 * len(runs)), squeeze=False)
+    panels = 4 if any(r.get("candidates") for r in runs.values()) else 3
+    fig, axes = plt.subplots(len(runs), panels, figsize=(5.3 * panels, 4 * len(runs)), squeeze=False)
     for row, (seed, run) in zip(axes, runs.items()):
         x = np.maximum(np.asarray(run["steps"]), 0.8)  # step 0 shown at the left edge of a log axis
         a = run["analysis"]
@@ -282,6 +319,14 @@ def plot(runs: dict[str, dict[str, Any]], path: Path) -> None:
         for name, c in run["heads"].items():
             ax.plot(x, c["score"], ":", label=f"{name} match ({c['learned'][-1]} at the end)")
         ax.set_title("named strings and head-match scores")
+        if panels == 4:
+            ax = row[3]
+            for name, c in run.get("candidates", {}).items():
+                line, = ax.plot(x, c["score"], "-", label=f"{name} score")
+                ax.fill_between(x, np.nan_to_num(np.array(c["lo"], dtype=float)),
+                                np.nan_to_num(np.array(c["hi"], dtype=float)), color=line.get_color(), alpha=0.15)
+            ax.axhline(0.9, ls=":", c="grey")
+            ax.set_title("candidate programs: score with 95% CI (dotted: supported threshold)")
         for ax in row:
             ax.set_xscale("log")
             ax.set_xlabel("training step")
@@ -315,6 +360,11 @@ def markdown(program: str, runs: dict[str, dict[str, Any]], seeds: dict[str, Any
             s = a["end_after_impossible_below_step"]
             lines.append(f"P(END | MU) first below {LM_EPS}: " + (f"step {s}." if s is not None else "never.")
                          + f" P(MU) at the last checkpoint: {run['p_impossible'][-1]:.2e}.")
+        if "leader_changes" in a:
+            lines.append("Ranked first: " + ", then ".join(f"{n} from step {s}" for s, n in a["leader_changes"])
+                         + ". Supported from: " + "; ".join(
+                             f"{n} step {s}" if s is not None else f"{n} never" for n, s in a["supported_from"].items())
+                         + ".")
         if run["skipped"]:
             lines.append("Skipped checkpoints: " + "; ".join(f"step {s['step']}: {s['error']}" for s in run["skipped"]))
         lines.append("")
@@ -335,10 +385,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run", nargs="*", type=Path, default=None, help="run folders (default: the seeds')")
     ap.add_argument("--runs", default="learned", help="runs folder under <artifacts>/<program>/ (learned, mugpt)")
     ap.add_argument("--compare-seed", type=int, default=0)
+    ap.add_argument("--hypotheses", nargs="*", default=None, metavar="PROGRAM",
+                    help="candidate programs of the same task to rank at every checkpoint")
     ap.add_argument("--from-json", action="store_true",
                     help="re-derive emergence, plots and text from the saved dynamics.json (no model is run)")
     args = ap.parse_args(argv)
-    from compare.__main__ import parse_seeds
+    from compare.__main__ import candidates_of, load_compiled, parse_seeds
     from compare.pipeline import CompareConfig, prepare
 
     spec = get_program(args.program)
@@ -359,11 +411,14 @@ def main(argv: list[str] | None = None) -> int:
     lm = "readout" in read_meta(checkpoint_folders(folders[0])[-1][1])
     config = dataclasses.replace(CompareConfig.fast(args.compare_seed), well_formed_only=lm)
     prep = prepare(spec, compiled, meta, config)
+    cands = candidates_of(spec.name, [h for x in args.hypotheses or [] for h in x.split()])
+    preps = {c: prep if c == spec.name else prepare(get_program(c), *load_compiled(c, args.artifacts), config)
+             for c in cands}
     eval_set = build_eval_set(spec, compiled.cfg, int(meta["max_len"]))
     runs = {}
     for f in folders:
         print(f"dynamics of {f}:")
-        runs[f.name.removeprefix("seed")] = analyse_run(spec, prep, eval_set, f)
+        runs[f.name.removeprefix("seed")] = analyse_run(spec, prep, eval_set, f, preps=preps or None)
     out = {"program": spec.name, "compare_settings": prep.config.to_dict(), "measures": list(MEASURES),
            "probes": list(spec.task.probes), "runs": runs,
            "seconds": round(time.perf_counter() - t0, 1)}
