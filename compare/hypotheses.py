@@ -33,8 +33,9 @@ which one does the model follow?
 * **Support** (from CI bounds): *supported* when the score's lower bound is at
   least ``IIA_OK`` and no rival beats it head to head; *not supported* when
   the upper bound is below ``IIA_OK`` or a rival beats it; else *undecided*.
-* Two candidates are **told apart** when one wins head to head or their score
-  CIs do not overlap; otherwise the report says the data cannot tell them
+* Two candidates are **told apart** when one wins head to head, or when the
+  CI of the difference of their scores (base strings resampled for both at
+  once) excludes 0; otherwise the report says the data cannot tell them
   apart.
 
 Shapes: P pairs, T positions.
@@ -116,6 +117,7 @@ class HeadToHead:
         diff: ``a_follows - b_follows`` with its CI.
         winner: the candidate the CI favours; ``None``: not told apart by these pairs.
         via: the counterpart variables the pairs came from (``count_I ~ frac_I``).
+        score_diff: ``a``'s score minus ``b``'s, with a CI from resampling base strings for both at once.
     """
 
     a: str
@@ -126,6 +128,7 @@ class HeadToHead:
     diff: Estimate
     winner: str | None
     via: list[str]
+    score_diff: Estimate = Estimate.empty()
 
 
 @dataclasses.dataclass
@@ -224,19 +227,34 @@ def _hits(t: _Tested, target: torch.Tensor | None = None) -> np.ndarray:
     return agrees(t.outputs, target)
 
 
+def _columns(tested: dict[str, _Tested]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pair: hit / n_v and 1 / n_v (``n_v`` the variable's pairs), and the base string: the score is
+    the ratio of their totals, the mean over variables of IIA."""
+    parts = [(_hits(t).astype(float) / len(t.pairs), np.full(len(t.pairs), 1.0 / len(t.pairs)), t.groups)
+             for t in tested.values() if len(t.pairs)]
+    if not parts:
+        return np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64)
+    return tuple(np.concatenate(x) for x in zip(*parts))  # type: ignore[return-value]
+
+
 def _score(tested: dict[str, _Tested], seed: int) -> Estimate:
     """Mean over variables of IIA, with a CI from resampling base strings (all variables at once)."""
-    hits, weights, groups = [], [], []
-    for t in tested.values():
-        if len(t.pairs):
-            hits.append(_hits(t).astype(float))
-            weights.append(np.full(len(t.pairs), 1.0 / len(t.pairs)))
-            groups.append(t.groups)
-    if not hits:
+    hw, w, groups = _columns(tested)
+    if not len(w):
         return Estimate.empty()
-    h, w = np.concatenate(hits), np.concatenate(weights)
-    stat = Stat(np.stack([h * w, w], 1), lambda s: s[..., 0] / s[..., 1])
-    return bootstrap(h, np.concatenate(groups), seed, stat=stat)
+    return bootstrap(hw / w, groups, seed, stat=Stat(np.stack([hw, w], 1), lambda t: t[..., 0] / t[..., 1]))
+
+
+def _score_difference(a: dict[str, _Tested], b: dict[str, _Tested], seed: int) -> Estimate:
+    """Score of ``a`` minus score of ``b``, resampling base strings jointly (the candidates share the inputs)."""
+    ha, wa, ga = _columns(a)
+    hb, wb, gb = _columns(b)
+    if not len(wa) or not len(wb):
+        return Estimate.empty()
+    cols = np.zeros((len(wa) + len(wb), 4))
+    cols[:len(wa), 0], cols[:len(wa), 1], cols[len(wa):, 2], cols[len(wa):, 3] = ha, wa, hb, wb
+    stat = Stat(cols, lambda t: t[..., 0] / t[..., 1] - t[..., 2] / t[..., 3])
+    return bootstrap(np.zeros(len(cols)), np.concatenate([ga, gb]), seed, stat=stat)
 
 
 def rank(preps: dict[str, Prepared], model: Transformer, output: OutputReadout | None = None,
@@ -265,7 +283,9 @@ def rank(preps: dict[str, Prepared], model: Transformer, output: OutputReadout |
     counterparts = {(a, v): {b: w for b in names if b != a
                              for w in [_counterpart(preps[a], runs[b], algo[b], v)] if w}
                     for a in names for v in algo[a]}
-    duels = [_duel(a, b, preps, runs, tested, counterparts, seed) for a, b in itertools.combinations(names, 2)]
+    duels = [dataclasses.replace(_duel(a, b, preps, runs, tested, counterparts, seed),
+                                 score_diff=_score_difference(tested[a], tested[b], seed))
+             for a, b in itertools.combinations(names, 2)]
     beaten = {d.b if d.winner == d.a else d.a for d in duels if d.winner}
     results = {}
     for n, prep in preps.items():
@@ -279,9 +299,8 @@ def rank(preps: dict[str, Prepared], model: Transformer, output: OutputReadout |
     apart = []
     for a, b in itertools.combinations(order, 2):
         duel = next(d for d in duels if {d.a, d.b} == {a, b})
-        sa, sb = results[a].score, results[b].score
-        disjoint = sa.defined and sb.defined and (sa.lo > sb.hi or sb.lo > sa.hi)
-        if duel.winner is None and not disjoint:
+        gap = duel.score_diff
+        if duel.winner is None and not (gap.defined and (gap.lo > 0 or gap.hi < 0)):
             apart.append([a, b])
     return Ranking(order, results, duels, apart, comps[names[0]].attention)
 
@@ -333,7 +352,8 @@ def _duel(a: str, b: str, preps: dict[str, Prepared], runs: dict[str, _Runs], te
             differ = ~agrees(theirs_t, t.pairs.target)
             if not differ.any():
                 continue
-            via.append(f"{v} ~ {w}" if mine == a else f"{w} ~ {v}")
+            label = f"{v} ~ {w}" if mine == a else f"{w} ~ {v}"
+            via += [] if label in via else [label]
             h_mine, h_theirs = _hits(t)[differ], _hits(t, theirs_t)[differ]
             follow_a.append(h_mine if mine == a else h_theirs)
             follow_b.append(h_theirs if mine == a else h_mine)

@@ -198,7 +198,9 @@ def _methods(doc: Doc, res: Comparison) -> None:
         f"too; the better on validation pairs is kept) and DAS, swept over dimensions {s['das_dims']}; the "
         "smallest dimension within "
         f"0.02 of the best validation IIA is kept. Null: {s['n_null']} random subspaces of the same dimension "
-        "(none when the subspace is all the layers wrote at that hook).",
+        "(none when the subspace is all the layers wrote at that hook). Half the pairs take the source from "
+        "another position than the base (with a value the variable takes at the base's position): a count and "
+        "a fraction of the prefix agree at one position and differ across positions.",
         "Where a variable lives: the earliest residual hook where it is readable on live rows and causal, among "
         "the hooks before the model's own output becomes readable (for the output itself, every hook).",
         f"Uncertainty: 95% bootstrap intervals over input strings. Readable: the lower bound ≥ {READ_OK}; beyond "
@@ -227,9 +229,11 @@ def _section_variables(doc: Doc, res: Comparison, figs: dict[str, str]) -> None:
                           for t in v.search),
                 ", ".join(f"{d}: {_f(x)}" for d, x in v.intervention.das_sweep.items()) if v.intervention else "n/a",
                 _f(v.intervention.embed_overlap) if v.intervention else "n/a"] for k, v in res.variables.items()])
-    doc.p("Test IIA per position and per value set (the source's), with 95% CIs: one average can hide where it fails.")
-    doc.table(["variable", "per position", "per value"],
-              [[k, "; ".join(f"{p}: {e.fmt()} (n={e.n})" for p, e in v.intervention.per_position.items()),
+    doc.p("Test IIA per kind of pair (source at the base's position or another), per position and per value set "
+          "(the source's), with 95% CIs: one average can hide where it fails.")
+    doc.table(["variable", "per kind", "per position", "per value"],
+              [[k, "; ".join(f"{p}: {e.fmt()} (n={e.n})" for p, e in v.intervention.per_kind.items()),
+                "; ".join(f"{p}: {e.fmt()} (n={e.n})" for p, e in v.intervention.per_position.items()),
                 "; ".join(f"{x}: {e.fmt()} (n={e.n})" for x, e in v.intervention.per_value.items())]
                for k, v in res.variables.items() if v.intervention])
     rows = [[k, c.name, c.live.fmt(), _f(c.majority_live)] for k, v in res.variables.items() for c in v.coarsenings]

@@ -75,7 +75,7 @@ def section_which_algorithm(doc, runs: list, figs: dict[str, str]) -> None:
           "for a swap (distinguishing pairs; a count and a fraction of the prefix differ only across positions), "
           "the model's output decides between them. Supported: score lower bound ≥ "
           f"{IIA_OK} and no candidate beats it; told apart: a head-to-head CI clear of 0 (at least {MIN_PAIRS} "
-          "pairs) or score CIs that do not overlap.")
+          "pairs), or a CI of the score difference (base strings resampled for both) clear of 0.")
     for run in runs:
         r: Ranking = run.ranking
         doc.h(3, f"{run.label}: {headline(r)}")
@@ -84,9 +84,10 @@ def section_which_algorithm(doc, runs: list, figs: dict[str, str]) -> None:
                   [_row(i + 1, r.candidates[n], r) for i, n in enumerate(r.order)])
         doc.items([candidate_sentence(r, n) for n in r.order])
         doc.table(["candidates", "distinguishing pairs", "model follows first", "model follows second",
-                   "difference", "told apart by", "from variables"],
+                   "difference", "head-to-head winner", "from variables", "score difference", "told apart?"],
                   [[f"{d.a} vs {d.b}", d.n, d.a_follows.fmt(), d.b_follows.fmt(), d.diff.fmt(), d.winner or "-",
-                    "; ".join(d.via) or "-"] for d in r.head_to_head])
+                    "; ".join(d.via) or "-", d.score_diff.fmt(),
+                    "yes" if r.told_apart(d.a, d.b) else "no"] for d in r.head_to_head])
         reasons: dict[str, list[str]] = {}
         for n, c in r.candidates.items():
             for v, why in c.left_out.items():
