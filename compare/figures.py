@@ -15,8 +15,8 @@ from compare.hypotheses import Ranking  # noqa: E402
 from compare.results import IIA_OK, Comparison, KeyAttention, Status  # noqa: E402
 
 STATUS_COLOURS = {
-    Status.COMPUTED: "#1a9850", Status.CAUSAL_PARTIAL: "#91cf60", Status.UNDECIDED: "#fee08b",
-    Status.CORRELATIONAL: "#fc8d59", Status.UNTRAINED_LEVEL: "#d73027", Status.NOT_REPRESENTED: "#a50026",
+    Status.COMPUTED: "#1a9850", Status.CAUSAL_PARTIAL: "#a6d96a", Status.UNDECIDED: "#fee08b",
+    Status.CORRELATIONAL: "#fdae61", Status.UNTRAINED_LEVEL: "#f1b6da", Status.NOT_REPRESENTED: "#d73027",
     Status.NOT_TESTABLE: "#bbbbbb",
 }
 INPUT_COLOUR = "#dddddd"
@@ -217,7 +217,7 @@ def algorithm_graphs(ranking: Ranking, path: Path) -> str:
     """Each candidate's computation graph (networkx), nodes coloured by status and annotated with where
     each variable lives in the model (hook, and the heads that write it)."""
     names = ranking.order
-    fig, axes = plt.subplots(len(names), 1, figsize=(12, 2.9 * len(names)), squeeze=False)
+    fig, axes = plt.subplots(len(names), 1, figsize=(12, 3.8 * len(names)), squeeze=False)
     for ax, name in zip(axes[:, 0], names):
         cand = ranking.candidates[name]
         g = nx.DiGraph()
@@ -241,8 +241,8 @@ def algorithm_graphs(ranking: Ranking, path: Path) -> str:
                 else:
                     label += "\n(not scored)"
             labels[node] = label
-        nx.draw_networkx_edges(g, pos, ax=ax, arrows=True, arrowsize=12, node_size=2600, edge_color="#777777")
-        nx.draw_networkx_nodes(g, pos, ax=ax, node_color=colours, node_size=2600, edgecolors="black")
+        nx.draw_networkx_edges(g, pos, ax=ax, arrows=True, arrowsize=12, node_size=2400, edge_color="#777777")
+        nx.draw_networkx_nodes(g, pos, ax=ax, node_color=colours, node_size=2400, edgecolors="black")
         nx.draw_networkx_labels(g, pos, labels, ax=ax, font_size=6.5)
         ax.set_title(f"{name}: score {cand.score.fmt()} ({cand.support.value})", fontsize=9)
         ax.axis("off")

@@ -324,11 +324,23 @@ def descendants(spec: ProgramSpec, name: str) -> set[str]:
     return out
 
 
+RARE = 5  # a class seen fewer times than this on the live fit rows gets its other fit rows too
+
+
 def _train_rows(prep: Prepared, v: VariableInfo) -> np.ndarray:
-    """Fit-split rows where ``v`` is live (all fit rows if too few are live) for pattern estimation."""
-    fit = prep.data.split("fit")
-    live = fit & prep.data.live[v.name]
-    return live if live.sum() >= 20 else fit
+    """Fit-split rows for pattern estimation: those where ``v`` is live (all fit rows if too few are), plus
+    every fit row of a class that is live somewhere but rare on them (without rows it has no pattern)."""
+    data = prep.data
+    fit = data.split("fit")
+    live = fit & data.live[v.name]
+    if live.sum() < 20:
+        return fit
+    if v.encoding == "categorical":
+        target = data.targets[v.name]
+        counts = np.bincount(target[live], minlength=len(v.classes))
+        needed = np.bincount(target[data.live[v.name]], minlength=len(v.classes)) > 0
+        live = live | (fit & needed[target] & (counts[target] < RARE))
+    return live
 
 
 @dataclasses.dataclass(frozen=True)

@@ -138,3 +138,20 @@ def test_readouts_are_measured_against_their_baseline():
     order = [["I_at"], ["theorem"]]
     assert D.order_sentence(order, {"I_at": 0, "theorem": 40}) == (
         "I_at (step 0, i.e. at initialisation, from the input alone), then theorem (step 40)")
+
+
+def test_candidate_leader_and_support_over_training():
+    """A run that passes through one algorithm on the way to another: the first-ranked candidate changes."""
+    steps = [0, 10, 100, 1000]
+    run = {
+        "steps": steps, "accuracy": {"sequence": [0.3, 0.5, 0.995, 1.0]}, "variables": {}, "probes": {},
+        "leader": ["miu", "miu_mean", "miu_mean", "miu"],
+        "candidates": {"miu": {"support": ["not supported", "undecided", "not supported", "supported"]},
+                       "miu_mean": {"support": ["not supported", "supported", "not supported", "not supported"]}},
+    }
+    a = D.analyse_curves(run)
+    assert a["leader_changes"] == [[0, "miu"], [10, "miu_mean"], [1000, "miu"]]
+    assert a["supported_from"] == {"miu": 1000, "miu_mean": None}  # supported only while it stays so
+    run["analysis"] = a
+    text = D.markdown("miu", {"0": {**run, "skipped": []}}, {"same_order_in_every_seed": True})
+    assert "Ranked first: miu from step 0, then miu_mean from step 10, then miu from step 1000." in text
