@@ -329,7 +329,9 @@ RARE = 5  # a class seen fewer times than this on the live fit rows gets its oth
 
 def _train_rows(prep: Prepared, v: VariableInfo) -> np.ndarray:
     """Fit-split rows for pattern estimation: those where ``v`` is live (all fit rows if too few are), plus
-    every fit row of a class that is live somewhere but rare on them (without rows it has no pattern)."""
+    every fit row of a class that is rare on them but live somewhere in the data (without rows it would have
+    no pattern to swap along). Which classes can be live is a property of the program, decided by the
+    causal model; no model's activations outside the fit split are used."""
     data = prep.data
     fit = data.split("fit")
     live = fit & data.live[v.name]

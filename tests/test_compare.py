@@ -160,8 +160,9 @@ def test_coarsenings_only_for_counts(miu):
 
 
 def test_probe_is_multinomial_logistic_and_reads_many_classes():
-    """10 classes along one direction: LDA-style or least-squares readouts underestimate this; a
-    multinomial logistic probe on whitened features reads it."""
+    """The probe for a many-class variable is scikit-learn's multinomial logistic regression (not LDA), and
+    it reads 10 classes along one direction. (On this synthetic data LDA reads them too: the type check is
+    what catches a return to LDA, not the accuracy.)"""
     from compare.activations import VariableInfo
 
     rng = np.random.default_rng(0)
