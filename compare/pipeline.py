@@ -56,6 +56,7 @@ from rasp_programs.errors import ToolkitError
 from rasp_programs.spec import ProgramSpec
 
 SWEEP_TOL = 0.02   # DAS sweep: the smallest dimension within this of the best validation IIA
+SELECTIVE = 0.05   # ... among options whose validation IIA beats their random-subspace null's p95 by this
 WRITES = 0.1       # a head writes a variable if ablating it drops the live readout by >= WRITES
 
 
@@ -462,9 +463,16 @@ def _intervene(prep: Prepared, side: ModelSide, v: VariableInfo, vi: int, i: int
         basis = run_das(h, own, k, 50 + k)
         sweep[str(k)] = val_iia(h, basis @ basis.T)
         options.append(("das", k, basis, basis @ basis.T, sweep[str(k)]))
-    top = max(o[4] for o in options)
-    kind, dim, basis, proj, val = min((o for o in options if o[4] >= top - SWEEP_TOL),
-                                      key=lambda o: (o[1], o[0] == "das"))
+    # A swap no better than random subspaces of its size is no evidence of where the variable lives (a large
+    # DAS dimension can make almost anything "causal"): such options are dropped unless every one is.
+    val = prep.pairs[v.name]["val"]
+    val_delta, val_base = side.delta(h, val), side.base(data, h, val)
+    nulls = {d: null_iia(side.model, data, val, h, val_delta, space, d, max(3, cfg.n_null // 4), cfg.seed + 7 * vi,
+                         val_base, side.readout)[1] for d in {o[1] for o in options}}
+    selective = [o for o in options if not o[4] < nulls[o[1]] + SELECTIVE] or options  # nan null: nothing to beat
+    top = max(o[4] for o in selective)
+    kind, dim, basis, proj, val_score = min((o for o in selective if o[4] >= top - SWEEP_TOL),
+                                            key=lambda o: (o[1], o[0] == "das"))
     test = prep.pairs[v.name]["test"]
     delta = side.delta(h, test)
     base = side.base(data, h, test)
@@ -474,7 +482,7 @@ def _intervene(prep: Prepared, side: ModelSide, v: VariableInfo, vi: int, i: int
     groups = data.group[test.base]
     null_mean, null_p95 = null_iia(side.model, data, test, h, delta, space, dim, cfg.n_null, cfg.seed + vi, base,
                                    side.readout)
-    return Intervention(h, kind, dim, float(val), bootstrap(hit.astype(float), groups, cfg.seed), null_mean, null_p95,
+    return Intervention(h, kind, dim, float(val_score), bootstrap(hit.astype(float), groups, cfg.seed), null_mean, null_p95,
                         embed_overlap(space, basis, side.embed), dict(sorted(sweep.items(), key=lambda kv: int(kv[0]))),
                         stratified(hit, data.row_pos[test.base], groups, cfg.seed),
                         stratified(hit, test.value, groups, cfg.seed),
