@@ -75,7 +75,8 @@ def section_which_algorithm(doc, runs: list, figs: dict[str, str]) -> None:
           "for a swap (distinguishing pairs; a count and a fraction of the prefix differ only across positions), "
           "the model's output decides between them. Supported: score lower bound ≥ "
           f"{IIA_OK} and no candidate beats it; told apart: a head-to-head CI clear of 0 (at least {MIN_PAIRS} "
-          "pairs), or a CI of the score difference (base strings resampled for both) clear of 0.")
+          "pairs), or a CI of the score difference (base strings resampled for both) clear of 0. Candidates are "
+          "ordered by the head-to-head contests they lose, then by score.")
     for run in runs:
         r: Ranking = run.ranking
         doc.h(3, f"{run.label}: {headline(r)}")
