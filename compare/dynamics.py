@@ -140,7 +140,12 @@ def analyse_curves(run: dict[str, Any]) -> dict[str, Any]:
     if "p_impossible" in run:  # a language model: P(END | MU) below the stop rule's epsilon
         out["end_after_impossible_below_step"] = first_step(steps, run["probes"].get("MU", []), LM_EPS, below=True)
     if run.get("candidates"):
-        out["leader_changes"] = leader_changes(steps, run["leader"])
+        # a checkpoint counts only where the first-ranked candidate's score CI is clear of every other's
+        cands = run["candidates"]
+        clear = [i for i, lead in enumerate(run["leader"])
+                 if all(cands[lead]["lo"][i] > c["hi"][i] for n, c in cands.items() if n != lead)]
+        out["clear_checkpoints"] = len(clear)
+        out["leader_changes"] = leader_changes([steps[i] for i in clear], [run["leader"][i] for i in clear])
         out["supported_from"] = {n: emergence_step(steps, [1.0 if s == "supported" else 0.0 for s in c["support"]], 0.5)
                                  for n, c in run["candidates"].items()}
     return out
@@ -309,7 +314,7 @@ def plot(runs: dict[str, dict[str, Any]], path: Path) -> None:
         if a["accuracy_jump_step"] is not None:
             for ax_ in row:
                 ax_.axvline(max(a["accuracy_jump_step"], 0.8), color="grey", lw=1)
-        ax.set_title("variables: held-out IIA with 95% CI (solid), readout above untrained (dotted); x: causal")
+        ax.set_title("variables: test IIA, 95% CI (solid);\nreadout above untrained (dotted); x: causal", fontsize=9)
         ax = row[2]
         for s, ys in run["probes"].items():
             ax.plot(x, ys, "-", lw=2.5 if s == "MU" else 1,
@@ -318,7 +323,7 @@ def plot(runs: dict[str, dict[str, Any]], path: Path) -> None:
             ax.plot(x, run["p_impossible"], "k--", lw=2, label="P(MU) (string probability)")
         for name, c in run["heads"].items():
             ax.plot(x, c["score"], ":", label=f"{name} match ({c['learned'][-1]} at the end)")
-        ax.set_title("named strings and head-match scores")
+        ax.set_title("named strings and head-match scores", fontsize=9)
         if panels == 4:
             ax = row[3]
             for name, c in run.get("candidates", {}).items():
@@ -326,7 +331,7 @@ def plot(runs: dict[str, dict[str, Any]], path: Path) -> None:
                 ax.fill_between(x, np.nan_to_num(np.array(c["lo"], dtype=float)),
                                 np.nan_to_num(np.array(c["hi"], dtype=float)), color=line.get_color(), alpha=0.15)
             ax.axhline(0.9, ls=":", c="grey")
-            ax.set_title("candidate programs: score with 95% CI (dotted: supported threshold)")
+            ax.set_title("candidate programs: score, 95% CI\n(dotted: supported threshold)", fontsize=9)
         for ax in row:
             ax.set_xscale("log")
             ax.set_xlabel("training step")
@@ -361,7 +366,11 @@ def markdown(program: str, runs: dict[str, dict[str, Any]], seeds: dict[str, Any
             lines.append(f"P(END | MU) first below {LM_EPS}: " + (f"step {s}." if s is not None else "never.")
                          + f" P(MU) at the last checkpoint: {run['p_impossible'][-1]:.2e}.")
         if "leader_changes" in a:
-            lines.append("Ranked first: " + ", then ".join(f"{n} from step {s}" for s, n in a["leader_changes"])
+            n_clear = a["clear_checkpoints"]
+            lines.append(f"Candidate programs: one candidate's score CI is clear of every other's at {n_clear} of "
+                         f"{len(run['steps'])} checkpoints"
+                         + (": " + ", then ".join(f"{n} from step {s}" for s, n in a["leader_changes"]) if n_clear
+                            else "; elsewhere the ranking is within noise")
                          + ". Supported from: " + "; ".join(
                              f"{n} step {s}" if s is not None else f"{n} never" for n, s in a["supported_from"].items())
                          + ".")

@@ -146,12 +146,16 @@ def test_candidate_leader_and_support_over_training():
     run = {
         "steps": steps, "accuracy": {"sequence": [0.3, 0.5, 0.995, 1.0]}, "variables": {}, "probes": {},
         "leader": ["miu", "miu_mean", "miu_mean", "miu"],
-        "candidates": {"miu": {"support": ["not supported", "undecided", "not supported", "supported"]},
-                       "miu_mean": {"support": ["not supported", "supported", "not supported", "not supported"]}},
+        "candidates": {"miu": {"support": ["not supported", "undecided", "not supported", "supported"],
+                               "lo": [0.6, 0.3, 0.5, 0.92], "hi": [0.7, 0.4, 0.6, 0.97]},
+                       "miu_mean": {"support": ["not supported", "supported", "not supported", "not supported"],
+                                    "lo": [0.3, 0.91, 0.55, 0.4], "hi": [0.4, 0.95, 0.65, 0.5]}},
     }
     a = D.analyse_curves(run)
+    # step 100: miu_mean ranks first but its CI overlaps miu's, so that checkpoint does not count
+    assert a["clear_checkpoints"] == 3
     assert a["leader_changes"] == [[0, "miu"], [10, "miu_mean"], [1000, "miu"]]
     assert a["supported_from"] == {"miu": 1000, "miu_mean": None}  # supported only while it stays so
     run["analysis"] = a
     text = D.markdown("miu", {"0": {**run, "skipped": []}}, {"same_order_in_every_seed": True})
-    assert "Ranked first: miu from step 0, then miu_mean from step 10, then miu from step 1000." in text
+    assert "clear of every other's at 3 of 4 checkpoints: miu from step 0, then miu_mean from step 10" in text
