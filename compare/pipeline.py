@@ -325,14 +325,11 @@ def descendants(spec: ProgramSpec, name: str) -> set[str]:
     return out
 
 
-RARE = 5  # a class seen fewer times than this on the live fit rows gets its other fit rows too
-
-
 def _train_rows(prep: Prepared, v: VariableInfo) -> np.ndarray:
-    """Fit-split rows for pattern estimation: those where ``v`` is live (all fit rows if too few are), plus
-    every fit row of a class that is rare on them but live somewhere in the data (without rows it would have
-    no pattern to swap along). Which classes can be live is a property of the program, decided by the
-    causal model; no model's activations outside the fit split are used."""
+    """Fit-split rows for pattern estimation: those where ``v`` is live, unless they are too few or miss a
+    class ``v`` takes on live rows elsewhere (it would have no pattern to swap along); then all fit rows.
+    Which classes can be live is a property of the program, decided by the causal model; no model's
+    activations outside the fit split are used."""
     data = prep.data
     fit = data.split("fit")
     live = fit & data.live[v.name]
@@ -340,9 +337,10 @@ def _train_rows(prep: Prepared, v: VariableInfo) -> np.ndarray:
         return fit
     if v.encoding == "categorical":
         target = data.targets[v.name]
-        counts = np.bincount(target[live], minlength=len(v.classes))
+        seen = np.bincount(target[live], minlength=len(v.classes)) > 0
         needed = np.bincount(target[data.live[v.name]], minlength=len(v.classes)) > 0
-        live = live | (fit & needed[target] & (counts[target] < RARE))
+        if (needed & ~seen).any():
+            return fit
     return live
 
 
