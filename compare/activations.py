@@ -59,6 +59,8 @@ class VariableInfo:
             that holds the variable in the compiled model.
         op: the RASP operation that computes it.
         parent: for a coarsening (``count_I mod 3``), the variable it coarsens.
+        first_written: index into ``resid_hooks`` after the first block that computes it (a SelectorWidth's
+            attention comes before the MLP that writes its own labels).
     """
 
     name: str
@@ -69,6 +71,7 @@ class VariableInfo:
     written_after: int
     op: str
     parent: str | None = None
+    first_written: int = -1
 
 
 @dataclasses.dataclass
@@ -164,9 +167,10 @@ def variable_infos(spec: ProgramSpec, meta: dict, values: dict[str, list]) -> li
             raise ToolkitError(f"compiled model.json names no residual block for {var.name!r}")
         last = max(written, key=lambda b: (b["layer"], b["kind"] == "mlp"))
         after = 2 * last["layer"] + (2 if last["kind"] == "mlp" else 1)
+        first = min(2 * b["layer"] + (2 if b["kind"] == "mlp" else 1) for b in entry["blocks"])
         classes = tuple(sorted(set(values[var.name]), key=str)) if entry["encoding"] == "categorical" else ()
         out.append(VariableInfo(var.name, entry["encoding"], tuple(labels[i] for i in dims), dims,
-                                classes, after, entry.get("op", "")))
+                                classes, after, entry.get("op", ""), first_written=first))
     return out
 
 

@@ -136,12 +136,13 @@ def _hooks(c: Comparison) -> dict[str, str | None]:
 
 
 def late_variables(ref: Comparison) -> list[str]:
-    """Upstream variables the compiled model writes only once its output is already readable: the search for
-    where a variable lives stops before that hook, so they cannot be located at their own block (miu_first's
-    ``M_ok``, miu_mean's ``I_mod_3``)."""
+    """Upstream variables whose first computing block writes only once the compiled model's output is already
+    readable: the search for where a variable lives stops before that hook, so they cannot be located at
+    their own block (miu_first's ``M_ok``, miu_mean's ``I_mod_3``)."""
     hooks = ref.cka["hooks"]
     return [k for k, v in ref.variables.items()
-            if v.output_ready_hook is not None and hooks.index(v.compiled_hook) >= hooks.index(v.output_ready_hook)]
+            if v.output_ready_hook is not None
+            and hooks.index(v.compiled_first_hook or v.compiled_hook) >= hooks.index(v.output_ready_hook)]
 
 
 def check_self(ref: Comparison) -> ControlResult:

@@ -442,7 +442,8 @@ def locate(prep: Prepared, side: ModelSide, v: VariableInfo, vi: int, ready: int
         hooks[ready] if ready is not None and upstream else None, hook,
         chosen - anchor if chosen is not None else None, readout, control, intervention,
         readable, beyond, causal, status, coarse, ref,
-        {h: prep.compiled.readouts[v.name][h].live.value for h in compiled_hooks})
+        {h: prep.compiled.readouts[v.name][h].live.value for h in compiled_hooks},
+        compiled_hooks[v.first_written] if v.first_written >= 0 else None)
 
 
 def _intervene(prep: Prepared, side: ModelSide, v: VariableInfo, vi: int, i: int, cands: list, val_iia,

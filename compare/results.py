@@ -149,6 +149,7 @@ class VariableResult:
     coarsenings: list[Coarsening] = dataclasses.field(default_factory=list)
     reference_hook: str | None = None          # where the same method finds it in the compiled model
     compiled_live: dict[str, float] = dataclasses.field(default_factory=dict)  # compiled live readout per hook
+    compiled_first_hook: str | None = None     # after the first compiled block that computes it
 
     def readout_at(self, hook: str) -> HookReadout:
         return next(r for r in self.readouts if r.hook == hook)
