@@ -140,12 +140,12 @@ def analyse_curves(run: dict[str, Any]) -> dict[str, Any]:
     if "p_impossible" in run:  # a language model: P(END | MU) below the stop rule's epsilon
         out["end_after_impossible_below_step"] = first_step(steps, run["probes"].get("MU", []), LM_EPS, below=True)
     if run.get("candidates"):
-        # a checkpoint counts only where the first-ranked candidate's score CI is clear of every other's
+        # a checkpoint counts only where one candidate's score CI is clear of every other's
         cands = run["candidates"]
-        clear = [i for i, lead in enumerate(run["leader"])
+        clear = [(steps[i], lead) for i in range(len(steps)) for lead in cands
                  if all(cands[lead]["lo"][i] > c["hi"][i] for n, c in cands.items() if n != lead)]
         out["clear_checkpoints"] = len(clear)
-        out["leader_changes"] = leader_changes([steps[i] for i in clear], [run["leader"][i] for i in clear])
+        out["leader_changes"] = leader_changes([s for s, _ in clear], [n for _, n in clear])
         out["supported_from"] = {n: emergence_step(steps, [1.0 if s == "supported" else 0.0 for s in c["support"]], 0.5)
                                  for n, c in run["candidates"].items()}
     return out

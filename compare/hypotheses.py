@@ -36,7 +36,8 @@ which one does the model follow?
 * Two candidates are **told apart** when one wins head to head, or when the
   CI of the difference of their scores (base strings resampled for both at
   once) excludes 0; otherwise the report says the data cannot tell them
-  apart.
+  apart. Candidates are ordered by how many others are told apart from them
+  in their favour, then by score.
 
 Shapes: P pairs, T positions.
 """
@@ -294,8 +295,7 @@ def rank(preps: dict[str, Prepared], model: Transformer, output: OutputReadout |
             n, prep.spec.description, _shape(prep), score, _support(score, n in beaten),
             [_variable_score(comps[n], v, tested[n][v], counterparts[(n, v)], seed, hooks) for v in algo[n]],
             left[n], [[p, v.name] for v in prep.spec.variables for p in v.parents], comps[n])
-    losses = {n: sum(d.winner is not None and d.winner != n and n in (d.a, d.b) for d in duels) for n in names}
-    order = sorted(names, key=lambda n: (losses[n], -_value(results[n].score), names.index(n)))
+    order = sorted(names, key=lambda n: (len(_losses(n, duels)), -_value(results[n].score), names.index(n)))
     apart = []
     for a, b in itertools.combinations(order, 2):
         duel = next(d for d in duels if {d.a, d.b} == {a, b})
@@ -303,6 +303,21 @@ def rank(preps: dict[str, Prepared], model: Transformer, output: OutputReadout |
         if duel.winner is None and not (gap.defined and (gap.lo > 0 or gap.hi < 0)):
             apart.append([a, b])
     return Ranking(order, results, duels, apart, comps[names[0]].attention)
+
+
+def _losses(name: str, duels: list[HeadToHead]) -> list[str]:
+    """The candidates ``name`` is told apart from in their favour: beaten head to head, or, with no head-to-head
+    winner, a score difference whose CI excludes 0 against it."""
+    out = []
+    for d in duels:
+        if name not in (d.a, d.b):
+            continue
+        other = d.b if d.a == name else d.a
+        gap = d.score_diff if d.a == name else dataclasses.replace(
+            d.score_diff, value=-d.score_diff.value, lo=-d.score_diff.hi, hi=-d.score_diff.lo)
+        if d.winner == other or (d.winner is None and gap.defined and gap.hi < 0):
+            out.append(other)
+    return out
 
 
 def _value(e: Estimate) -> float:

@@ -18,11 +18,15 @@ from compare.results import IIA_OK, KeyAttention
 def _duel_text(d: HeadToHead, me: str) -> str:
     other = d.b if d.a == me else d.a
     mine, theirs = (d.a_follows, d.b_follows) if d.a == me else (d.b_follows, d.a_follows)
+    gap = d.score_diff.value if d.a == me else -d.score_diff.value
+    scores = ""
+    if d.winner is None and d.score_diff.defined and (d.score_diff.lo > 0 or d.score_diff.hi < 0):
+        scores = f"; its score is {'higher' if gap > 0 else 'lower'} (difference {d.score_diff.fmt()} for {d.a} - {d.b})"
     if d.n == 0:
-        return f"predicts the same as {other} on every pair tried (no distinguishing pair)"
-    result = "beats" if d.winner == me else "loses to" if d.winner == other else "is not told apart from"
-    return (f"{result} {other}: on {d.n} distinguishing pairs the model follows it on {mine.fmt()} and "
-            f"{other} on {theirs.fmt()}")
+        return f"predicts the same as {other} on every pair tried (no distinguishing pair){scores}"
+    result = "beats" if d.winner == me else "loses to" if d.winner == other else "draws with"
+    return (f"{result} {other} head to head: on {d.n} distinguishing pairs the model follows it on {mine.fmt()} "
+            f"and {other} on {theirs.fmt()}{scores}")
 
 
 def candidate_sentence(r: Ranking, name: str) -> str:
@@ -76,12 +80,12 @@ def section_which_algorithm(doc, runs: list, figs: dict[str, str]) -> None:
           "the model's output decides between them. Supported: score lower bound ≥ "
           f"{IIA_OK} and no candidate beats it; told apart: a head-to-head CI clear of 0 (at least {MIN_PAIRS} "
           "pairs), or a CI of the score difference (base strings resampled for both) clear of 0. Candidates are "
-          "ordered by the head-to-head contests they lose, then by score.")
+          "ordered by how many others are told apart from them in their favour, then by score.")
     for run in runs:
         r: Ranking = run.ranking
         doc.h(3, f"{run.label}: {headline(r)}")
         doc.table(["rank", "candidate", "algorithm", "shape", "score (95% CI)", "support", "causal variables",
-                   "beats", "loses to"],
+                   "beats head to head", "loses head to head"],
                   [_row(i + 1, r.candidates[n], r) for i, n in enumerate(r.order)])
         doc.items([candidate_sentence(r, n) for n in r.order])
         doc.table(["candidates", "distinguishing pairs", "model follows first", "model follows second",

@@ -152,7 +152,7 @@ def test_candidate_leader_and_support_over_training():
                                     "lo": [0.3, 0.91, 0.55, 0.4], "hi": [0.4, 0.95, 0.65, 0.5]}},
     }
     a = D.analyse_curves(run)
-    # step 100: miu_mean ranks first but its CI overlaps miu's, so that checkpoint does not count
+    # step 100: the two CIs overlap, so that checkpoint does not count (whichever ranked first)
     assert a["clear_checkpoints"] == 3
     assert a["leader_changes"] == [[0, "miu"], [10, "miu_mean"], [1000, "miu"]]
     assert a["supported_from"] == {"miu": 1000, "miu_mean": None}  # supported only while it stays so
