@@ -296,13 +296,13 @@ def rank(preps: dict[str, Prepared], model: Transformer, output: OutputReadout |
             [_variable_score(comps[n], v, tested[n][v], counterparts[(n, v)], seed, hooks) for v in algo[n]],
             left[n], [[p, v.name] for v in prep.spec.variables for p in v.parents], comps[n])
     order = sorted(names, key=lambda n: (len(_losses(n, duels)), -_value(results[n].score), names.index(n)))
-    apart = []
+    not_apart = []
     for a, b in itertools.combinations(order, 2):
         duel = next(d for d in duels if {d.a, d.b} == {a, b})
         gap = duel.score_diff
         if duel.winner is None and not (gap.defined and (gap.lo > 0 or gap.hi < 0)):
-            apart.append([a, b])
-    return Ranking(order, results, duels, apart, comps[names[0]].attention)
+            not_apart.append([a, b])
+    return Ranking(order, results, duels, not_apart, comps[names[0]].attention)
 
 
 def _losses(name: str, duels: list[HeadToHead]) -> list[str]:
