@@ -256,8 +256,5 @@ def algorithm_graphs(ranking: Ranking, path: Path) -> str:
 
 
 def draw_ranking(ranking: Ranking, folder: Path) -> dict[str, str]:
-    """The figures of the "Which algorithm?" section."""
-    out = {"graphs": algorithm_graphs(ranking, folder / "algorithm_graphs.png")}
-    if ranking.attention:
-        out["key_attention"] = key_attention(ranking.attention, folder / "key_attention.png")
-    return out
+    """The figures of the "Which algorithm?" section (what each head looks at is drawn by ``draw_all``)."""
+    return {"graphs": algorithm_graphs(ranking, folder / "algorithm_graphs.png")}

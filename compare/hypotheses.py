@@ -53,9 +53,9 @@ import numpy as np
 import torch
 
 from compare.activations import Dataset, resid_hooks
-from compare.interventions import Pairs, agrees, patched_outputs, target_row
+from compare.interventions import Pairs, agrees, target_row
 from compare.outputs import OutputReadout
-from compare.pipeline import WRITES, ModelSide, Prepared, Swap, measure
+from compare.pipeline import WRITES, Prepared, Swap, measure
 from compare.results import IIA_OK, Comparison, KeyAttention, Status
 from compare.stats import Estimate, Stat, bootstrap
 from learned.model import Transformer
@@ -140,7 +140,11 @@ class Ranking:
     candidates: dict[str, CandidateResult]
     head_to_head: list[HeadToHead]
     not_told_apart: list[list[str]]     # pairs of candidates the data cannot tell apart
-    attention: KeyAttention | None
+
+    @property
+    def attention(self) -> KeyAttention | None:
+        """What the model's heads look at (the same in every candidate's comparison)."""
+        return self.candidates[self.order[0]].comparison.attention
 
     def told_apart(self, a: str, b: str) -> bool:
         return sorted([a, b]) not in [sorted(p) for p in self.not_told_apart]
@@ -210,15 +214,11 @@ def _algorithmic(prep: Prepared) -> tuple[list[str], dict[str, str]]:
     return keep, left
 
 
-def _test(prep: Prepared, side: ModelSide, swap: Swap | None, name: str) -> _Tested:
+def _test(prep: Prepared, swap: Swap | None, name: str) -> _Tested:
     """The test pairs of ``name`` (same and cross position) and the model's outputs with its swap."""
-    data = prep.data
     pairs = prep.pairs[name]["test"]
-    outputs = None
-    if swap is not None and len(pairs):
-        outputs = patched_outputs(side.model, data, pairs, swap.hook, side.delta(swap.hook, pairs), swap.lifted,
-                                  side.base(data, swap.hook, pairs), side.readout)
-    return _Tested(pairs, pairs.cross, outputs, data.group[pairs.base])
+    outputs = swap.test_outputs if swap is not None and len(pairs) else None
+    return _Tested(pairs, pairs.cross, outputs, prep.data.group[pairs.base])
 
 
 def _hits(t: _Tested, target: torch.Tensor | None = None) -> np.ndarray:
@@ -278,9 +278,9 @@ def rank(preps: dict[str, Prepared], model: Transformer, output: OutputReadout |
     comps, tested, left, algo = {}, {}, {}, {}
     for n, prep in preps.items():
         log(f"  candidate {n} ...")
-        comps[n], side, swaps = measure(prep, model, output)
+        comps[n], _, swaps = measure(prep, model, output)
         algo[n], left[n] = _algorithmic(prep)
-        tested[n] = {v: _test(prep, side, swaps.get(v), v) for v in algo[n]}
+        tested[n] = {v: _test(prep, swaps.get(v), v) for v in algo[n]}
     counterparts = {(a, v): {b: w for b in names if b != a
                              for w in [_counterpart(preps[a], runs[b], algo[b], v)] if w}
                     for a in names for v in algo[a]}
@@ -302,7 +302,7 @@ def rank(preps: dict[str, Prepared], model: Transformer, output: OutputReadout |
         gap = duel.score_diff
         if duel.winner is None and not (gap.defined and (gap.lo > 0 or gap.hi < 0)):
             not_apart.append([a, b])
-    return Ranking(order, results, duels, not_apart, comps[names[0]].attention)
+    return Ranking(order, results, duels, not_apart)
 
 
 def _losses(name: str, duels: list[HeadToHead]) -> list[str]:

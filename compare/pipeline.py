@@ -42,8 +42,8 @@ from compare import heads as heads_lib
 from compare.ablations import ablation_hooks, head_name, run_ablations, z_statistics
 from compare.activations import (Dataset, VariableInfo, at_rows, build_dataset, embedding_basis, resid_hooks,
                                  run_cached)
-from compare.interventions import (Pairs, Space, das, dependent, design, embed_overlap, hits, iia, make_pairs, make_space,
-                                   null_iia, pattern_swap, stratified)
+from compare.interventions import (Pairs, Space, agrees, das, dependent, design, embed_overlap, iia, make_pairs,
+                                   make_space, null_iia, patched_outputs, pattern_swap, stratified)
 from compare.outputs import OutputReadout
 from compare.readouts import Fitted, predict_held_out, read_out
 from compare.results import (IIA_OK, MATCH_OK, READ_OK, Coarsening, Comparison, HeadMatch, Heads, HookReadout, HookTrial,
@@ -350,6 +350,7 @@ class Swap:
 
     hook: str
     lifted: np.ndarray   # [D, D] the swap in residual coordinates (``Space.lift`` of the whitened projection)
+    test_outputs: torch.Tensor  # [P, T] the model's output ids on the variable's test pairs with the swap
 
 
 def locate(prep: Prepared, side: ModelSide, v: VariableInfo, vi: int, ready: int | None,
@@ -475,9 +476,11 @@ def _intervene(prep: Prepared, side: ModelSide, v: VariableInfo, vi: int, i: int
     test = prep.pairs[v.name]["test"]
     delta = side.delta(h, test)
     base = side.base(data, h, test)
+    outputs = (patched_outputs(side.model, data, test, h, delta, space.lift(proj), base, side.readout) if len(test)
+               else torch.zeros((0, data.ids.shape[1]), dtype=torch.long))
     if swaps is not None:
-        swaps[v.name] = Swap(h, space.lift(proj))
-    hit = hits(side.model, data, test, h, delta, space.lift(proj), base, side.readout) if len(test) else np.zeros(0, bool)
+        swaps[v.name] = Swap(h, space.lift(proj), outputs)
+    hit = agrees(outputs, test.target)
     groups = data.group[test.base]
     null_mean, null_p95 = null_iia(side.model, data, test, h, delta, space, dim, cfg.n_null, cfg.seed + vi, base,
                                    side.readout)
