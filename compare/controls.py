@@ -3,9 +3,9 @@
 Each control can fail, and each is a test (``tests/test_compare.py``):
 
 * ``self``: the compiled model against itself (``Prepared.reference``).
-  Every testable variable must be causal and every live head matched, but
-  for variables written only once the output is already readable (the
-  search stops before that hook; ``late_variables``).
+  Every testable variable must be causal and every live head matched;
+  variables that too few test pairs tell apart from copying the output
+  ("not identifiable from the output here") are listed, not required.
 * ``disguised (rotation)`` and ``disguised (invertible)``: the compiled
   model with its residual stream mapped by a random orthogonal matrix, or by
   a random invertible, non-orthogonal one (every read and write adjusted, so
@@ -34,7 +34,8 @@ import torch
 
 from compare import heads as heads_lib
 from compare.ablations import head_name
-from compare.pipeline import Prepared, _side, compare_models, descendants, frozen, max_len_of
+from compare.locate import descendants
+from compare.pipeline import Prepared, _side, compare_models, frozen, max_len_of
 from compare.results import Comparison, Status
 from compare.outputs import OutputReadout
 from compare.similarity import linear_cka
@@ -135,21 +136,13 @@ def _hooks(c: Comparison) -> dict[str, str | None]:
     return {k: v.found_hook for k, v in c.variables.items()}
 
 
-def late_variables(ref: Comparison) -> list[str]:
-    """Upstream variables whose first computing block writes only once the compiled model's output is already
-    readable: the search for where a variable lives stops before that hook, so they cannot be located at
-    their own block (miu_first's ``M_ok``, miu_mean's ``I_mod_3``)."""
-    hooks = ref.cka["hooks"]
-    return [k for k, v in ref.variables.items()
-            if v.output_ready_hook is not None
-            and hooks.index(v.compiled_first_hook or v.compiled_hook) >= hooks.index(v.output_ready_hook)]
-
-
 def check_self(ref: Comparison) -> ControlResult:
-    late = late_variables(ref)
-    testable = [v for k, v in ref.variables.items() if v.status is not Status.NOT_TESTABLE and k not in late]
+    unidentifiable = [k for k, v in ref.variables.items() if v.status is Status.NOT_IDENTIFIABLE]
+    testable = [v for k, v in ref.variables.items()
+                if v.status not in (Status.NOT_TESTABLE, Status.NOT_IDENTIFIABLE)]
     ok = bool(testable) and all(v.status.causal for v in testable) and ref.heads.matched == len(ref.heads.matches)
-    return ControlResult("self", ok, {"statuses": _statuses(ref), "hooks": _hooks(ref), "late (not required)": late,
+    return ControlResult("self", ok, {"statuses": _statuses(ref), "hooks": _hooks(ref),
+                                      "not identifiable (not required)": unidentifiable,
                                       "heads": {m.compiled: m.learned for m in ref.heads.matches}}, ref)
 
 

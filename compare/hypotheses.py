@@ -11,33 +11,41 @@ which one does the model follow?
 * **Algorithmic variables.** A candidate's score counts its variables that
   are neither the task's output (every candidate has it) nor position-wise
   (on the rows, a function of the current token and position alone: every
-  model has those in its embedding, so they tell no algorithms apart).
-* **Cross-position pairs.** Half the intervention pairs of
-  ``compare.interventions`` take the source from another position than the
-  base. At one position a count and a fraction of the prefix determine each
-  other; across positions they do not.
-* **Counterparts.** Variable ``v`` of candidate A and ``w`` of candidate B are
-  counterparts when, on ``v``'s live rows, each determines the other at every
-  position (``count_I`` and ``frac_I``; ``count_I`` and ``count_U`` once the
-  M rule holds). B then predicts the outcome of a swap of ``v`` as the swap of
-  ``w`` with the source's value of ``w``.
-* **Distinguishing pairs**: test pairs of ``v`` on which A's counterfactual
-  (via ``v``) and B's (via ``w``) differ. The model is run with the subspace
-  found for ``v`` swapped (chosen on same-position fit and validation pairs,
-  where A and B agree, so the choice favours neither); its output follows A,
-  B or neither. ``HeadToHead`` gives both shares and their difference with a
-  bootstrap CI; a CI clear of 0 names a winner.
-* **Score**: the mean over algorithmic variables of IIA on all test pairs
-  (same and cross position), with a 95% CI over base input strings. A
-  variable without a causal subspace anywhere scores 0 on its pairs.
+  model has those in its embedding, so they tell no algorithms apart), and
+  that enough test pairs tell apart from copying the output
+  (``MIN_DISTINGUISHING``; else "not identifiable from the output here").
+* **Pairs.** Subspaces are fitted and chosen on same-position pairs only
+  (``compare.pipeline.prepare``), so no candidate's cross-position
+  counterfactuals steer them; half the *test* pairs take the source from
+  another position, where a count and a fraction of the prefix disagree.
+* **Score**: for each algorithmic variable, its null-corrected IIA on its
+  *distinguishing* test pairs (IIA minus the larger of the two chance
+  levels, "copy source" and "no change"; both are 0 on those pairs by their
+  definition), averaged within each *counterpart group* of the candidate's
+  variables (variables that determine each other at every position count
+  once), then over the groups; a 95% CI resampling base and source strings.
+  A variable without a causal subspace anywhere scores 0 on its pairs.
+  ``copy_score_all_pairs`` is what a swap that only copies the source's
+  output would have scored on all test pairs (the score before distinguishing
+  pairs).
+* **Counterparts across candidates.** Variable ``v`` of candidate A and ``w``
+  of candidate B are counterparts when, on ``v``'s live rows, each
+  determines the other at every position (``count_I`` and ``frac_I``;
+  ``count_I`` and ``count_U`` once the M rule holds). B then predicts the
+  outcome of a swap of ``v`` as the swap of ``w`` with the source's value of
+  ``w``.
+* **Head to head**: on the test pairs of ``v`` where A's counterfactual (via
+  ``v``) and B's (via ``w``) are different outputs, the model's output after
+  the swap follows A, B or neither. ``HeadToHead`` gives both shares and
+  their difference with a bootstrap CI; a CI clear of 0 names a winner.
 * **Support** (from CI bounds): *supported* when the score's lower bound is at
   least ``IIA_OK`` and no rival beats it head to head; *not supported* when
   the upper bound is below ``IIA_OK`` or a rival beats it; else *undecided*.
 * Two candidates are **told apart** when one wins head to head, or when the
-  CI of the difference of their scores (base strings resampled for both at
-  once) excludes 0; otherwise the report says the data cannot tell them
-  apart. Candidates are ordered by how many others are told apart from them
-  in their favour, then by score.
+  CI of the difference of their scores (base and source strings resampled
+  for both at once) excludes 0; otherwise the report says the data cannot
+  tell them apart. Candidates are ordered by how many others are told apart
+  from them in their favour, then by score.
 
 Shapes: P pairs, T positions.
 """
@@ -55,8 +63,9 @@ import torch
 from compare.activations import Dataset, resid_hooks
 from compare.interventions import Pairs, agrees, target_row
 from compare.outputs import OutputReadout
-from compare.pipeline import WRITES, Prepared, Swap, measure
-from compare.results import IIA_OK, Comparison, KeyAttention, Status
+from compare.locate import Swap
+from compare.pipeline import WRITES, Prepared, measure
+from compare.results import IIA_OK, MIN_DISTINGUISHING, Comparison, KeyAttention, Status
 from compare.stats import Estimate, Stat, bootstrap
 from learned.model import Transformer
 from rasp_programs.errors import ToolkitError
@@ -76,9 +85,12 @@ class VariableScore:
     """One algorithmic variable of a candidate in the model.
 
     Attributes:
-        iia_same, iia_cross, iia: test IIA on same-position pairs, cross-position pairs, and both.
+        iia_same, iia_cross, iia: test IIA on the distinguishing same-position pairs, cross-position pairs,
+            and both.
         counterparts: rival candidate -> its variable in one-to-one correspondence at every position.
         heads: the model's heads that write it (its readout drops by >= ``WRITES`` when mean-ablated).
+        group: the counterpart group within the candidate (variables that determine each other share one).
+        follows_copy: share of the distinguishing pairs on which the model's output was the source's own.
     """
 
     name: str
@@ -90,10 +102,15 @@ class VariableScore:
     iia: Estimate
     counterparts: dict[str, str]
     heads: list[str]
+    group: int = 0
+    follows_copy: Estimate = Estimate.empty()
 
 
 @dataclasses.dataclass
 class CandidateResult:
+    """One candidate against the model. ``copy_score_all_pairs``: what copying the source's output would have
+    scored with IIA on all test pairs (on the distinguishing pairs the score uses, it scores 0)."""
+
     program: str
     description: str
     shape: dict[str, int]
@@ -103,6 +120,7 @@ class CandidateResult:
     left_out: dict[str, str]            # variable -> why it is not in the score
     edges: list[list[str]]              # [parent, child] of the program's computation graph
     comparison: Comparison
+    copy_score_all_pairs: float = float("nan")
 
     def variable(self, name: str) -> VariableScore | None:
         return next((v for v in self.variables if v.name == name), None)
@@ -152,12 +170,15 @@ class Ranking:
 
 @dataclasses.dataclass
 class _Tested:
-    """Test pairs of one variable and the model's outputs with its swap (``None``: no swap found)."""
+    """Distinguishing test pairs of one variable and the model's outputs with its swap (``None``: no swap found)."""
 
     pairs: Pairs
     cross: np.ndarray      # [P] bool: source from another position
     outputs: torch.Tensor | None  # [P, T]
     groups: np.ndarray     # [P] base input string
+    sources: np.ndarray    # [P] source input string
+    weight: float = 1.0    # 1 / the size of the variable's counterpart group in its candidate
+    chance: float = 0.0    # the larger chance level (copy source, no change) on these pairs
 
 
 def positionwise(data: Dataset, name: str) -> bool:
@@ -209,16 +230,36 @@ def _algorithmic(prep: Prepared) -> tuple[list[str], dict[str, str]]:
             left[v.name] = "position-wise (a function of the current token and position: in every embedding)"
         elif not data.live[v.name].any() or not len(prep.pairs[v.name]["test"]):
             left[v.name] = "not testable (no live rows or no effective test pairs)"
+        elif prep.pairs[v.name]["test"].distinguishing.sum() < MIN_DISTINGUISHING:
+            left[v.name] = (f"not identifiable from the output here (fewer than {MIN_DISTINGUISHING} test pairs "
+                            "tell it from copying the output)")
         else:
             keep.append(v.name)
     return keep, left
 
 
-def _test(prep: Prepared, swap: Swap | None, name: str) -> _Tested:
-    """The test pairs of ``name`` (same and cross position) and the model's outputs with its swap."""
-    pairs = prep.pairs[name]["test"]
-    outputs = swap.test_outputs if swap is not None and len(pairs) else None
-    return _Tested(pairs, pairs.cross, outputs, prep.data.group[pairs.base])
+def _test(prep: Prepared, swap: Swap | None, name: str, weight: float = 1.0, everything: bool = False) -> _Tested:
+    """The distinguishing (``everything``: all) test pairs of ``name`` (same and cross position) and the model's
+    outputs with its swap."""
+    every = prep.pairs[name]["test"]
+    dist = np.ones(len(every), dtype=bool) if everything else every.distinguishing
+    pairs = every.subset(dist)
+    outputs = (swap.test_outputs[torch.from_numpy(np.flatnonzero(dist))]
+               if swap is not None and len(pairs) else None)
+    return _Tested(pairs, pairs.cross, outputs, prep.data.group[pairs.base], prep.data.group[pairs.source], weight,
+                   max(pairs.chance()) if len(pairs) else 0.0)
+
+
+def _groups(prep: Prepared, names: list[str]) -> dict[str, int]:
+    """Counterpart groups within one candidate: variables that determine each other at every position on the
+    first one's live rows share a group (so a candidate does not win by having more variables)."""
+    data, group = prep.data, {}
+    for i, v in enumerate(names):
+        rows = np.flatnonzero(data.live[v])
+        mine = [data.values[v][r] for r in rows]
+        group[v] = next((group[w] for w in names[:i]
+                         if _one_to_one(mine, [data.values[w][r] for r in rows], data.row_pos[rows])), i)
+    return group
 
 
 def _hits(t: _Tested, target: torch.Tensor | None = None) -> np.ndarray:
@@ -228,34 +269,46 @@ def _hits(t: _Tested, target: torch.Tensor | None = None) -> np.ndarray:
     return agrees(t.outputs, target)
 
 
-def _columns(tested: dict[str, _Tested]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per pair: hit / n_v and 1 / n_v (``n_v`` the variable's pairs), and the base string: the score is
-    the ratio of their totals, the mean over variables of IIA."""
-    parts = [(_hits(t).astype(float) / len(t.pairs), np.full(len(t.pairs), 1.0 / len(t.pairs)), t.groups)
+def _columns(tested: dict[str, _Tested]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per pair: (hit - chance) * w_v / n_v and w_v / n_v (``n_v`` the variable's pairs, ``w_v`` one over its
+    counterpart group's size), the base and the source string: the score is the ratio of their totals,
+    the mean over counterpart groups of null-corrected IIA."""
+    parts = [((_hits(t).astype(float) - t.chance) * t.weight / len(t.pairs),
+              np.full(len(t.pairs), t.weight / len(t.pairs)), t.groups, t.sources)
              for t in tested.values() if len(t.pairs)]
     if not parts:
-        return np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64)
+        return np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     return tuple(np.concatenate(x) for x in zip(*parts))  # type: ignore[return-value]
 
 
 def _score(tested: dict[str, _Tested], seed: int) -> Estimate:
-    """Mean over variables of IIA, with a CI from resampling base strings (all variables at once)."""
-    hw, w, groups = _columns(tested)
+    """Mean over counterpart groups of null-corrected IIA on distinguishing pairs, with a CI from resampling
+    base and source strings (all variables at once)."""
+    hw, w, groups, sources = _columns(tested)
     if not len(w):
         return Estimate.empty()
-    return bootstrap(hw / w, groups, seed, stat=Stat(np.stack([hw, w], 1), lambda t: t[..., 0] / t[..., 1]))
+    return bootstrap(hw / w, groups, seed, stat=Stat(np.stack([hw, w], 1), lambda t: t[..., 0] / t[..., 1]),
+                     groups2=sources)
+
+
+def _copy_score(prep: Prepared, names: list[str]) -> float:
+    """What a swap that copies the source's output would score as the mean over variables of IIA on all test
+    pairs (the score before distinguishing pairs): the mean of each variable's "copy source" chance level."""
+    levels = [prep.pairs[v]["test"].chance()[0] for v in names if len(prep.pairs[v]["test"])]
+    return float(np.mean(levels)) if levels else float("nan")
 
 
 def _score_difference(a: dict[str, _Tested], b: dict[str, _Tested], seed: int) -> Estimate:
-    """Score of ``a`` minus score of ``b``, resampling base strings jointly (the candidates share the inputs)."""
-    ha, wa, ga = _columns(a)
-    hb, wb, gb = _columns(b)
+    """Score of ``a`` minus score of ``b``, resampling strings jointly (the candidates share the inputs)."""
+    ha, wa, ga, sa = _columns(a)
+    hb, wb, gb, sb = _columns(b)
     if not len(wa) or not len(wb):
         return Estimate.empty()
     cols = np.zeros((len(wa) + len(wb), 4))
     cols[:len(wa), 0], cols[:len(wa), 1], cols[len(wa):, 2], cols[len(wa):, 3] = ha, wa, hb, wb
     stat = Stat(cols, lambda t: t[..., 0] / t[..., 1] - t[..., 2] / t[..., 3])
-    return bootstrap(np.zeros(len(cols)), np.concatenate([ga, gb]), seed, stat=stat)
+    return bootstrap(np.zeros(len(cols)), np.concatenate([ga, gb]), seed, stat=stat,
+                     groups2=np.concatenate([sa, sb]))
 
 
 def rank(preps: dict[str, Prepared], model: Transformer, output: OutputReadout | None = None,
@@ -275,26 +328,32 @@ def rank(preps: dict[str, Prepared], model: Transformer, output: OutputReadout |
     seed = first.config.seed
     hooks = resid_hooks(model.cfg)
     runs = {n: _Runs(p) for n, p in preps.items()}
-    comps, tested, left, algo = {}, {}, {}, {}
+    comps, tested, every, left, algo = {}, {}, {}, {}, {}
     for n, prep in preps.items():
         log(f"  candidate {n} ...")
         comps[n], _, swaps = measure(prep, model, output)
         algo[n], left[n] = _algorithmic(prep)
-        tested[n] = {v: _test(prep, swaps.get(v), v) for v in algo[n]}
+        group = _groups(prep, algo[n])
+        size = {g: list(group.values()).count(g) for g in group.values()}
+        tested[n] = {v: _test(prep, swaps.get(v), v, 1.0 / size[group[v]]) for v in algo[n]}
+        every[n] = {v: _test(prep, swaps.get(v), v, everything=True) for v in algo[n]}
     counterparts = {(a, v): {b: w for b in names if b != a
                              for w in [_counterpart(preps[a], runs[b], algo[b], v)] if w}
                     for a in names for v in algo[a]}
-    duels = [dataclasses.replace(_duel(a, b, preps, runs, tested, counterparts, seed),
+    duels = [dataclasses.replace(_duel(a, b, preps, runs, every, counterparts, seed),
                                  score_diff=_score_difference(tested[a], tested[b], seed))
              for a, b in itertools.combinations(names, 2)]
     beaten = {d.b if d.winner == d.a else d.a for d in duels if d.winner}
     results = {}
     for n, prep in preps.items():
         score = _score(tested[n], seed)
+        group = _groups(prep, algo[n])
         results[n] = CandidateResult(
             n, prep.spec.description, _shape(prep), score, _support(score, n in beaten),
-            [_variable_score(comps[n], v, tested[n][v], counterparts[(n, v)], seed, hooks) for v in algo[n]],
-            left[n], [[p, v.name] for v in prep.spec.variables for p in v.parents], comps[n])
+            [_variable_score(comps[n], v, tested[n][v], counterparts[(n, v)], seed, hooks, group[v])
+             for v in algo[n]],
+            left[n], [[p, v.name] for v in prep.spec.variables for p in v.parents], comps[n],
+            _copy_score(prep, algo[n]))
     order = sorted(names, key=lambda n: (len(_losses(n, duels)), -_value(results[n].score), names.index(n)))
     not_apart = []
     for a, b in itertools.combinations(order, 2):
@@ -351,7 +410,7 @@ def _counterpart(prep: Prepared, rival: _Runs, rival_algo: list[str], name: str)
 def _duel(a: str, b: str, preps: dict[str, Prepared], runs: dict[str, _Runs], tested: dict,
           counterparts: dict, seed: int) -> HeadToHead:
     """Which of ``a`` and ``b`` the model follows on the pairs where their counterfactuals differ."""
-    follow_a, follow_b, groups, via = [], [], [], []
+    follow_a, follow_b, groups, sources, via = [], [], [], [], []
     for mine, other in ((a, b), (b, a)):
         for v, t in tested[mine].items():
             w = counterparts[(mine, v)].get(other)
@@ -373,19 +432,22 @@ def _duel(a: str, b: str, preps: dict[str, Prepared], runs: dict[str, _Runs], te
             follow_a.append(h_mine if mine == a else h_theirs)
             follow_b.append(h_theirs if mine == a else h_mine)
             groups.append(t.groups[differ])
+            sources.append(t.sources[differ])
     if not follow_a:
         empty = Estimate.empty()
         return HeadToHead(a, b, 0, empty, empty, empty, None, [])
-    fa, fb, g = (np.concatenate(x).astype(float) for x in (follow_a, follow_b, groups))
-    diff = bootstrap(fa - fb, g, seed)
+    fa, fb = (np.concatenate(x).astype(float) for x in (follow_a, follow_b))
+    g, src = np.concatenate(groups), np.concatenate(sources)
+    diff = bootstrap(fa - fb, g, seed, groups2=src)
     winner = None
     if len(fa) >= MIN_PAIRS and diff.defined:
         winner = a if diff.lo > 0 else b if diff.hi < 0 else None
-    return HeadToHead(a, b, len(fa), bootstrap(fa, g, seed), bootstrap(fb, g, seed), diff, winner, via)
+    return HeadToHead(a, b, len(fa), bootstrap(fa, g, seed, groups2=src), bootstrap(fb, g, seed, groups2=src), diff,
+                      winner, via)
 
 
 def _variable_score(comp: Comparison, name: str, t: _Tested, counterparts: dict[str, str], seed: int,
-                    hooks: list[str]) -> VariableScore:
+                    hooks: list[str], group: int) -> VariableScore:
     v = comp.variables[name]
     hits = _hits(t).astype(float)
     # heads whose output reaches the hook where the variable lives and whose ablation drops its readout
@@ -394,6 +456,7 @@ def _variable_score(comp: Comparison, name: str, t: _Tested, counterparts: dict[
              if writes.get(name, 0.0) >= WRITES and 2 * int(h[1:].split("H")[0]) + 1 <= reach]
     iv = v.intervention
     return VariableScore(name, v.status, v.found_hook, iv.subspace if iv else None,
-                         bootstrap(hits[~t.cross], t.groups[~t.cross], seed),
-                         bootstrap(hits[t.cross], t.groups[t.cross], seed), bootstrap(hits, t.groups, seed),
-                         counterparts, heads)
+                         bootstrap(hits[~t.cross], t.groups[~t.cross], seed, groups2=t.sources[~t.cross]),
+                         bootstrap(hits[t.cross], t.groups[t.cross], seed, groups2=t.sources[t.cross]),
+                         bootstrap(hits, t.groups, seed, groups2=t.sources), counterparts, heads, group,
+                         iv.follows_copy if iv else Estimate.empty())

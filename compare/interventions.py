@@ -23,9 +23,10 @@ the share of pairs whose output equals it at every position.
 * **Candidates**: the *pattern* swap, from a joint linear forward model of all
   program variables (where each varies: Haufe et al. 2014, not a probe's
   filter weights), which moves the variable's patterns and leaves the other
-  variables' alone; and DAS (Geiger et al. 2023), an orthonormal basis trained
-  on the fit pairs (``torch.nn.utils.parametrizations.orthogonal``), swept
-  over dimensions.
+  variables' alone; and DAS (Geiger et al. 2023), an orthonormal basis
+  (QR of a free matrix, seeded locally: nothing draws from torch's global
+  generator) trained on the fit pairs with a scale-free loss and stopped
+  early on a held-out part of them, from several starts.
 * **Null**: random subspaces of the same dimension in the same coordinates.
 
 Shapes: P pairs, T positions, D d_model, r whitened rank, k subspace dimension.
@@ -38,7 +39,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.nn.utils.parametrizations import orthogonal
 
 from compare.activations import Dataset, VariableInfo
 from compare.outputs import OutputReadout
@@ -52,13 +52,19 @@ IGNORE = -100
 
 @dataclasses.dataclass
 class Pairs:
-    """Effective intervention pairs of one variable in one split.
+    """Effective intervention pairs of one variable in one split, each with three predictions.
 
     Attributes:
         base, source: ``[P]`` row indices.
-        target: ``[P, T]`` counterfactual output ids (``IGNORE`` at BOS and pads).
+        target: ``[P, T]`` the counterfactual output ids under the variable's hypothesis (``IGNORE`` at BOS,
+            pads and, for a causal program, before the base position).
         value: ``[P]`` the value set (the source's), as a string.
         cross: ``[P]`` bool: the source is at another position than the base.
+        copy: ``[P, T]`` "copy source": the base's output with the source's own output at the base position
+            (what a swap of the output alone would give).
+        keep: ``[P, T]`` "no change": the base's own output.
+        distinguishing: ``[P]`` bool: ``target`` differs from both ``copy`` and ``keep`` on a scored position,
+            so only a swap that carries the variable itself (not the output it feeds) gets the pair right.
     """
 
     base: np.ndarray
@@ -66,9 +72,46 @@ class Pairs:
     target: torch.Tensor
     value: np.ndarray
     cross: np.ndarray
+    copy: torch.Tensor
+    keep: torch.Tensor
+    distinguishing: np.ndarray
 
     def __len__(self) -> int:
         return len(self.base)
+
+    def subset(self, mask: np.ndarray) -> "Pairs":
+        """The pairs where ``mask`` ``[P]`` is true."""
+        t = torch.from_numpy(np.flatnonzero(mask))
+        return Pairs(self.base[mask], self.source[mask], self.target[t], self.value[mask], self.cross[mask],
+                     self.copy[t], self.keep[t], self.distinguishing[mask])
+
+    def chance(self) -> tuple[float, float]:
+        """IIA of the two trivial hypotheses on these pairs: (copy source, no change); nan without pairs."""
+        if not len(self):
+            return float("nan"), float("nan")
+        return float(agrees(self.copy, self.target).mean()), float(agrees(self.keep, self.target).mean())
+
+
+class _Outputs:
+    """The program's output ids at every position of each input, computed once per input."""
+
+    def __init__(self, spec: ProgramSpec, data: Dataset):
+        self.spec, self.data, self._rows = spec, data, {}
+
+    def row(self, i: int) -> list[int]:
+        if i not in self._rows:
+            out = self.spec.run(self.data.inputs[i])[self.spec.output]
+            self._rows[i] = [self.data.output_vocab.index(str(y)) for y in out]
+        return self._rows[i]
+
+
+def _as_row(data: Dataset, ids: list[int], pos: int) -> list[int]:
+    """``[T]`` model-position row of output ids (``IGNORE`` at BOS, pads and, causal, before ``pos``)."""
+    row = [IGNORE] * data.ids.shape[1]
+    row[1:1 + len(ids)] = ids
+    if data.causal:  # positions before p cannot change; a model's own errors there are not the swap's
+        row[1:1 + pos] = [IGNORE] * pos
+    return row
 
 
 def target_row(spec: ProgramSpec, data: Dataset, b: int, var: str, value: Any,
@@ -83,55 +126,84 @@ def target_row(spec: ProgramSpec, data: Dataset, b: int, var: str, value: Any,
         return None
     if effective and cf == spec.run(tokens)[spec.output]:
         return None
-    row = [IGNORE] * data.ids.shape[1]
-    row[1:1 + len(cf)] = [data.output_vocab.index(str(y)) for y in cf]
-    if data.causal:  # positions before p cannot change; a model's own errors there are not the swap's
-        row[1:1 + pos] = [IGNORE] * pos
-    return row
+    return _as_row(data, [data.output_vocab.index(str(y)) for y in cf], pos)
 
 
 def make_pairs(spec: ProgramSpec, data: Dataset, var: VariableInfo, split: str, n: int,
                rng: np.random.Generator, max_tries: int = 30, cross_share: float = 0.5) -> Pairs:
-    """Up to ``n`` distinct effective pairs for ``var`` with bases and sources from ``split``'s live rows.
+    """Up to ``n`` distinct effective pairs for ``var``: bases from ``split``'s live rows, sources from *all* its rows.
 
-    About ``cross_share`` of them take the source from *another position* than the base, with a value
-    the variable takes at the base's position somewhere in the data (so the swap stays in its range).
-    At one position a count and a fraction of the prefix determine each other; only across positions
-    do they predict different counterfactuals. The rest take the source from the base's position.
+    Sources are not restricted to live rows: when they are, the counterfactual under ``var`` is often the
+    source's own output, and a swap that only copies the output scores as well as the variable (on MIU,
+    IIA 1.00 for ``count_I``). Every pair carries the predictions of "copy source" and "no change";
+    about half the pairs of a variable other than the output are *distinguishing* (its hypothesis differs
+    from both) when the split has enough of them.
+
+    About ``cross_share`` of the pairs take the source from *another position* than the base, with a value
+    the variable takes at the base's position somewhere in the data (so the swap stays in its range): at one
+    position a count and a fraction of the prefix determine each other; only across positions do they
+    predict different counterfactuals. The rest take the source from the base's position.
+
+    Bases and sources take only values the variable takes on the fit split: a value never seen in fitting
+    has no pattern (nor whitened variance) to swap along, whatever the model.
     """
-    rows = np.flatnonzero(data.split(split) & data.live[var.name])
     vals = data.values[var.name]
+    fitted = {str(vals[r]) for r in np.flatnonzero(data.split("fit"))}
+    seen = np.array([str(x) in fitted for x in vals])
+    bases = np.flatnonzero(data.split(split) & data.live[var.name] & seen)
+    everyone = np.flatnonzero(data.split(split) & seen)
+    outputs = _Outputs(spec, data)
     at_pos: dict[int, set[str]] = {}
     for x, p in zip(vals, data.row_pos.tolist()):
         at_pos.setdefault(p, set()).add(str(x))
-    positions = np.unique(data.row_pos[rows])
-    same_pos = {p: rows[data.row_pos[rows] == p] for p in positions}
-    other_pos = {p: rows[data.row_pos[rows] != p] for p in positions}
-    seen, base, source, targets, values, cross = set(), [], [], [], [], []
-    for is_cross, want in ((True, round(n * cross_share)), (False, n)):
+    positions = np.unique(data.row_pos[bases])
+    same_pos = {p: everyone[data.row_pos[everyone] == p] for p in positions}
+    names = np.array([str(vals[s]) for s in everyone])
+    other_pos = {p: everyone[(data.row_pos[everyone] != p) & np.isin(names, list(at_pos[p]))] for p in positions}
+    is_output = var.name == spec.output  # the output's own hypothesis *is* "copy source": no pair distinguishes
+    tried: set = set()
+    rows: list[tuple] = []  # (base, source, target, copy, keep, value, cross, distinguishing)
+    for is_cross, want in ((True, round(n * cross_share)), (False, n - round(n * cross_share))):
         pool = other_pos if is_cross else same_pos
-        for _ in range(max_tries * n):
-            if len(base) >= want or not len(rows):
+        quota = 0 if is_output else want // 2
+        dist: list[tuple] = []
+        plain: list[tuple] = []
+        for tries in range(max_tries * max(want, 1)):
+            if len(dist) >= quota and len(dist) + len(plain) >= want or not len(bases):
                 break
-            b = int(rng.choice(rows))
+            if tries >= 10 * want and not dist and len(plain) >= want:
+                break  # no distinguishing pair in sight: the variable acts only as the output does
+            b = int(rng.choice(bases))
             p = int(data.row_pos[b])
             if not len(pool[p]):
                 continue
             s = int(rng.choice(pool[p]))
-            if (b, s) in seen or vals[s] == vals[b] or (is_cross and str(vals[s]) not in at_pos[p]):
+            if (b, s) in tried or vals[s] == vals[b]:
                 continue
-            seen.add((b, s))
-            row = target_row(spec, data, b, var.name, vals[s])
-            if row is None:
+            tried.add((b, s))
+            target = target_row(spec, data, b, var.name, vals[s])
+            if target is None:
                 continue
-            base.append(b)
-            source.append(s)
-            targets.append(row)
-            values.append(str(vals[s]))
-            cross.append(is_cross)
-    return Pairs(np.array(base, dtype=np.int64), np.array(source, dtype=np.int64),
-                 torch.tensor(targets, dtype=torch.long).reshape(len(base), data.ids.shape[1]), np.array(values),
-                 np.array(cross, dtype=bool))
+            base_out = outputs.row(int(data.row_input[b]))
+            copied = list(base_out)
+            copied[p - 1] = int(data.outputs[s])
+            copy = _as_row(data, copied, p - 1)
+            is_dist = not is_output and any(t != c for t, c in zip(target, copy) if t != IGNORE)
+            (dist if is_dist else plain).append(
+                (b, s, target, copy, _as_row(data, base_out, p - 1), str(vals[s]), is_cross, is_dist))
+        dist = dist[:want]
+        rows += dist + plain[:want - len(dist)]
+    order = rng.permutation(len(rows))
+    rows = [rows[i] for i in order]
+    t = data.ids.shape[1]
+
+    def column(k: int, dtype) -> np.ndarray:
+        return np.array([x[k] for x in rows], dtype=dtype)
+
+    def tensor(k: int) -> torch.Tensor:
+        return torch.tensor([x[k] for x in rows], dtype=torch.long).reshape(len(rows), t)
+    return Pairs(column(0, np.int64), column(1, np.int64), tensor(2), np.array([x[5] for x in rows]),
+                 column(6, bool), tensor(3), tensor(4), column(7, bool))
 
 
 # --------------------------------------------------------------------------- spaces --
@@ -291,13 +363,30 @@ def iia(model: Transformer, data: Dataset, pairs: Pairs, hook: str, delta: np.nd
     return float(hits(model, data, pairs, hook, delta, space.lift(proj_z), base, readout).mean())
 
 
+def orthonormal(a: torch.Tensor) -> torch.Tensor:
+    """``[m, k]`` orthonormal columns spanning ``a`` ``[m, k]`` (QR with a fixed sign): DAS's parametrisation.
+
+    Unlike ``torch.nn.utils.parametrizations.orthogonal``, nothing here draws from torch's global random
+    generator, so a DAS run depends only on its own seed.
+    """
+    q, r = torch.linalg.qr(a)
+    return q * torch.where(torch.diagonal(r) < 0, -1.0, 1.0).to(q.dtype)
+
+
+def seeded(*keys: int) -> int:
+    """One 32-bit seed from several integers (config seed, variable, hook, dimension, restart)."""
+    return int(np.random.SeedSequence([abs(int(k)) for k in keys]).generate_state(1)[0])
+
+
 def das(model: Transformer, data: Dataset, train: Pairs, hook: str, delta: np.ndarray, space: Space,
         init: np.ndarray, dim: int, steps: int, lr: float, seed: int, base: torch.Tensor,
-        readout: OutputReadout) -> np.ndarray:
+        readout: OutputReadout, holdout: float = 0.2, patience: int = 5) -> np.ndarray:
     """Distributed alignment search: an orthonormal ``[r, dim]`` basis trained on ``train`` pairs.
 
-    The swap is the orthogonal projection onto it in whitened coordinates. Starts from ``init``
-    (padded with seeded random directions); stops early once every training pair is right.
+    The swap is the orthogonal projection onto it in whitened coordinates. It starts from ``init``
+    (padded with directions drawn from ``seed``), is trained with the readout's scale-free loss on the
+    fit pairs of 80% of the base strings, and stops early on the other 20%: it returns the basis with
+    the best held-out IIA seen (the start included), after ``patience`` steps without a gain.
     """
     m = space.m
     dim = max(1, min(dim, m))
@@ -307,27 +396,64 @@ def das(model: Transformer, data: Dataset, train: Pairs, hook: str, delta: np.nd
         extra = rng.standard_normal((m, dim - start.shape[1]))
         extra -= start @ (start.T @ extra)
         start = np.concatenate([start, extra], axis=1)
-    start = np.linalg.qr(start)[0]
+    start = orthonormal(torch.as_tensor(start, dtype=torch.float64)).numpy()
     if not len(train) or steps <= 0:
         return start
+    groups = data.group[train.base]
+    uniq = np.unique(groups)
+    held = (np.isin(groups, rng.choice(uniq, size=max(1, round(holdout * len(uniq))), replace=False))
+            if len(uniq) >= 5 else np.zeros(len(train), dtype=bool))
+    fit = train.subset(~held) if held.any() else train
+    check = train.subset(held) if held.any() else train
     dtype = model.param("embed.W_E").dtype
-    rot = orthogonal(torch.nn.Linear(dim, m, bias=False, dtype=dtype))  # weight [m, dim], orthonormal columns
-    with torch.no_grad():
-        rot.weight = torch.as_tensor(start, dtype=dtype)
     white = torch.as_tensor(space.white, dtype=dtype)      # [D, m]
     unwhite = torch.as_tensor(space.unwhite, dtype=dtype)  # [m, D]
-    delta_t = torch.as_tensor(delta, dtype=dtype)
-    opt = torch.optim.Adam(rot.parameters(), lr=lr)
+    d_fit = torch.as_tensor(delta[~held] if held.any() else delta, dtype=dtype) @ white      # [P, m]
+    d_check = torch.as_tensor(delta[held] if held.any() else delta, dtype=dtype) @ white
+    b_fit = base[torch.from_numpy(np.flatnonzero(~held))] if held.any() else base
+    b_check = base[torch.from_numpy(np.flatnonzero(held))] if held.any() else base
+    param = torch.nn.Parameter(torch.as_tensor(start, dtype=dtype))
+    opt = torch.optim.Adam([param], lr=lr)
+
+    def held_iia(u: torch.Tensor) -> float:
+        with torch.no_grad():
+            logits, ids = _patched_logits(model, data, check, hook, d_check @ u @ (u.T @ unwhite), b_check)
+            return float(agrees(readout.predict(logits, ids), check.target).mean())
+    best_score, best = held_iia(param.detach()), start
+    stale = 0
     for _ in range(steps):
-        u = rot.weight  # [m, dim]
-        logits, ids = _patched_logits(model, data, train, hook, (delta_t @ white) @ u @ (u.T @ unwhite), base)
-        if bool(((readout.predict(logits.detach(), ids) == train.target) | (train.target == IGNORE)).all()):
+        if best_score >= 1.0 or stale >= patience:
             break
-        loss = readout.loss(logits, ids, train.target)
+        u = orthonormal(param)  # [m, dim]
+        logits, ids = _patched_logits(model, data, fit, hook, d_fit @ u @ (u.T @ unwhite), b_fit)
+        loss = readout.loss(logits, ids, fit.target)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return rot.weight.detach().double().numpy()
+        u = orthonormal(param.detach())
+        score = held_iia(u)
+        if score > best_score:
+            best_score, best, stale = score, u.double().numpy(), 0
+        else:
+            stale += 1
+    return best
+
+
+def probe_directions(z: np.ndarray, y: np.ndarray, encoding: str, max_iter: int) -> np.ndarray:
+    """``[r, c]`` orthonormal directions a linear probe of ``y`` reads from whitened ``z`` ``[n, r]`` (a DAS start).
+
+    In whitened coordinates a probe's weights and the variable's patterns coincide up to the probe's
+    regularisation, so this is the "probe direction" start of METHODS.md.
+    """
+    from sklearn.linear_model import LogisticRegression, Ridge  # local: only DAS starts need it
+
+    if z.shape[1] == 0 or len(np.unique(y)) < 2:
+        return np.zeros((z.shape[1], 0))
+    if encoding == "categorical":
+        w = LogisticRegression(max_iter=max_iter, tol=1e-4).fit(z, y).coef_  # [C or 1, r]
+    else:
+        w = Ridge(alpha=1e-3).fit(z, y).coef_[None, :]
+    return _orth(np.atleast_2d(w).T, 1e-6)
 
 
 def null_iia(model: Transformer, data: Dataset, pairs: Pairs, hook: str, delta: np.ndarray, space: Space,
@@ -347,9 +473,12 @@ def null_iia(model: Transformer, data: Dataset, pairs: Pairs, hook: str, delta: 
     return float(np.mean(vals)), float(np.quantile(vals, 0.95))
 
 
-def stratified(h: np.ndarray, keys: np.ndarray, groups: np.ndarray, seed: int) -> dict[str, Estimate]:
-    """IIA per key (position, value) with a CI over base input strings."""
-    return {str(k): bootstrap(h[keys == k].astype(float), groups[keys == k], seed)
+def stratified(h: np.ndarray, keys: np.ndarray, groups: np.ndarray, seed: int,
+               sources: np.ndarray | None = None) -> dict[str, Estimate]:
+    """IIA per key (position, value) with a CI over base (and ``sources``: source) input strings; no CI below
+    ``MIN_CI_N`` pairs."""
+    return {str(k): bootstrap(h[keys == k].astype(float), groups[keys == k], seed,
+                              groups2=None if sources is None else sources[keys == k])
             for k in sorted(set(keys.tolist()), key=lambda k: (len(str(k)), str(k)))}
 
 

@@ -46,8 +46,19 @@ class OutputReadout:
         return logits.argmax(-1)
 
     def loss(self, logits: torch.Tensor, ids: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """A differentiable loss towards ``target`` ``[B, T]`` (``IGNORE`` where unscored)."""
-        return F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), ignore_index=IGNORE)
+        """A scale-free differentiable loss towards ``target`` ``[B, T]`` (``IGNORE`` where unscored).
+
+        Cross-entropy of the logits divided by their own (detached) spread per position: with a compiled
+        model's logits near 10^3, plain cross-entropy is about 0 long before a DAS direction is right.
+        """
+        scale = logits.detach().float().std(-1, keepdim=True).clamp_min(1e-6)
+        return F.cross_entropy((logits.float() / scale).flatten(0, 1), target.flatten(), ignore_index=IGNORE)
+
+    def directions(self, model) -> "torch.Tensor":
+        """``[D, c]`` residual directions the readout compares at the last hook: the unembedding's columns
+        minus their mean (for two outputs, the logit-difference direction). A DAS start for the output."""
+        w = model.param("unembed.W_U").detach().double()  # [D, O]
+        return w - w.mean(1, keepdim=True)
 
     def margin(self, logits: torch.Tensor, ids: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``[B, T]`` the correct output's logit minus the largest other one."""
@@ -88,10 +99,17 @@ class LMReadout(OutputReadout):
         return torch.where(ok & (end >= 0), self.true, self.false)
 
     def loss(self, logits: torch.Tensor, ids: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Scale-free: ``log P(END) - log tau_end`` divided by the (detached) spread of the log-probabilities."""
         _, end = self._parts(logits, ids)
+        scale = torch.log_softmax(logits.detach().float(), -1).std(-1).clamp_min(1e-6)
         scored = target != IGNORE
         sign = torch.where(target == self.true, 1.0, -1.0)
-        return F.softplus(-sign * end)[scored].mean()
+        return F.softplus(-sign * end / scale)[scored].mean()
+
+    def directions(self, model) -> "torch.Tensor":
+        """``[D, 1]``: the END column of the unembedding minus the mean column (log P(END) grows along it)."""
+        w = model.param("unembed.W_U").detach().double()  # [D, O]
+        return (w[:, self.end] - w.mean(1))[:, None]
 
     def margin(self, logits: torch.Tensor, ids: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         ok, end = self._parts(logits, ids)

@@ -7,22 +7,10 @@ learned model is put beside what the same method finds in the compiled one.
 ``compare_models`` then returns a typed ``Comparison`` for any model of the
 same vocabularies. Everything random is seeded from ``CompareConfig.seed``.
 
-Per compiled variable (``locate``):
-  1. readouts at every residual hook (``compare.readouts``), on all rows and
-     on live rows, against three baselines;
-  2. the hooks searched: every hook from the embeddings up to, *not
-     including*, the first hook where the model's own output is readable
-     (swapping a subspace there could act through the output itself); every
-     hook for the output variable;
-  3. at each hook, earliest first, the validation IIA of the pattern
-     subspace and, if that is not enough, of DAS at the same dimension; the
-     variable *lives* at the earliest hook where it is readable on live rows
-     and causal (else the earliest causal hook, else the best one);
-  4. there: a DAS dimension sweep (the smallest dimension within
-     ``SWEEP_TOL`` of the best validation IIA wins, the pattern subspace on
-     ties), then test IIA with a CI, the random-subspace null, IIA per
-     position and per value, the control task and the coarsenings;
-  5. the status, from CI bounds (``compare.results.decide_status``).
+Per compiled variable, ``compare.locate`` finds where it lives (every
+residual hook searched, choices made on distinguishing validation pairs),
+tests it on held-out pairs against copying the output and random subspaces,
+reads it inside the causal subspace and decides its status.
 Heads: pattern agreement with CIs and optimal matching (``compare.heads``),
 what each head writes; ablations (``compare.ablations``); CKA and maps
 (``compare.similarity``).
@@ -42,21 +30,19 @@ from compare import heads as heads_lib
 from compare.ablations import ablation_hooks, head_name, run_ablations, z_statistics
 from compare.activations import (Dataset, VariableInfo, at_rows, build_dataset, embedding_basis, resid_hooks,
                                  run_cached)
-from compare.interventions import (Pairs, Space, agrees, das, dependent, design, embed_overlap, iia, make_pairs,
-                                   make_space, null_iia, patched_outputs, pattern_swap, stratified)
+from compare.identifiability import output_partition
+from compare.interventions import Pairs, Space, make_pairs, make_space
+from compare.locate import Swap, locate
 from compare.outputs import OutputReadout
 from compare.readouts import Fitted, predict_held_out, read_out
-from compare.results import (IIA_OK, MATCH_OK, READ_OK, Coarsening, Comparison, HeadMatch, Heads, HookReadout, HookTrial,
-                             Intervention, KeyAttention, VariableResult, decide_status, summarise)
+from compare.results import MATCH_OK, Comparison, HeadMatch, Heads, HookReadout, KeyAttention, summarise
 from compare.similarity import cka_matrix, map_decoding
-from compare.stats import Tri, at_least, bootstrap
+from compare.stats import bootstrap
 from compare.threads import one_thread
 from learned.model import Transformer
 from rasp_programs.errors import ToolkitError
 from rasp_programs.spec import ProgramSpec
 
-SWEEP_TOL = 0.02   # DAS sweep: the smallest dimension within this of the best validation IIA
-SELECTIVE = 0.05   # ... among options whose validation IIA beats their random-subspace null's p95 by this
 WRITES = 0.1       # a head writes a variable if ablating it drops the live readout by >= WRITES
 
 
@@ -75,6 +61,7 @@ class CompareConfig:
     das_steps: int = 30
     das_lr: float = 0.05
     das_dims: tuple[int, ...] = (1, 4, 16)  # the sweep at the chosen hook
+    das_restarts: int = 3       # DAS starts per dimension: pattern basis, probe (or logit) direction, random
     search_das: bool = True     # also try DAS at every hook searched where the pattern swap falls short
     n_null: int = 20            # random subspaces in the null
     n_examples: int = 3
@@ -86,7 +73,7 @@ class CompareConfig:
     def fast(cls, seed: int = 0) -> "CompareConfig":
         """Cheap setting for many checkpoints (training dynamics)."""
         return cls(seed=seed, n_inputs=1200, probe_iter=100, n_untrained=1, n_fit=120, n_val=80, n_test=150,
-                   das_steps=15, das_dims=(), search_das=False, n_null=10, ablation_modes=("mean",),
+                   das_steps=15, das_dims=(), das_restarts=1, search_das=False, n_null=10, ablation_modes=("mean",),
                    control_task=False)
 
     def to_dict(self) -> dict:
@@ -136,6 +123,8 @@ class ModelSide:
     direct: np.ndarray                           # [N, D] W_E[token] + W_pos[position] of each row
     readout: OutputReadout                       # how the program's output is read from the logits
     spaces: dict[str, Space] = dataclasses.field(default_factory=dict)
+    alias: dict[str, str] = dataclasses.field(default_factory=dict)  # hook -> earlier hook with the same residual
+    selection: dict = dataclasses.field(default_factory=dict)       # (variable, hook) -> fit/val-only readout
 
     def xt(self, hook: str) -> np.ndarray:
         """``[N, D]`` what the layers wrote by ``hook``: the residual without the row's direct embedding."""
@@ -172,6 +161,9 @@ class Prepared:
     empty: set
     untrained: dict[str, dict[str, dict[str, tuple[float, float]]]] = dataclasses.field(default_factory=dict)
     reference: Comparison | None = None          # the compiled model against itself
+    partitions: dict[str, list[list[str]]] = dataclasses.field(default_factory=dict)  # output-relevant partitions
+    untrained_sides: dict[tuple, list["ModelSide"]] = dataclasses.field(default_factory=dict)  # shape -> sides
+    subspace_untrained: dict[tuple, float | None] = dataclasses.field(default_factory=dict)
 
 
 def max_len_of(meta: dict, spec: ProgramSpec) -> int:
@@ -202,10 +194,14 @@ def _side(model: Transformer, data: Dataset, cfg: CompareConfig, examples: list[
         raise ToolkitError("the model's activations are not finite on the comparison inputs")
     side_readouts: dict = {v.name: {} for v in data.variables}
     fitted: dict = {v.name: {} for v in data.variables}
+    alias = {}
+    for i, h in enumerate(hooks[1:], 1):  # an empty sublayer (Tracr padding) leaves the residual as it was
+        if np.array_equal(resid[h], resid[hooks[i - 1]]):
+            alias[h] = alias.get(hooks[i - 1], hooks[i - 1])
     if readouts:
         for i, h in enumerate(hooks):
             prev = hooks[i - 1] if i else None
-            same = prev is not None and np.array_equal(resid[h], resid[prev])  # an empty sublayer (Tracr padding)
+            same = h in alias
             for v in data.variables:
                 if same:
                     side_readouts[v.name][h] = dataclasses.replace(side_readouts[v.name][prev], hook=h)
@@ -221,7 +217,8 @@ def _side(model: Transformer, data: Dataset, cfg: CompareConfig, examples: list[
     tokens = data.ids[torch.from_numpy(data.row_input), torch.from_numpy(data.row_pos)]
     direct = (model.param("embed.W_E")[tokens] + model.param("pos_embed.W_pos")[torch.from_numpy(data.row_pos)])
     return ModelSide(model, hooks, resid, {h: cache[h] for h in hooks}, pred, side_readouts, fitted, patterns,
-                     raw, key_mass, embedding_basis(model, max_len), direct.detach().double().cpu().numpy(), output)
+                     raw, key_mass, embedding_basis(model, max_len), direct.detach().double().cpu().numpy(), output,
+                     alias=alias)
 
 
 def key_token_ids(cfg) -> list[int]:
@@ -255,17 +252,22 @@ def prepare(spec: ProgramSpec, compiled: Transformer, meta: dict, cfg: CompareCo
         lens = np.array([len(x) for x in data.inputs])
         longest = np.flatnonzero(lens == lens.max())
         examples = sorted(rng.choice(longest, size=min(cfg.n_examples, len(longest)), replace=False).tolist())
+        # Fit and validation pairs take the source at the base's position, so no candidate's counterfactuals
+        # across positions steer the subspace; cross-position pairs are for testing only.
         pairs = {}
         for i, v in enumerate(data.variables):
             prng = np.random.default_rng([cfg.seed, i])
-            pairs[v.name] = {s: make_pairs(spec, data, v, s, n, prng)
-                             for s, n in (("fit", cfg.n_fit), ("val", cfg.n_val), ("test", cfg.n_test))}
+            pairs[v.name] = {s: make_pairs(spec, data, v, s, n, prng, cross_share=share)
+                             for s, n, share in (("fit", cfg.n_fit, 0.0), ("val", cfg.n_val, 0.0),
+                                                 ("test", cfg.n_test, 0.5))}
+        partitions = {v.name: output_partition(spec, data, v.name, cfg.seed) for v in data.variables}
         side = _side(compiled, data, cfg, examples, max_len_of(meta, spec))
         sops = {(b["layer"], b["head"]): entry for entry in meta["block_map"] for b in entry["blocks"]
                 if b["kind"] == "attn"}
         pad = compiled.cfg.vocab.index(compiled.cfg.pad_token)
         uniform = heads_lib.uniform_rows(data.ids.cpu(), data.row_input, data.row_pos, compiled.cfg.causal, pad)
-    prep = Prepared(spec, meta, cfg, data, pairs, examples, uniform, side, sops, heads_lib.empty_heads(compiled))
+    prep = Prepared(spec, meta, cfg, data, pairs, examples, uniform, side, sops, heads_lib.empty_heads(compiled),
+                    partitions=partitions)
     prep.reference = compare_models(prep, compiled)
     return prep
 
@@ -278,218 +280,20 @@ def untrained_baseline(prep: Prepared, like: Transformer,
         cfg, data = prep.config, prep.data
         hooks = resid_hooks(like.cfg)
         scores: dict = {v.name: {h: [] for h in hooks} for v in data.variables}
+        sides = []
         for k in range(cfg.n_untrained):
             rand = Transformer(like.cfg).to(like.param("embed.W_E").dtype)
             rand.init_weights(torch.Generator().manual_seed(10_000 + k))
             side = _side(rand.eval(), data, cfg, [], max_len_of(prep.meta, prep.spec), ci=False, output=output)
+            side.full = {}  # kept for subspace baselines; interventions never run on it
+            sides.append(side)
             for v in data.variables:
                 for h in hooks:
                     scores[v.name][h].append(side.readouts[v.name][h].live.value)
+        prep.untrained_sides[key] = sides
         prep.untrained[key] = {v: {h: (float(np.mean(s)), float(np.std(s))) for h, s in hs.items()}
                                for v, hs in scores.items()}
     return prep.untrained[key]
-
-
-# ------------------------------------------------------------------- variables --
-
-def output_ready(prep: Prepared, side: ModelSide) -> int | None:
-    """Index of the first hook where the model's own output is readable (None: nowhere)."""
-    out = prep.spec.output
-    for i, h in enumerate(side.hooks):
-        r = side.readouts[out][h]
-        need = max(READ_OK, r.majority_live + 0.5 * (1.0 - r.majority_live))
-        if at_least(r.live, need) is Tri.YES:
-            return i
-    return None
-
-
-def ancestors(spec: ProgramSpec, name: str) -> set[str]:
-    """The variables ``name`` is computed from (directly or not); inputs excluded."""
-    parents = {v.name: set(v.parents) for v in spec.variables}
-    out: set[str] = set()
-    todo = list(parents.get(name, ()))
-    while todo:
-        p = todo.pop()
-        if p in parents and p not in out:
-            out.add(p)
-            todo.extend(parents[p])
-    return out
-
-
-def descendants(spec: ProgramSpec, name: str) -> set[str]:
-    """The variables computed (directly or not) from ``name``."""
-    out: set[str] = set()
-    for var in spec.variables:  # program order: parents come first
-        if name in var.parents or out & set(var.parents):
-            out.add(var.name)
-    return out
-
-
-def _train_rows(prep: Prepared, v: VariableInfo) -> np.ndarray:
-    """Fit-split rows for pattern estimation: those where ``v`` is live, unless they are too few or miss a
-    class ``v`` takes on live rows elsewhere (it would have no pattern to swap along); then all fit rows.
-    Which classes can be live is a property of the program, decided by the causal model; no model's
-    activations outside the fit split are used."""
-    data = prep.data
-    fit = data.split("fit")
-    live = fit & data.live[v.name]
-    if live.sum() < 20:
-        return fit
-    if v.encoding == "categorical":
-        target = data.targets[v.name]
-        seen = np.bincount(target[live], minlength=len(v.classes)) > 0
-        needed = np.bincount(target[data.live[v.name]], minlength=len(v.classes)) > 0
-        if (needed & ~seen).any():
-            return fit
-    return live
-
-
-@dataclasses.dataclass(frozen=True)
-class Swap:
-    """The chosen interchange intervention of one variable: at ``hook``, ``x + (x~_src - x~_base) @ lifted``."""
-
-    hook: str
-    lifted: np.ndarray   # [D, D] the swap in residual coordinates (``Space.lift`` of the whitened projection)
-    test_outputs: torch.Tensor  # [P, T] the model's output ids on the variable's test pairs with the swap
-
-
-def locate(prep: Prepared, side: ModelSide, v: VariableInfo, vi: int, ready: int | None,
-           swaps: dict[str, Swap] | None = None) -> VariableResult:
-    """Finds where ``v`` lives in the model and decides its status (see the module docstring).
-
-    ``swaps``: if given, receives the chosen intervention under ``v.name`` (for candidate ranking).
-    """
-    cfg, data = prep.config, prep.data
-    hooks = side.hooks
-    pairs = prep.pairs[v.name]
-    upstream = v.name != prep.spec.output
-    stop = (ready if ready is not None else len(hooks)) if upstream else len(hooks)
-    rows = np.flatnonzero(_train_rows(prep, v))
-    names = [u.name for u in data.variables]
-    siblings = set(names) - descendants(prep.spec, v.name) - ancestors(prep.spec, v.name) - {v.name}
-    # Two joint forward models: the variable with its siblings, and with its ancestors too. A swap moves
-    # the variable's patterns and leaves the others' alone. Descendants are left out: they have no
-    # representation of their own before they are computed, and they are functions of the rest.
-    conditionals = [("pattern", [n for n in names if n == v.name or n in siblings])]
-    if ancestors(prep.spec, v.name):
-        conditionals.append(("pattern|ancestors", [n for n in names if n not in descendants(prep.spec, v.name)]))
-    # A variable that determines v on these rows, or that v determines, would share v's patterns exactly
-    # (e.g. theorem and count_I on well-formed prefixes): its columns are left out of v's forward model.
-    tied = {n for n in names if n != v.name and dependent(data, rows, v.name, n)}
-    designs = {kind: design(data, rows, [n for n in which if n not in tied]) for kind, which in conditionals}
-    model = side.model
-
-    def val_iia(h: str, proj_z: np.ndarray) -> float:
-        return iia(model, data, pairs["val"], h, side.delta(h, pairs["val"]), side.space(data, h), proj_z,
-                   side.base(data, h, pairs["val"]), side.readout)
-
-    def run_das(h: str, init: np.ndarray, dim: int, salt: int) -> np.ndarray:
-        return das(model, data, pairs["fit"], h, side.delta(h, pairs["fit"]), side.space(data, h), init,
-                   dim, cfg.das_steps, cfg.das_lr, cfg.seed * 1000 + vi * 100 + salt, side.base(data, h, pairs["fit"]),
-                   side.readout)
-
-    trials, found, chosen = [], {}, None
-    for i in range(max(stop, 1)):
-        h = hooks[i]
-        space = side.space(data, h)
-        readable = side.readouts[v.name][h].live.value >= READ_OK
-        cands = []
-        for kind, (g, cols) in designs.items() if len(pairs["val"]) else []:
-            own, proj = pattern_swap(space, side.xt(h)[rows], g, cols, v.name)
-            if own.shape[1]:
-                cands.append((kind, own.shape[1], own, proj, val_iia(h, proj)))
-        if not cands:
-            trials.append(HookTrial(h, readable, math.nan, None))
-            continue
-        cands = [max(cands, key=lambda c: (c[4], -c[1]))]  # the better pattern swap on validation pairs
-        own, vp = cands[0][2], cands[0][4]
-        vd = None
-        if vp < IIA_OK and cfg.das_steps > 0 and cfg.search_das and readable:
-            basis = run_das(h, own, own.shape[1], i)
-            vd = val_iia(h, basis @ basis.T)
-            cands.append(("das", basis.shape[1], basis, basis @ basis.T, vd))
-        trials.append(HookTrial(h, readable, vp, vd))
-        found[i] = cands
-        if readable and max(vp, vd if vd is not None else -1.0) >= IIA_OK:
-            chosen = i
-            break
-
-    def best(i: int) -> float:
-        return max(c[4] for c in found[i])
-    if chosen is None and found:
-        causal = [i for i in found if best(i) >= IIA_OK]
-        chosen = causal[0] if causal else max(found, key=lambda i: (best(i), -i))
-    intervention = (_intervene(prep, side, v, vi, chosen, found[chosen], val_iia, run_das, swaps)
-                    if chosen is not None else None)
-    hook = hooks[chosen] if chosen is not None else None
-    readout = side.readouts[v.name][hook] if hook is not None else None
-    coarse, control = [], None
-    if hook is not None:
-        x = side.resid[hook]
-        for d in data.derived:
-            if d.parent == v.name:
-                r, _ = read_out(data, x, d, hook, cfg.seed, cfg.probe_iter)
-                coarse.append(Coarsening(d.name, hook, r.live, r.majority_live))
-        if cfg.control_task:
-            control = read_out(data, x, v, hook, cfg.seed, cfg.probe_iter, labels=data.control[v.name])[0].live
-    testable = bool(data.live[v.name].any()) and all(len(p) for p in pairs.values())
-    readable, beyond, causal, status = decide_status(readout, intervention, coarse, testable)
-    ref = prep.reference.variables[v.name].found_hook if prep.reference else hook
-    compiled_hooks = prep.compiled.hooks
-    anchor = compiled_hooks.index(ref) if prep.reference and ref else v.written_after
-    return VariableResult(
-        v.name, v.encoding, v.op, [str(c) for c in v.classes], compiled_hooks[v.written_after], len(v.labels),
-        float(data.live[v.name].mean()), [side.readouts[v.name][h] for h in hooks], trials,
-        hooks[ready] if ready is not None and upstream else None, hook,
-        chosen - anchor if chosen is not None else None, readout, control, intervention,
-        readable, beyond, causal, status, coarse, ref,
-        {h: prep.compiled.readouts[v.name][h].live.value for h in compiled_hooks},
-        compiled_hooks[v.first_written] if v.first_written >= 0 else None)
-
-
-def _intervene(prep: Prepared, side: ModelSide, v: VariableInfo, vi: int, i: int, cands: list, val_iia,
-               run_das, swaps: dict[str, Swap] | None = None) -> Intervention:
-    """The DAS sweep, test IIA with CI, null, strata and embedding overlap at hook index ``i``."""
-    cfg, data = prep.config, prep.data
-    h = side.hooks[i]
-    space = side.space(data, h)
-    own = cands[0][2]
-    options = list(cands)
-    sweep = {str(c[1]): c[4] for c in cands if c[0] == "das"}
-    dims = cfg.das_dims or ((own.shape[1],) if cfg.das_steps > 0 and not sweep else ())  # at least one DAS
-    for k in dims:
-        if k > space.m or str(k) in sweep:
-            continue
-        basis = run_das(h, own, k, 50 + k)
-        sweep[str(k)] = val_iia(h, basis @ basis.T)
-        options.append(("das", k, basis, basis @ basis.T, sweep[str(k)]))
-    # A swap no better than random subspaces of its size is no evidence of where the variable lives (a large
-    # DAS dimension can make almost anything "causal"): such options are dropped unless every one is.
-    val = prep.pairs[v.name]["val"]
-    val_delta, val_base = side.delta(h, val), side.base(data, h, val)
-    nulls = {d: null_iia(side.model, data, val, h, val_delta, space, d, max(3, cfg.n_null // 4), cfg.seed + 7 * vi,
-                         val_base, side.readout)[1] for d in {o[1] for o in options}}
-    selective = [o for o in options if not o[4] < nulls[o[1]] + SELECTIVE] or options  # nan null: nothing to beat
-    top = max(o[4] for o in selective)
-    kind, dim, basis, proj, val_score = min((o for o in selective if o[4] >= top - SWEEP_TOL),
-                                            key=lambda o: (o[1], o[0] == "das"))
-    test = prep.pairs[v.name]["test"]
-    delta = side.delta(h, test)
-    base = side.base(data, h, test)
-    outputs = (patched_outputs(side.model, data, test, h, delta, space.lift(proj), base, side.readout) if len(test)
-               else torch.zeros((0, data.ids.shape[1]), dtype=torch.long))
-    if swaps is not None:
-        swaps[v.name] = Swap(h, space.lift(proj), outputs)
-    hit = agrees(outputs, test.target)
-    groups = data.group[test.base]
-    null_mean, null_p95 = null_iia(side.model, data, test, h, delta, space, dim, cfg.n_null, cfg.seed + vi, base,
-                                   side.readout)
-    return Intervention(h, kind, dim, float(val_score), bootstrap(hit.astype(float), groups, cfg.seed), null_mean, null_p95,
-                        embed_overlap(space, basis, side.embed), dict(sorted(sweep.items(), key=lambda kv: int(kv[0]))),
-                        stratified(hit, data.row_pos[test.base], groups, cfg.seed),
-                        stratified(hit, test.value, groups, cfg.seed),
-                        len(prep.pairs[v.name]["fit"]), len(prep.pairs[v.name]["val"]), len(test),
-                        stratified(hit, np.where(test.cross, "other position", "same position"), groups, cfg.seed))
 
 
 # ----------------------------------------------------------------------- heads --
@@ -604,7 +408,6 @@ def measure(prep: Prepared, model: Transformer, output: OutputReadout | None = N
     check_finite(model, "model")
     if model.cfg.vocab != prep.compiled.model.cfg.vocab:
         raise ToolkitError("the model's input vocabulary differs from the compiled model's")
-    torch.manual_seed(cfg.seed)
     with frozen(prep.compiled.model, model):
         side = prep.compiled if model is prep.compiled.model else _side(
             model, data, cfg, prep.examples, max_len_of(prep.meta, prep.spec), output=output)
@@ -612,9 +415,8 @@ def measure(prep: Prepared, model: Transformer, output: OutputReadout | None = N
         for v in data.variables:
             for h, r in side.readouts[v.name].items():
                 r.untrained_live, r.untrained_sd = base[v.name][h]
-        ready = output_ready(prep, side)
         swaps: dict[str, Swap] = {}
-        variables = {v.name: locate(prep, side, v, i, ready, swaps) for i, v in enumerate(data.variables)}
+        variables = {v.name: locate(prep, side, v, i, swaps) for i, v in enumerate(data.variables)}
         heads = compare_heads(prep, side)
         matched = [tuple(int(c) for c in m.learned[1:].split("H")) for m in heads.matches if m.is_match]
         names = heads_lib.head_names(model)

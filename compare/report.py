@@ -23,7 +23,8 @@ from compare import figures
 from compare.controls import SEED_VS_SEED, ControlResult
 from compare.hypotheses import Ranking
 from compare.report_ranking import section_attention, section_which_algorithm
-from compare.results import IIA_OK, MARGIN, MATCH_OK, READ_OK, Comparison, Status, VariableResult, from_json, to_json
+from compare.results import (IIA_OK, MARGIN, MATCH_OK, MIN_DISTINGUISHING, READ_OK, Comparison, Status, VariableResult,
+                             from_json, to_json)
 from learned.artifact import atomic_dir, write_json
 from rasp_programs.errors import ToolkitError
 from rasp_programs.spec import ProgramSpec
@@ -81,27 +82,51 @@ def _baselines(v: VariableResult) -> str:
     return f"majority {_f(r.majority_live)}, untrained {untrained}, control task {control}"
 
 
+def swap_evidence(v: VariableResult) -> str:
+    """The causal test in words: deciding pairs, both chance levels, copying, the null."""
+    iv = v.intervention
+    null = (f"random {iv.dim}-dim subspaces: mean {_f(iv.null_mean)}, 95th pct {_f(iv.null_p95)}"
+            if math.isfinite(iv.null_p95) else "no null: the subspace is all the layers wrote there")
+    head = f"swapping a {iv.dim}-dim {iv.subspace} subspace at {v.found_hook} gives IIA "
+    chance = f"copy source {_f(iv.chance_copy)}, no change {_f(iv.chance_no_change)}"
+    if iv.decides_on != "distinguishing":
+        return f"{head}{iv.test.fmt()} on {iv.n_test} held-out pairs (chance: {chance}; {null})"
+    return (f"{head}{iv.distinguishing.fmt()} on the {iv.n_distinguishing} held-out pairs that tell it from the "
+            f"output it feeds (chance 0 on those by construction; the model copied the source's output on "
+            f"{iv.follows_copy.fmt()}), and {iv.test.fmt()} on all {iv.n_test} (chance: {chance}; {null})")
+
+
+def inside_evidence(v: VariableResult) -> str:
+    iv = v.intervention
+    return (f"inside its {iv.read_in or 'chosen'} subspace its full value is read at {iv.subspace_readout.fmt()} "
+            f"on live rows (untrained networks, the same kind of subspace: {_f(iv.subspace_untrained)})")
+
+
 def variable_sentence(v: VariableResult, doc: str) -> str:
-    """One plain-words finding, the live-row evidence first, every number with its CI."""
+    """One plain-words finding, the causal evidence first, every number with its CI."""
     r, iv = v.readout, v.intervention
     if v.status is Status.NOT_TESTABLE or r is None or iv is None:
         return f"{v.name} ({doc}) is not testable here: no live rows or no effective intervention pairs."
     live = f"on live rows ({100 * v.live_share:.0f}% of rows) it is read at {r.live.fmt()} ({_baselines(v)})"
-    null = (f"random {iv.dim}-dim subspaces: mean {_f(iv.null_mean)}, 95th pct {_f(iv.null_p95)}"
-            if math.isfinite(iv.null_p95) else "no null: the subspace is all the layers wrote there")
-    swap = (f"swapping a {iv.dim}-dim {iv.subspace} subspace at {v.found_hook} gives IIA {iv.test.fmt()} on "
-            f"{iv.n_test} held-out pairs ({null})")
+    swap = swap_evidence(v)
     where = f"{v.found_hook}, {v.where}"
+    partition = f"the output tells apart {v.partition_text}"
+    if v.status is Status.NOT_IDENTIFIABLE:
+        return (f"{v.name} ({doc}) is not identifiable from the output here: only {iv.n_distinguishing} of "
+                f"{iv.n_test} test pairs tell it from copying the source's output (at least {MIN_DISTINGUISHING} "
+                f"are needed); {swap}.")
     if v.status is Status.COMPUTED:
-        return f"{v.name} ({doc}) is computed at {where}: {live}; {swap}."
+        return f"{v.name} ({doc}) is computed at {where}: {swap}; {inside_evidence(v)}; {partition}."
+    if v.status is Status.COMPUTED_UP_TO:
+        return (f"{v.name} ({doc}) is computed up to its output partition, {v.partition_text}, at {where}: {swap}; "
+                f"but {inside_evidence(v)}, so the evidence establishes only the values the output tells apart.")
     if v.status is Status.CAUSAL_PARTIAL:
-        kept = [c for c in v.coarsenings if c.live.lo >= READ_OK]
-        also = f"; readable coarsenings: {', '.join(f'{c.name} {c.live.fmt()}' for c in kept)}" if kept else ""
-        return (f"{v.name} ({doc}) is causal at {where} but a linear probe does not read its full value there: "
-                f"{swap}; {live}{also}.")
+        return (f"{v.name} ({doc}) is causal at {where} but not readable inside its subspace: {swap}; "
+                f"{inside_evidence(v)}; {partition}.")
     if v.status is Status.UNDECIDED:
-        return (f"{v.name} ({doc}) is undecided at {where}: {swap}; {live}. A confidence interval straddles a "
-                f"threshold (IIA {IIA_OK}, readout {READ_OK}); more data, not a verdict, is needed.")
+        return (f"{v.name} ({doc}) is undecided at {where}: {swap}; {inside_evidence(v)}; {live}. A confidence "
+                f"interval straddles a threshold (IIA {IIA_OK}, readout {READ_OK}); more data, not a verdict, "
+                f"is needed.")
     if v.status is Status.CORRELATIONAL:
         return f"{v.name} ({doc}) is readable but not causal (correlational only): {live}; but {swap}."
     if v.status is Status.UNTRAINED_LEVEL:
@@ -195,30 +220,56 @@ def _methods(doc: Doc, res: Comparison) -> None:
         "in whitened coordinates, so they are invariant to any invertible map of the residual stream. Candidates: "
         "the pattern swap (a joint linear forward model of every variable: it moves the variable's patterns and "
         "leaves those of the variables computed beside it alone, and in a second version those of its ancestors "
-        f"too; the better on validation pairs is kept) and DAS, swept over dimensions {s['das_dims']}; the "
-        "smallest dimension within "
-        f"0.02 of the best validation IIA is kept. Null: {s['n_null']} random subspaces of the same dimension "
-        "(none when the subspace is all the layers wrote at that hook). Half the pairs take the source from "
-        "another position than the base (with a value the variable takes at the base's position): a count and "
-        "a fraction of the prefix agree at one position and differ across positions.",
-        "Where a variable lives: the earliest residual hook where it is readable on live rows and causal, among "
-        "the hooks before the model's own output becomes readable (for the output itself, every hook).",
-        f"Uncertainty: 95% bootstrap intervals over input strings. Readable: the lower bound ≥ {READ_OK}; beyond "
-        f"an untrained network: lower bound ≥ untrained mean + {MARGIN}; causal: IIA lower bound ≥ {IIA_OK} and "
-        f"above the null's 95th percentile; a head matches at agreement lower bound ≥ {MATCH_OK}. An interval "
-        "across a threshold gives 'undecided'.",
+        f"too; the better on validation pairs is kept) and DAS, swept over dimensions {s['das_dims']} with "
+        f"{s.get('das_restarts', 1)} starts each (pattern basis; probe direction, or the unembedding's "
+        "logit-difference direction for the output; random), a scale-free loss and early stopping on a held-out "
+        "fifth of the fit pairs; patterns are preferred, then the smallest dimension within 0.02 of the best "
+        f"validation IIA. Null: {s['n_null']} random subspaces of the same dimension (none when the subspace is "
+        "all the layers wrote at that hook).",
+        "Pairs: bases from live rows, sources from all rows. Each pair is labelled with the variable's "
+        "counterfactual, 'copy source' (the source's own output) and 'no change' (the base's); a pair is "
+        "distinguishing when the counterfactual differs from both, so a subspace that carries only the output "
+        "fails it. Choices and statuses use distinguishing pairs (for the output itself, all pairs). Fit and "
+        "validation pairs take the source at the base's position; half the test pairs take it from another "
+        "position (a count and a fraction of the prefix agree at one position and differ across positions).",
+        "Where a variable lives: the earliest residual hook (every hook is searched) where it is readable on live "
+        "rows (probes fitted and scored on the fit and validation folds only) and causal on distinguishing "
+        "validation pairs; reported relative to the compiled block that writes it.",
+        "Identifiability: interventions on the output establish a variable only up to the partition of its "
+        "values that the output can see (two values are equivalent when setting either gives the same output on "
+        "every sampled live base, by the causal model). 'Computed' also needs its full value readable inside the "
+        "causal subspace, beyond untrained networks in a subspace of the same kind and size; otherwise a causal "
+        "variable is 'computed up to' its partition: "
+        + "; ".join(f"{k}: {v.partition_text}" for k, v in res.variables.items()) + ".",
+        f"Uncertainty: 95% bootstrap intervals over input strings (for pairs, base and source strings resampled "
+        f"together; the spread of DAS restarts that validation could not tell apart widens them; strata with "
+        f"fewer than 5 pairs get no interval). Readable: the lower bound ≥ {READ_OK}; beyond an untrained "
+        f"network: lower bound ≥ untrained mean + {MARGIN}; causal: IIA lower bound ≥ {IIA_OK} and above the "
+        f"null's 95th percentile; a head matches at agreement lower bound ≥ {MATCH_OK}. An interval across a "
+        "threshold gives 'undecided'.",
+        f"Decisions: this comparison decides {len(res.variables)} variable statuses, each at 95% on its own; "
+        "they are not corrected for multiplicity (Holm). A status is a description of one variable, read with "
+        "its interval, not a test of one global claim; a claim resting on several statuses at once should use "
+        "the intervals at the Bonferroni level.",
     ])
 
 
 def _section_variables(doc: Doc, res: Comparison, figs: dict[str, str]) -> None:
     doc.h(2, "1. Where each variable lives")
-    doc.table(["variable", "live rows", "compiled block written at", "found in compiled", "found here",
-               "live readout", "baselines (live)", "IIA (test)", "null mean / p95", "subspace", "status"],
-              [[k, f"{100 * v.live_share:.0f}%", v.compiled_hook, v.reference_hook or "n/a", f"{v.found_hook} ({v.where})",
-                v.readout.live.fmt() if v.readout else "n/a", _baselines(v), v.iia.fmt(),
-                f"{_f(v.intervention.null_mean)} / {_f(v.intervention.null_p95)}" if v.intervention else "n/a",
-                f"{v.intervention.subspace}, dim {v.intervention.dim}" if v.intervention else "n/a", v.status.value]
-               for k, v in res.variables.items()])
+    doc.table(["variable", "status", "output partition", "found here", "IIA distinguishing (n)",
+               "IIA all pairs", "chance: copy source / no change", "model copied source", "null mean / p95",
+               "read inside subspace (untrained)", "subspace", "live readout", "baselines (live)"],
+              [[k, v.status.value, v.partition_text, f"{v.found_hook} ({v.where})",
+                (f"{iv.distinguishing.fmt()} ({iv.n_distinguishing})" if iv.decides_on == "distinguishing"
+                 else "n/a (the output)") if iv else "n/a",
+                iv.test.fmt() if iv else "n/a",
+                f"{_f(iv.chance_copy)} / {_f(iv.chance_no_change)}" if iv else "n/a",
+                iv.follows_copy.fmt() if iv else "n/a",
+                f"{_f(iv.null_mean)} / {_f(iv.null_p95)}" if iv else "n/a",
+                f"{iv.subspace_readout.fmt()} ({_f(iv.subspace_untrained)})" if iv else "n/a",
+                f"{iv.subspace}, dim {iv.dim}" if iv else "n/a",
+                v.readout.live.fmt() if v.readout else "n/a", _baselines(v)]
+               for k, v in res.variables.items() for iv in [v.intervention]])
     doc.p("All rows vs live rows at the chosen hook, and the search: validation IIA at each hook tried "
           "(pattern / DAS at the pattern's dimension); the DAS dimension sweep; how much of the pattern subspace "
           "lies in the span of the token and position embeddings.")
@@ -229,12 +280,13 @@ def _section_variables(doc: Doc, res: Comparison, figs: dict[str, str]) -> None:
                           for t in v.search),
                 ", ".join(f"{d}: {_f(x)}" for d, x in v.intervention.das_sweep.items()) if v.intervention else "n/a",
                 _f(v.intervention.embed_overlap) if v.intervention else "n/a"] for k, v in res.variables.items()])
-    doc.p("Test IIA per kind of pair (source at the base's position or another), per position and per value set "
-          "(the source's), with 95% CIs: one average can hide where it fails.")
+    doc.p("Test IIA on the deciding pairs (distinguishing, but for the output) per kind of pair (source at the "
+          "base's position or another), per position and per value set (the source's), with 95% CIs (none below "
+          "5 pairs): one average can hide where it fails.")
     doc.table(["variable", "per kind", "per position", "per value"],
-              [[k, "; ".join(f"{p}: {e.fmt()} (n={e.n})" for p, e in v.intervention.per_kind.items()),
-                "; ".join(f"{p}: {e.fmt()} (n={e.n})" for p, e in v.intervention.per_position.items()),
-                "; ".join(f"{x}: {e.fmt()} (n={e.n})" for x, e in v.intervention.per_value.items())]
+              [[k, "; ".join(f"{p}: {_n(e)}" for p, e in v.intervention.per_kind.items()),
+                "; ".join(f"{p}: {_n(e)}" for p, e in v.intervention.per_position.items()),
+                "; ".join(f"{x}: {_n(e)}" for x, e in v.intervention.per_value.items())]
                for k, v in res.variables.items() if v.intervention])
     rows = [[k, c.name, c.live.fmt(), _f(c.majority_live)] for k, v in res.variables.items() for c in v.coarsenings]
     if rows:
@@ -245,6 +297,11 @@ def _section_variables(doc: Doc, res: Comparison, figs: dict[str, str]) -> None:
                               "red box: where the compiled block is written, white dot: where the variable is found.")
     doc.img(figs["iia"], "Test IIA at the chosen hook with its 95% CI; black tick: the random-subspace null's 95th "
                          "percentile; dotted line: the causal threshold.")
+
+
+def _n(e) -> str:
+    """``0.93 [0.90, 0.95] (n=40)``; below 5 units the count alone stands beside the value."""
+    return e.fmt() if not e.has_ci else f"{e.fmt()} (n={e.n})"
 
 
 def _short(hook: str) -> str:

@@ -27,12 +27,17 @@ MARGIN = 0.05     # readable *beyond an untrained network*: lower bound >= untra
 MATCH_OK = 0.8    # a head matches at pattern agreement >= MATCH_OK (CI lower bound)
 
 
+MIN_DISTINGUISHING = 20  # fewer distinguishing test pairs than this: not identifiable from the output here
+
+
 class Status(enum.Enum):
     """What the evidence says about one compiled variable in the learned model."""
 
-    COMPUTED = "computed"                       # causal, and readable in full on live rows
-    CAUSAL_PARTIAL = "causal, not fully readable"  # causal, but a linear probe does not read its full value
+    COMPUTED = "computed"                       # causal, and its full value readable inside the causal subspace
+    COMPUTED_UP_TO = "computed up to its output partition"  # causal; only the values the output tells apart
+    CAUSAL_PARTIAL = "causal, not readable"     # causal, but not readable inside its subspace (no coarser partition)
     UNDECIDED = "undecided"                     # a CI straddles a threshold: more data needed
+    NOT_IDENTIFIABLE = "not identifiable from the output here"  # too few pairs tell it from copying the output
     CORRELATIONAL = "correlational only"        # readable beyond an untrained network, not causal
     UNTRAINED_LEVEL = "readable as in an untrained network"  # readable, but so it is with random weights
     NOT_REPRESENTED = "not represented"         # neither readable nor causal
@@ -40,7 +45,11 @@ class Status(enum.Enum):
 
     @property
     def causal(self) -> bool:
-        return self in (Status.COMPUTED, Status.CAUSAL_PARTIAL)
+        return self in (Status.COMPUTED, Status.COMPUTED_UP_TO, Status.CAUSAL_PARTIAL)
+
+    @classmethod
+    def _missing_(cls, value: object) -> "Status | None":
+        return {"causal, not fully readable": cls.CAUSAL_PARTIAL}.get(value)  # compare.json before the rename
 
 
 @dataclasses.dataclass
@@ -66,10 +75,14 @@ class HookReadout:
 
 @dataclasses.dataclass
 class HookTrial:
-    """One step of the search for where a variable lives: validation IIA at one hook."""
+    """One step of the search for where a variable lives: validation IIA at one hook.
+
+    The IIAs are on the validation pairs that decide (the distinguishing ones, for a variable other than
+    the output), and ``readable`` comes from probes fitted and scored without the test fold.
+    """
 
     hook: str
-    readable: bool           # live readout (point estimate) >= READ_OK
+    readable: bool           # live readout (point estimate, fit and validation folds only) >= READ_OK
     val_pattern: float       # validation IIA of the pattern subspace (nan: no subspace there)
     val_das: float | None    # validation IIA of DAS at the pattern's dimension (None: not tried)
 
@@ -94,6 +107,21 @@ class Intervention:
         per_value: the value being set (source value) -> test IIA.
         n_fit, n_val, n_test: effective pairs in each split.
         per_kind: ``"same position"`` / ``"other position"`` (the source's) -> test IIA.
+        decides_on: ``"distinguishing"`` (the pairs on which the variable's counterfactual differs from both
+            "copy source" and "no change"; every variable but the output) or ``"all"`` (the output).
+        distinguishing: test IIA on the distinguishing pairs (what the status reads, but for the output).
+        chance_copy, chance_no_change: IIA of the two trivial hypotheses on all test pairs (on the
+            distinguishing ones both are 0 by definition).
+        follows_copy: on the distinguishing test pairs, the share where the model's output after the swap is
+            the source's own output: a swap that carries only the output scores 1 here.
+        restarts: the test IIA (on the deciding pairs) of every DAS restart of the chosen dimension; their
+            spread is folded into ``distinguishing`` / ``test`` 's interval.
+        subspace_readout: the variable's full value read (cross-validated probe, live rows) from the
+            activations projected onto the chosen subspace.
+        subspace_untrained: the same readout in untrained networks' subspace of the same kind and size.
+        read_in: the subspace read: the variable's pattern subspace at the hook when its swap is causal on
+            validation pairs, else the chosen one (``"pattern, dim 9"``).
+    CIs resample base and source strings together.
     """
 
     hook: str
@@ -111,6 +139,24 @@ class Intervention:
     n_val: int
     n_test: int
     per_kind: dict[str, Estimate] = dataclasses.field(default_factory=dict)
+    decides_on: str = "all"
+    distinguishing: Estimate = Estimate.empty()
+    chance_copy: float = math.nan
+    chance_no_change: float = math.nan
+    follows_copy: Estimate = Estimate.empty()
+    restarts: list[float] = dataclasses.field(default_factory=list)
+    subspace_readout: Estimate = Estimate.empty()
+    subspace_untrained: float | None = None
+    read_in: str = ""
+
+    @property
+    def deciding(self) -> Estimate:
+        """The test IIA the status is decided on."""
+        return self.distinguishing if self.decides_on == "distinguishing" else self.test
+
+    @property
+    def n_distinguishing(self) -> int:
+        return self.distinguishing.n
 
 
 @dataclasses.dataclass
@@ -150,17 +196,20 @@ class VariableResult:
     reference_hook: str | None = None          # where the same method finds it in the compiled model
     compiled_live: dict[str, float] = dataclasses.field(default_factory=dict)  # compiled live readout per hook
     compiled_first_hook: str | None = None     # after the first compiled block that computes it
+    partition: list[list[str]] = dataclasses.field(default_factory=list)  # values the output tells apart
+    partition_text: str = ""                    # ``{0 mod 3} vs {1, 2 mod 3}``
 
     def readout_at(self, hook: str) -> HookReadout:
         return next(r for r in self.readouts if r.hook == hook)
 
     @property
     def iia(self) -> Estimate:
-        return self.intervention.test if self.intervention else Estimate.empty()
+        """The test IIA the status was decided on (distinguishing pairs, but for the output)."""
+        return self.intervention.deciding if self.intervention else Estimate.empty()
 
     @property
     def where(self) -> str:
-        """``2 sublayers earlier than compiled`` and the like."""
+        """``2 sublayers earlier than compiled`` and the like (relative to the compiled block map)."""
         if self.offset is None:
             return "not found"
         if self.offset == 0:
@@ -170,14 +219,22 @@ class VariableResult:
 
 
 def decide_status(readout: HookReadout | None, intervention: Intervention | None,
-                  coarsenings: list[Coarsening], testable: bool = True) -> tuple[Tri, Tri, Tri, Status]:
+                  coarsenings: list[Coarsening], testable: bool = True,
+                  coarser: bool = False) -> tuple[Tri, Tri, Tri, Status]:
     """The one place a status is decided; returns (readable, beyond_untrained, causal, status).
 
-    * causal: IIA on test pairs >= IIA_OK and above the random-subspace null's 95th percentile,
-      both on the CI's lower bound (``NO`` when the upper bound is below IIA_OK or the point
-      estimate is within the null);
-    * readable: live readout >= READ_OK on the lower bound;
-    * beyond the untrained baseline: live readout lower bound >= untrained mean + MARGIN.
+    * causal: IIA on the deciding test pairs (the *distinguishing* ones for a variable other than the
+      output) >= IIA_OK and above the random-subspace null's 95th percentile, both on the CI's lower
+      bound (``NO`` when the upper bound is below IIA_OK or the point estimate is within the null). With
+      fewer than ``MIN_DISTINGUISHING`` distinguishing pairs the variable is *not identifiable from the
+      output here*: a swap of the output alone would pass its other pairs.
+    * computed: causal, and the full value readable *inside the causal subspace* (live rows, lower bound
+      >= READ_OK) and beyond untrained networks' readout in a subspace of the same kind and size (lower
+      bound >= their mean + MARGIN, or 1.0 where that is above 1: a position-wise variable is read
+      perfectly from any embedding).
+    * computed up to its output partition (``coarser``: the output cannot tell some values apart): causal,
+      but the full value is not shown to be there; interventions on the output cannot show more.
+    * readable / beyond (the whole residual at the hook) only tell the non-causal statuses apart.
 
     ``testable``: there are live rows and effective pairs. Then a variable with no subspace to swap
     anywhere (no linear footprint) is not causal, rather than not testable.
@@ -187,19 +244,28 @@ def decide_status(readout: HookReadout | None, intervention: Intervention | None
     readable = at_least(readout.live, READ_OK)
     base = readout.untrained_live if readout.untrained_live is not None else readout.majority_live
     beyond = at_least(readout.live, min(base + MARGIN, 1.0 + 1e-9))
-    if intervention is None or not intervention.test.defined:
+    if (intervention is not None and intervention.decides_on == "distinguishing"
+            and intervention.n_distinguishing < MIN_DISTINGUISHING):
+        return readable, beyond, Tri.UNDECIDED, Status.NOT_IDENTIFIABLE
+    if intervention is None or not intervention.deciding.defined:
         causal = Tri.NO
     else:
-        iia, null = intervention.test, intervention.null_p95  # null: nan when the subspace is the whole space
+        iia, null = intervention.deciding, intervention.null_p95  # null: nan when the subspace is the whole space
         causal = at_least(iia, IIA_OK)
         if causal is Tri.YES and math.isfinite(null) and iia.lo <= null:
             causal = Tri.UNDECIDED
         if math.isfinite(null) and iia.value <= null:
             causal = Tri.NO
     if causal is Tri.YES:
-        if readable is Tri.YES:
+        sub, sub_base = intervention.subspace_readout, intervention.subspace_untrained
+        full = at_least(sub, READ_OK)
+        if full is Tri.YES and sub_base is not None:  # beyond untrained: by MARGIN, or perfect where that is out of reach
+            full = at_least(sub, min(sub_base + MARGIN, 1.0))
+        if full is Tri.YES:
             status = Status.COMPUTED
-        elif readable is Tri.NO or any(at_least(c.live, READ_OK) is Tri.YES for c in coarsenings):
+        elif coarser:
+            status = Status.COMPUTED_UP_TO
+        elif full is Tri.NO:
             status = Status.CAUSAL_PARTIAL
         else:
             status = Status.UNDECIDED
@@ -286,6 +352,8 @@ class Summary:
     not_testable: list[str]
     heads_matched: int
     heads_compared: int
+    computed_up_to: list[str] = dataclasses.field(default_factory=list)
+    not_identifiable: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -333,7 +401,7 @@ def summarise(variables: dict[str, VariableResult], heads: Heads) -> Summary:
     (nothing causal, no head matched) or ``partial match``."""
     by = {s: [k for k, v in variables.items() if v.status is s] for s in Status}
     live = len(heads.matches)
-    causal = by[Status.COMPUTED] + by[Status.CAUSAL_PARTIAL]
+    causal = [k for k, v in variables.items() if v.status.causal]
     testable = [k for k in variables if variables[k].status is not Status.NOT_TESTABLE]
     if testable and len(by[Status.COMPUTED]) == len(testable) and heads.matched == live:
         verdict = "match"
@@ -343,7 +411,8 @@ def summarise(variables: dict[str, VariableResult], heads: Heads) -> Summary:
         verdict = "partial match"
     return Summary(verdict, by[Status.COMPUTED], by[Status.CAUSAL_PARTIAL], by[Status.UNDECIDED],
                    by[Status.CORRELATIONAL], by[Status.UNTRAINED_LEVEL], by[Status.NOT_REPRESENTED],
-                   by[Status.NOT_TESTABLE], heads.matched, live)
+                   by[Status.NOT_TESTABLE], heads.matched, live, by[Status.COMPUTED_UP_TO],
+                   by[Status.NOT_IDENTIFIABLE])
 
 
 # ------------------------------------------------------------------ JSON edge --

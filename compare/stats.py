@@ -2,8 +2,14 @@
 
 Every figure ``compare/`` reports is an ``Estimate``: the point value, a 95%
 bootstrap interval and the number of units behind it. Resampling is over
-*groups* (input strings, or the base input of an intervention pair), never
-over rows, because rows of one string are not independent.
+*groups* (input strings), never over rows, because rows of one string are
+not independent. An intervention pair has two strings, its base and its
+source, and sources repeat across pairs: ``bootstrap(..., groups2=...)``
+resamples both sets of strings at once (each pair weighted by how often its
+base string and its source string were drawn).
+
+Strata with fewer than ``MIN_CI_N`` units get no interval (``Estimate.lo`` and
+``hi`` are nan): the report prints the count instead.
 
 A decision against a threshold is three-valued (``Tri``): ``YES`` when the
 lower bound clears it, ``NO`` when the upper bound stays below it, and
@@ -21,6 +27,7 @@ import numpy as np
 
 N_BOOT = 500
 LEVEL = 0.95
+MIN_CI_N = 5   # no interval for fewer units than this
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,11 +53,23 @@ class Estimate:
     def defined(self) -> bool:
         return self.n > 0 and math.isfinite(self.value)
 
+    @property
+    def has_ci(self) -> bool:
+        return self.defined and math.isfinite(self.lo) and math.isfinite(self.hi)
+
     def fmt(self, nd: int = 2) -> str:
-        """``0.93 [0.90, 0.95]`` or ``n/a``."""
+        """``0.93 [0.90, 0.95]``, ``0.75 (n=4)`` without an interval, or ``n/a``."""
         if not self.defined:
             return "n/a"
+        if not self.has_ci:
+            return f"{self.value:.{nd}f} (n={self.n})"
         return f"{self.value:.{nd}f} [{self.lo:.{nd}f}, {self.hi:.{nd}f}]"
+
+    def widened(self, lo: float, hi: float) -> "Estimate":
+        """The same estimate with its interval stretched to cover ``[lo, hi]`` (e.g. the spread of restarts)."""
+        if not self.has_ci:
+            return self
+        return dataclasses.replace(self, lo=min(self.lo, lo), hi=max(self.hi, hi))
 
 
 class Tri(enum.Enum):
@@ -70,12 +89,20 @@ def at_least(est: Estimate, threshold: float) -> Tri:
     return Tri.UNDECIDED
 
 
+def _draw_counts(n_groups: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """``[n_boot, G]`` how often each group is drawn in each resample (with replacement)."""
+    picks = rng.integers(0, n_groups, size=(n_boot, n_groups)) + (np.arange(n_boot) * n_groups)[:, None]
+    return np.bincount(picks.ravel(), minlength=n_boot * n_groups).reshape(n_boot, n_groups).astype(np.float64)
+
+
 def bootstrap(values: np.ndarray, groups: np.ndarray | None = None, seed: int = 0,
-              stat: "Stat | None" = None, n_boot: int = N_BOOT) -> Estimate:
+              stat: "Stat | None" = None, n_boot: int = N_BOOT, groups2: np.ndarray | None = None) -> Estimate:
     """Bootstrap interval of a statistic (default: the mean of ``values``) over groups.
 
     Whole groups are resampled. A statistic is computed from per-group sums of a few
-    per-row columns (``Stat``), so each resample costs one small matrix product.
+    per-row columns (``Stat``), so each resample costs one small matrix product. With
+    ``groups2`` (the source strings of intervention pairs) both groupings are resampled
+    independently and each row weighted by the product of its two draw counts.
 
     Args:
         values: ``[N]`` per-row values (hits as 0/1, logit differences, ...).
@@ -83,24 +110,33 @@ def bootstrap(values: np.ndarray, groups: np.ndarray | None = None, seed: int = 
         seed: seeds the resampling.
         stat: a ``Stat`` (``r2``, ``balanced_accuracy``); default the mean of ``values``.
         n_boot: number of resamples.
+        groups2: ``[N]`` a second grouping resampled at the same time (pairs: base and source strings).
+
+    Returns:
+        An ``Estimate``; with fewer than ``MIN_CI_N`` rows, or ``n_boot=0``, without an interval.
     """
     values = np.asarray(values, dtype=np.float64)
     if len(values) == 0:
         return Estimate.empty()
     stat = stat or Stat(np.stack([values, np.ones_like(values)], 1), lambda t: t[..., 0] / t[..., 1])
     groups = np.arange(len(values)) if groups is None else np.asarray(groups)
-    uniq, inverse = np.unique(groups, return_inverse=True)
-    sums = np.zeros((len(uniq), stat.columns.shape[1]))
-    np.add.at(sums, inverse, stat.columns)  # [G, q] per-group totals
     rng = np.random.default_rng(seed)
-    n_g = len(uniq)
-    picks = rng.integers(0, n_g, size=(n_boot, n_g)) + (np.arange(n_boot) * n_g)[:, None]
-    draws = np.bincount(picks.ravel(), minlength=n_boot * n_g).reshape(n_boot, n_g).astype(np.float64)  # [n_boot, G]
     with np.errstate(divide="ignore", invalid="ignore"):
-        point = float(stat.combine(sums.sum(0)))
-        boots = stat.combine(draws @ sums)
+        point = float(stat.combine(stat.columns.sum(0)))
+        if len(values) < MIN_CI_N or n_boot <= 0:
+            return Estimate(point, math.nan, math.nan, len(values))
+        uniq, inverse = np.unique(groups, return_inverse=True)
+        if groups2 is None:
+            sums = np.zeros((len(uniq), stat.columns.shape[1]))
+            np.add.at(sums, inverse, stat.columns)  # [G, q] per-group totals
+            boots = stat.combine(_draw_counts(len(uniq), n_boot, rng) @ sums)
+        else:
+            uniq2, inverse2 = np.unique(np.asarray(groups2), return_inverse=True)
+            weights = (_draw_counts(len(uniq), n_boot, rng)[:, inverse]
+                       * _draw_counts(len(uniq2), n_boot, rng)[:, inverse2])  # [n_boot, N]
+            boots = stat.combine(weights @ stat.columns)
     boots = boots[np.isfinite(boots)]
-    if not len(boots) or not np.isfinite(point):  # (n_boot=0: the point estimate alone)
+    if not len(boots) or not np.isfinite(point):
         return Estimate(point, math.nan, math.nan, len(values))
     lo, hi = np.quantile(boots, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
     return Estimate(point, float(lo), float(hi), len(values))

@@ -1,0 +1,391 @@
+"""``locate``: where, and whether, a model computes one program variable.
+
+For one variable ``v`` of the program and one model side (``compare.pipeline``):
+
+1. **Search every residual hook**, from the embeddings to the last. There is
+   no cutoff at "the model's output is readable": an AND of two one-hot
+   blocks is linearly separable, so the output can be readable before its
+   inputs are decoded, and a search that stops there misplaces them.
+   Instead every choice is made on *distinguishing* validation pairs
+   (``compare.interventions.Pairs``): a subspace that carries only the
+   output fails them.
+2. At each hook, the validation IIA of the pattern subspace (two joint
+   forward models: with siblings, and with ancestors too), and of DAS from
+   the pattern start where that falls short and the variable is readable
+   there (probes fitted and scored on the fit and validation folds only).
+   The variable lives at the earliest hook where it is readable and causal,
+   else the earliest causal hook, else the best one.
+3. There: a DAS sweep over dimensions, each with ``das_restarts`` starts
+   (the pattern basis; the probe's direction, or for the output the
+   unembedding's logit-difference direction; random), chosen on validation
+   pairs; options no better than random subspaces of their size are
+   dropped; the smallest dimension within ``SWEEP_TOL`` of the best wins.
+4. Test IIA on all pairs and on the distinguishing ones, beside the two
+   chance levels ("copy source", "no change") and the share of
+   distinguishing pairs on which the model copied the source's output; the
+   random-subspace null; strata; the spread of DAS restarts folded into the
+   interval; CIs resample base and source strings together.
+5. The full value read *inside* the chosen subspace, against untrained
+   networks' readout in a subspace of the same kind and size; the
+   variable's output partition (``compare.identifiability``); the status
+   (``compare.results.decide_status``).
+
+Everything random is seeded from ``CompareConfig.seed`` and the variable's,
+hook's, dimension's and restart's indices; nothing reads a global generator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import TYPE_CHECKING
+
+import networkx as nx
+import numpy as np
+import torch
+
+from compare.activations import VariableInfo
+from compare.identifiability import describe, is_coarser
+from compare.interventions import (Pairs, agrees, das, dependent, design, embed_overlap, iia, null_iia,
+                                   patched_outputs, pattern_swap, probe_directions, seeded, stratified, _orth)
+from compare.readouts import cross_fit, read_out
+from compare.results import (IIA_OK, READ_OK, Coarsening, HookTrial, Intervention, VariableResult, decide_status)
+from compare.stats import Estimate, bootstrap, r2
+from rasp_programs.spec import ProgramSpec
+
+if TYPE_CHECKING:
+    from compare.pipeline import ModelSide, Prepared
+
+SWEEP_TOL = 0.02   # DAS sweep: the smallest dimension within this of the best validation IIA
+SELECTIVE = 0.05   # ... among options whose validation IIA beats their random-subspace null's p95 by this
+MIN_VAL_DISTINGUISHING = 10  # choose on distinguishing validation pairs when there are at least this many
+
+
+@dataclasses.dataclass(frozen=True)
+class Swap:
+    """The chosen interchange intervention of one variable: at ``hook``, ``x + (x~_src - x~_base) @ lifted``."""
+
+    hook: str
+    lifted: np.ndarray   # [D, D] the swap in residual coordinates (``Space.lift`` of the whitened projection)
+    test_outputs: torch.Tensor  # [P, T] the model's output ids on the variable's test pairs with the swap
+
+
+@dataclasses.dataclass
+class SwapOption:
+    """One candidate subspace at one hook.
+
+    Attributes:
+        kind: ``"pattern"``, ``"pattern|ancestors"`` or ``"das"``.
+        basis: ``[r, k]`` orthonormal in whitened coordinates.
+        proj: ``[r, r]`` the swap (``z + (z_src - z) @ proj``): oblique for a pattern, orthogonal for DAS.
+        val: validation IIA on the deciding pairs.
+        restarts: every DAS restart's basis (the chosen one among them) and its validation IIA.
+    """
+
+    kind: str
+    basis: np.ndarray
+    proj: np.ndarray
+    val: float
+    restarts: list[tuple[np.ndarray, float]] = dataclasses.field(default_factory=list)
+
+    @property
+    def dim(self) -> int:
+        return self.basis.shape[1]
+
+
+def program_graph(spec: ProgramSpec) -> nx.DiGraph:
+    """The program's computation graph: an edge from each parent (inputs included) to each variable."""
+    g = nx.DiGraph()
+    g.add_nodes_from(v.name for v in spec.variables)
+    g.add_edges_from((p, v.name) for v in spec.variables for p in v.parents)
+    return g
+
+
+def ancestors(spec: ProgramSpec, name: str) -> set[str]:
+    """The variables ``name`` is computed from (directly or not); inputs excluded."""
+    names = {v.name for v in spec.variables}
+    return nx.ancestors(program_graph(spec), name) & names
+
+
+def descendants(spec: ProgramSpec, name: str) -> set[str]:
+    """The variables computed (directly or not) from ``name``."""
+    return nx.descendants(program_graph(spec), name)
+
+
+def deciding(pairs: Pairs, upstream: bool, least: int = MIN_VAL_DISTINGUISHING) -> Pairs:
+    """The pairs a choice or status is made on: the distinguishing ones for a variable other than the output
+    (when there are at least ``least``), else all."""
+    if upstream and int(pairs.distinguishing.sum()) >= least:
+        return pairs.subset(pairs.distinguishing)
+    return pairs
+
+
+def train_rows(prep: "Prepared", v: VariableInfo) -> np.ndarray:
+    """Fit-split rows for pattern estimation: those where ``v`` is live, unless they are too few or miss a
+    class ``v`` takes somewhere in the data (a source may carry it, and it would have no pattern to swap
+    along); then all fit rows. No model's activations outside the fit split are used."""
+    data = prep.data
+    fit = data.split("fit")
+    live = fit & data.live[v.name]
+    if live.sum() < 20:
+        return fit
+    if v.encoding == "categorical":
+        target = data.targets[v.name]
+        seen = np.bincount(target[live], minlength=len(v.classes)) > 0
+        needed = np.bincount(target, minlength=len(v.classes)) > 0
+        if (needed & ~seen).any():
+            return fit
+    return live
+
+
+def selection_readout(prep: "Prepared", side: "ModelSide", v: VariableInfo, hook: str) -> float:
+    """Live readout of ``v`` at ``hook`` from probes fitted and scored on the fit and validation folds only
+    (the test fold never steers where a variable is said to live); cached on the side."""
+    key = (v.name, side.alias.get(hook, hook))
+    if key not in side.selection:
+        data = prep.data
+        train = data.split("train")
+        y = data.targets[v.name][train]
+        fitted = cross_fit(side.resid[hook][train], y, data.fold[train], v.encoding, prep.config.probe_iter)
+        live = data.live[v.name][train]
+        if not live.any():
+            side.selection[key] = math.nan
+        elif v.encoding == "categorical":
+            side.selection[key] = float((fitted.pred[live] == y[live]).mean())
+        else:
+            stat = r2(y[live], fitted.pred[live])
+            side.selection[key] = float(stat.combine(stat.columns.sum(0)))
+    return side.selection[key]
+
+
+def locate(prep: "Prepared", side: "ModelSide", v: VariableInfo, vi: int,
+           swaps: dict[str, Swap] | None = None) -> VariableResult:
+    """Finds where ``v`` lives in the model and decides its status (see the module docstring).
+
+    ``swaps``: if given, receives the chosen intervention under ``v.name`` (for candidate ranking).
+    """
+    cfg, data = prep.config, prep.data
+    hooks = side.hooks
+    pairs = prep.pairs[v.name]
+    upstream = v.name != prep.spec.output
+    val = deciding(pairs["val"], upstream)
+    rows = np.flatnonzero(train_rows(prep, v))
+    names = [u.name for u in data.variables]
+    below, above = ancestors(prep.spec, v.name), descendants(prep.spec, v.name)
+    siblings = set(names) - above - below - {v.name}
+    # Two joint forward models: the variable with its siblings, and with its ancestors too. A swap moves
+    # the variable's patterns and leaves the others' alone. Descendants are left out: they have no
+    # representation of their own before they are computed, and they are functions of the rest.
+    conditionals = [("pattern", [n for n in names if n == v.name or n in siblings])]
+    if below:
+        conditionals.append(("pattern|ancestors", [n for n in names if n not in above]))
+    # A variable that determines v on these rows, or that v determines, would share v's patterns exactly
+    # (e.g. theorem and count_I on well-formed prefixes): its columns are left out of v's forward model.
+    tied = {n for n in names if n != v.name and dependent(data, rows, v.name, n)}
+    designs = {kind: design(data, rows, [n for n in which if n not in tied]) for kind, which in conditionals}
+
+    def val_iia(h: str, proj_z: np.ndarray) -> float:
+        return iia(side.model, data, val, h, side.delta(h, val), side.space(data, h), proj_z,
+                   side.base(data, h, val), side.readout)
+
+    def run_das(h: str, init: np.ndarray, dim: int, *salt: int) -> np.ndarray:
+        fit = pairs["fit"]
+        return das(side.model, data, fit, h, side.delta(h, fit), side.space(data, h), init, dim, cfg.das_steps,
+                   cfg.das_lr, seeded(cfg.seed, vi, *salt), side.base(data, h, fit), side.readout)
+
+    trials, found, chosen = [], {}, None
+    for i, h in enumerate(hooks):
+        space = side.space(data, h)
+        readable = selection_readout(prep, side, v, h) >= READ_OK
+        cands = []
+        for kind, (g, cols) in designs.items() if len(val) else []:
+            own, proj = pattern_swap(space, side.xt(h)[rows], g, cols, v.name)
+            if own.shape[1]:
+                cands.append(SwapOption(kind, own, proj, val_iia(h, proj)))
+        if not cands:
+            trials.append(HookTrial(h, readable, math.nan, None))
+            continue
+        cands = [max(cands, key=lambda c: (c.val, -c.dim))]  # the better pattern swap on validation pairs
+        vd = None
+        if cands[0].val < IIA_OK and cfg.das_steps > 0 and cfg.search_das and readable:
+            basis = run_das(h, cands[0].basis, cands[0].dim, i, 0, 0)
+            vd = val_iia(h, basis @ basis.T)
+            cands.append(SwapOption("das", basis, basis @ basis.T, vd))
+        trials.append(HookTrial(h, readable, cands[0].val, vd))
+        found[i] = cands
+        if readable and max(c.val for c in cands) >= IIA_OK:
+            chosen = i
+            break
+
+    def best(i: int) -> float:
+        return max(c.val for c in found[i])
+    if chosen is None and found:
+        causal = [i for i in found if best(i) >= IIA_OK]
+        chosen = causal[0] if causal else max(found, key=lambda i: (best(i), -i))
+    intervention = (_intervene(prep, side, v, vi, chosen, found[chosen], val_iia, run_das, upstream, swaps)
+                    if chosen is not None else None)
+    hook = hooks[chosen] if chosen is not None else None
+    readout = side.readouts[v.name][hook] if hook is not None else None
+    coarse, control = [], None
+    if hook is not None:
+        x = side.resid[hook]
+        for d in data.derived:
+            if d.parent == v.name:
+                r, _ = read_out(data, x, d, hook, cfg.seed, cfg.probe_iter)
+                coarse.append(Coarsening(d.name, hook, r.live, r.majority_live))
+        if cfg.control_task:
+            control = read_out(data, x, v, hook, cfg.seed, cfg.probe_iter, labels=data.control[v.name])[0].live
+    testable = bool(data.live[v.name].any()) and all(len(p) for p in pairs.values())
+    partition = prep.partitions.get(v.name, [])
+    readable, beyond, causal, status = decide_status(readout, intervention, coarse, testable, is_coarser(partition))
+    ref = prep.reference.variables[v.name].found_hook if prep.reference else hook
+    compiled_hooks = prep.compiled.hooks
+    ready = output_ready(prep, side)
+    return VariableResult(
+        v.name, v.encoding, v.op, [str(c) for c in v.classes], compiled_hooks[v.written_after], len(v.labels),
+        float(data.live[v.name].mean()), [side.readouts[v.name][h] for h in hooks], trials,
+        hooks[ready] if ready is not None else None, hook,
+        chosen - v.written_after if chosen is not None else None, readout, control, intervention,
+        readable, beyond, causal, status, coarse, ref,
+        {h: prep.compiled.readouts[v.name][h].live.value for h in compiled_hooks},
+        compiled_hooks[v.first_written] if v.first_written >= 0 else None, partition, describe(partition))
+
+
+def output_ready(prep: "Prepared", side: "ModelSide") -> int | None:
+    """Index of the first hook where the model's own output is readable (None: nowhere). Reported only: the
+    search for where a variable lives no longer stops there."""
+    out = prep.spec.output
+    for i, h in enumerate(side.hooks):
+        r = side.readouts[out][h]
+        if r.live.defined and r.live.lo >= max(READ_OK, r.majority_live + 0.5 * (1.0 - r.majority_live)):
+            return i
+    return None
+
+
+def _starts(prep: "Prepared", side: "ModelSide", v: VariableInfo, hook: str, pattern: np.ndarray,
+            upstream: bool) -> list[np.ndarray]:
+    """DAS starts at ``hook``, in order: the pattern basis; the probe's direction (for the output, the
+    unembedding's logit-difference direction); random (an empty start, filled from the run's seed)."""
+    data, space = prep.data, side.space(prep.data, hook)
+    if upstream:
+        rows = np.flatnonzero(train_rows(prep, v))
+        directed = probe_directions(space.z(side.xt(hook)[rows]), data.targets[v.name][rows], v.encoding,
+                                    prep.config.probe_iter)
+    else:
+        d = side.readout.directions(side.model).numpy()  # [D, c] residual directions
+        directed = _orth(space.unwhite @ d, 1e-9)          # the same directions in whitened coordinates
+    empty = np.zeros((space.m, 0))
+    return [pattern, directed if directed.shape[1] else empty, empty][:max(1, prep.config.das_restarts)]
+
+
+def _intervene(prep: "Prepared", side: "ModelSide", v: VariableInfo, vi: int, i: int, cands: list[SwapOption],
+               val_iia, run_das, upstream: bool, swaps: dict[str, Swap] | None = None) -> Intervention:
+    """The DAS sweep with restarts, test IIA with CI, null, strata, subspace readout at hook index ``i``."""
+    cfg, data = prep.config, prep.data
+    h = side.hooks[i]
+    space = side.space(data, h)
+    options = list(cands)
+    sweep = {str(c.dim): c.val for c in cands if c.kind == "das"}
+    dims = cfg.das_dims or ((cands[0].dim,) if cfg.das_steps > 0 and not sweep else ())  # at least one DAS
+    starts = _starts(prep, side, v, h, cands[0].basis, upstream) if dims else []
+    for k in dims:
+        if k > space.m or str(k) in sweep:
+            continue
+        runs = [run_das(h, start, k, i, k, r) for r, start in enumerate(starts)]
+        scores = [val_iia(h, b @ b.T) for b in runs]
+        top = int(np.argmax(scores))
+        sweep[str(k)] = scores[top]
+        options.append(SwapOption("das", runs[top], runs[top] @ runs[top].T, scores[top], list(zip(runs, scores))))
+    # A swap no better than random subspaces of its size is no evidence of where the variable lives (a large
+    # DAS dimension can make almost anything "causal"): such options are dropped unless every one is.
+    val = deciding(prep.pairs[v.name]["val"], upstream)
+    val_delta, val_base = side.delta(h, val), side.base(data, h, val)
+    nulls = {d: null_iia(side.model, data, val, h, val_delta, space, d, max(3, cfg.n_null // 4), cfg.seed + 7 * vi,
+                         val_base, side.readout)[1] for d in {o.dim for o in options}}
+    selective = [o for o in options if not o.val < nulls[o.dim] + SELECTIVE] or options  # nan null: nothing to beat
+    top = max(o.val for o in selective)
+    # Patterns first (where the variable varies, METHODS.md), then the smallest dimension: DAS is the
+    # fallback where the patterns fall short.
+    choice = min((o for o in selective if o.val >= top - SWEEP_TOL), key=lambda o: (o.kind == "das", o.dim))
+    test = prep.pairs[v.name]["test"]
+    delta, base = side.delta(h, test), side.base(data, h, test)
+    outputs = (patched_outputs(side.model, data, test, h, delta, space.lift(choice.proj), base, side.readout)
+               if len(test) else torch.zeros((0, data.ids.shape[1]), dtype=torch.long))
+    if swaps is not None:
+        swaps[v.name] = Swap(h, space.lift(choice.proj), outputs)
+    hit = agrees(outputs, test.target)
+    dist = test.distinguishing
+    gb, gs = data.group[test.base], data.group[test.source]
+    on_all = bootstrap(hit.astype(float), gb, cfg.seed, groups2=gs)
+    on_dist = bootstrap(hit[dist].astype(float), gb[dist], cfg.seed, groups2=gs[dist])
+    decide = dist if upstream else np.ones(len(test), dtype=bool)
+    restarts = []
+    # The restarts that validation cannot tell from the chosen one were equally good choices: the spread of
+    # their test IIA is part of the uncertainty.
+    rivals = [b for b, score in choice.restarts if score >= choice.val - SWEEP_TOL]
+    if len(rivals) > 1:
+        decided = test.subset(decide)
+        restarts = [float(agrees(patched_outputs(side.model, data, decided, h, delta[decide], space.lift(b @ b.T),
+                                                 base[torch.from_numpy(np.flatnonzero(decide))], side.readout),
+                                 decided.target).mean()) if len(decided) else math.nan for b in rivals]
+        finite = [r for r in restarts if math.isfinite(r)]
+        if finite:
+            if upstream:
+                on_dist = on_dist.widened(min(finite), max(finite))
+            else:
+                on_all = on_all.widened(min(finite), max(finite))
+    chance_copy, chance_keep = test.chance()
+    follows = bootstrap(agrees(outputs[torch.from_numpy(np.flatnonzero(dist))], test.copy[torch.from_numpy(
+        np.flatnonzero(dist))]).astype(float), gb[dist], cfg.seed, groups2=gs[dist])
+    deciding_test = test.subset(decide)
+    null_mean, null_p95 = null_iia(side.model, data, deciding_test, h, delta[decide], space, choice.dim, cfg.n_null,
+                                   cfg.seed + vi, base[torch.from_numpy(np.flatnonzero(decide))], side.readout)
+    hd, gbd, gsd = hit[decide], gb[decide], gs[decide]
+    # The full value is read inside the variable's pattern subspace when that swap is causal on validation
+    # pairs (where the variable varies), else inside the chosen subspace; untrained networks alike.
+    pattern = cands[0]
+    inside_basis, inside_kind = ((pattern.basis, "pattern") if pattern.val >= IIA_OK
+                                 else (choice.basis, "pattern" if choice.kind != "das" else "das"))
+    inside = _subspace_readout(prep, side, v, h, inside_basis)
+    return Intervention(
+        h, choice.kind, choice.dim, float(choice.val), on_all, null_mean, null_p95,
+        embed_overlap(space, choice.basis, side.embed), dict(sorted(sweep.items(), key=lambda kv: int(kv[0]))),
+        stratified(hd, data.row_pos[test.base][decide], gbd, cfg.seed, gsd),
+        stratified(hd, test.value[decide], gbd, cfg.seed, gsd),
+        len(prep.pairs[v.name]["fit"]), len(prep.pairs[v.name]["val"]), len(test),
+        stratified(hd, np.where(test.cross[decide], "other position", "same position"), gbd, cfg.seed, gsd),
+        "distinguishing" if upstream else "all", on_dist, chance_copy, chance_keep, follows, restarts,
+        inside, _subspace_untrained(prep, side, v, h, inside_basis.shape[1]),
+        f"{inside_kind}, dim {inside_basis.shape[1]}")
+
+
+def _subspace_readout(prep: "Prepared", side: "ModelSide", v: VariableInfo, hook: str,
+                      basis: np.ndarray, ci: bool = True) -> Estimate:
+    """``v``'s full value read (cross-validated probe, live rows with a value the fit split has) from the whitened
+    activations projected onto ``basis`` ``[r, k]``."""
+    if basis.shape[1] == 0:
+        return Estimate.empty()
+    data = prep.data
+    feats = side.space(data, hook).z(side.xt(hook)) @ basis  # [N, k]
+    # scored on live rows whose value the fit split has (a value never fitted has no direction to be read along)
+    fitted = {str(x) for x, f in zip(data.values[v.name], data.split("fit")) if f}
+    scored = data.live[v.name] & np.array([str(x) in fitted for x in data.values[v.name]])
+    data = dataclasses.replace(data, live={**data.live, v.name: scored})
+    return read_out(data, feats, v, hook, prep.config.seed, prep.config.probe_iter, ci=ci)[0].live
+
+
+def _subspace_untrained(prep: "Prepared", side: "ModelSide", v: VariableInfo, hook: str, dim: int) -> float | None:
+    """Mean over untrained networks shaped like ``side``'s model of the same readout in ``v``'s pattern subspace
+    of ``dim`` dimensions at the same hook (the subspace of the same kind and size)."""
+    key = (side.model.cfg.shape_key(), v.name, hook, dim)
+    if key not in prep.subspace_untrained:
+        data = prep.data
+        rows = np.flatnonzero(train_rows(prep, v))
+        g, cols = design(data, rows, [v.name])
+        scores = []
+        for u in prep.untrained_sides.get(side.model.cfg.shape_key(), []):
+            own, _ = pattern_swap(u.space(data, hook), u.xt(hook)[rows], g, cols, v.name)
+            est = _subspace_readout(prep, u, v, hook, own[:, :dim], ci=False)
+            scores.append(est.value if est.defined else 0.0)
+        prep.subspace_untrained[key] = float(np.mean(scores)) if scores else None
+    return prep.subspace_untrained[key]
