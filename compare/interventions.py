@@ -234,9 +234,37 @@ class Space:
 
 
 def make_space(xt_train: np.ndarray) -> Space:
-    """The ``Space`` at one hook from training rows' ``x~`` ``[N, D]``."""
+    """The ``Space`` at one hook from training rows' ``x~`` ``[N, D]``, in canonical whitened coordinates.
+
+    Whitening fixes coordinates only up to a rotation (the whitened covariance is the identity, and a
+    compiled residual's spectrum is degenerate), and which rotation ``eigh`` returns depends on the input
+    basis. Anything drawn at random in those coordinates (null subspaces, DAS starts) would then differ
+    between a model and its disguised copy. So the whitened axes are rotated onto a basis built from the
+    data themselves: Gram-Schmidt over the training rows in order, which maps along with any invertible
+    map of the residual stream.
+    """
     w = Whitener().fit(xt_train)
-    return Space(w.mean_, w.components_, w.inverse_)
+    q = _canonical_axes((xt_train - w.mean_) @ w.components_)  # [r, r] orthogonal
+    return Space(w.mean_, w.components_ @ q, q.T @ w.inverse_)
+
+
+def _canonical_axes(z: np.ndarray, tol: float = 1e-6) -> np.ndarray:
+    """``[r, r]`` orthonormal axes from Gram-Schmidt over the rows of ``z`` ``[N, r]`` in order (rows that add
+    less than ``tol`` of their norm are skipped); equivariant: ``z @ S`` gives ``S.T @`` the same axes."""
+    r = z.shape[1]
+    axes = np.zeros((r, 0))
+    for row in z:
+        if axes.shape[1] == r:
+            break
+        rest = row - axes @ (axes.T @ row)
+        norm = np.linalg.norm(rest)
+        if norm > tol * max(np.linalg.norm(row), 1e-12):
+            rest = rest - axes @ (axes.T @ rest)  # re-orthogonalise once for accuracy
+            axes = np.concatenate([axes, (rest / np.linalg.norm(rest))[:, None]], axis=1)
+    if axes.shape[1] < r:  # too few independent rows (cannot happen for a whitened sample): complete by QR
+        q = np.linalg.qr(np.concatenate([axes, np.eye(r)], axis=1))[0]
+        axes = q[:, :r] * np.sign(np.sum(q[:, :r] * np.concatenate([axes, np.eye(r)], axis=1)[:, :r], 0) + 1e-30)
+    return axes
 
 
 def design(data: Dataset, rows: np.ndarray, names: list[str]) -> tuple[np.ndarray, dict[str, slice]]:

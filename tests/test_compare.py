@@ -22,9 +22,10 @@ from compare.activations import build_dataset, resid_hooks
 from compare.controls import (check_disguised, check_distributed, check_knockout, check_self, check_untrained,
                               disguise, random_model, seed_vs_seed)
 from compare.heads import match_heads, normalised_rows, row_agreement
-from compare.interventions import design, hits, pattern_swap
+from compare.interventions import agrees, design, hits, patched_outputs, pattern_swap
 from compare.outputs import OutputReadout
-from compare.pipeline import CompareConfig, locate, output_ready, prepare
+from compare.locate import locate, output_ready
+from compare.pipeline import CompareConfig, prepare
 from compare.readouts import read_out
 from compare.report import build_doc, read_report
 from compare.results import (Comparison, HookReadout, Intervention, Status, decide_status, from_json, to_json)
@@ -51,16 +52,20 @@ def miu(artifacts):
 # ------------------------------------------------------------ the controls --
 
 def test_control_self(miu):
+    """The compiled model against itself: every variable computed, the counts included, on distinguishing pairs."""
     c = check_self(miu.reference)
     assert c.passed, c.checks
-    assert c.checks["late (not required)"] == []  # every miu variable is written before the output is readable
     ref = miu.reference
+    assert {k: v.status for k, v in ref.variables.items()} == {k: Status.COMPUTED for k in ref.variables}
     assert all(m.compiled == m.learned and m.agreement.lo > 0.99 for m in ref.heads.matches)
     assert np.allclose(np.diag(ref.cka["matrix"]), 1.0)
-    # count_I is found where its SelectorWidth head writes (one sublayer before its one-hot block), and the
-    # swap there is exact; the output's own block is found where the compiled model writes it
-    assert ref.variables["count_I"].found_hook == "blocks.1.hook_resid_mid" and ref.variables["count_I"].offset == -1
-    assert ref.variables["count_I"].iia.value > 0.98 and ref.variables["count_I"].status.causal
+    # count_I is found where its one-hot block is written (the search no longer stops where the output is
+    # readable), decided on pairs that tell it from the verdict it feeds
+    count_i = ref.variables["count_I"]
+    assert count_i.found_hook == "blocks.2.hook_resid_pre" and count_i.offset == 0
+    assert count_i.intervention.decides_on == "distinguishing" and count_i.intervention.n_distinguishing >= 20
+    assert count_i.iia.lo >= 0.9 and count_i.intervention.subspace_readout.lo >= 0.95
+    assert count_i.partition_text == "{0 mod 3} vs {1, 2 mod 3}"
     assert ref.variables["theorem"].found_hook == "blocks.2.hook_resid_post"
 
 
@@ -212,38 +217,67 @@ def test_pattern_subspace_is_where_the_variable_varies(miu):
     assert hits(*args, space.lift(wrong), base, side.readout).mean() < 0.2
 
 
-def test_upstream_search_stops_before_the_output_is_readable(miu):
-    """The off-by-one: in the compiled model the output is linearly readable at blocks.2.hook_resid_pre, the
-    very hook where count_I's block is written; count_I must not be searched there."""
-    ref = miu.reference
-    hooks = miu.data.resid_hooks
-    assert hooks[output_ready(miu, miu.compiled)] == "blocks.2.hook_resid_pre"
-    ready = hooks.index(ref.variables["count_I"].output_ready_hook)
-    assert ready == miu.data.var("count_I").written_after
+def test_a_swap_of_the_verdict_alone_fails_every_distinguishing_pair(miu):
+    """The verdict-only control. In the compiled model the output is linearly readable at
+    blocks.2.hook_resid_pre, where count_I's block is written. A hand-built swap that writes only the
+    source's verdict (theorem's own residual block, at the last hook) scores high on all pairs of the
+    upstream variables, as the old test did, and fails every distinguishing pair: there the model follows
+    the copy, never the variable."""
+    data, side = miu.data, miu.compiled
+    hooks = data.resid_hooks
+    assert hooks[output_ready(miu, side)] == "blocks.2.hook_resid_pre"  # readable before count_I is decoded
+    hook = hooks[-1]
+    dims = list(data.var("theorem").dims)
+    verdict_only = np.zeros((side.model.cfg.d_model,) * 2)
+    verdict_only[dims, dims] = 1.0  # residual coordinates: swap theorem's block, nothing else
     for name in ("I_at", "bad_M_at", "count_I", "count_bad_M"):
-        assert all(hooks.index(t.hook) < ready for t in ref.variables[name].search)
-    assert len(ref.variables["theorem"].search) == len(hooks)  # the output itself: every hook
+        test = miu.pairs[name]["test"]
+        out = patched_outputs(side.model, data, test, hook, side.delta(hook, test), verdict_only,
+                              side.base(data, hook, test), side.readout)
+        hit = agrees(out, test.target)
+        dist = test.distinguishing
+        assert dist.sum() >= 20, name
+        assert hit[~dist].mean() == 1.0, name          # where the counterfactual is the copy, copying passes
+        assert hit[dist].mean() == 0.0, name           # ... and it never passes a distinguishing pair
+        assert agrees(out[torch.from_numpy(np.flatnonzero(dist))],
+                      test.copy[torch.from_numpy(np.flatnonzero(dist))]).all(), name
+
+
+def test_pairs_carry_three_predictions_and_sources_from_all_rows(miu):
+    data = miu.data
+    for name in ("count_I", "count_bad_M"):
+        test = miu.pairs[name]["test"]
+        assert (~data.live[name][test.source]).any()  # sources are not only live rows
+        assert not agrees(test.keep, test.target).any()  # effective: never "no change"
+        copy_ok = agrees(test.copy, test.target)
+        assert (copy_ok == ~test.distinguishing).all()
+    theorem = miu.pairs["theorem"]["test"]
+    assert not theorem.distinguishing.any() and agrees(theorem.copy, theorem.target).all()
+    for split in ("fit", "val"):  # fit and validation pairs are same-position only
+        assert not miu.pairs["count_I"][split].cross.any()
+    assert miu.pairs["count_I"]["test"].cross.any()
 
 
 def test_iia_per_position_and_value(miu):
     iv = miu.reference.variables["count_I"].intervention
     assert len(iv.per_position) >= 5 and set(iv.per_value) <= {str(c) for c in range(11)}
-    assert sum(e.n for e in iv.per_position.values()) == iv.n_test
-    assert np.isfinite(iv.null_p95) and iv.null_p95 < iv.test.lo
+    assert sum(e.n for e in iv.per_position.values()) == iv.n_distinguishing  # strata of the deciding pairs
+    assert np.isfinite(iv.null_p95) and iv.null_p95 < iv.deciding.lo
+    small = [e for e in iv.per_position.values() if e.n < 5]
+    assert all(not e.has_ci for e in small)  # no interval below 5 pairs
 
 
 def test_choices_are_made_without_test_pairs(miu):
     """Scrambling the test pairs' targets changes the reported IIA but no choice (hook, subspace, dimension)."""
     v = miu.data.var("count_bad_M")
     side = miu.compiled
-    ready = output_ready(miu, side)
     miu = dataclasses.replace(miu, config=dataclasses.replace(miu.config, das_dims=(1,)))  # one sweep step: faster
-    clean = locate(miu, side, v, 3, ready)
+    clean = locate(miu, side, v, 3)
     test = miu.pairs[v.name]["test"]
     saved = test.target.clone()
     try:
         test.target[test.target >= 0] = 1 - test.target[test.target >= 0]
-        scrambled = locate(miu, side, v, 3, ready)
+        scrambled = locate(miu, side, v, 3)
     finally:
         test.target.copy_(saved)
     a, b = clean.intervention, scrambled.intervention
@@ -293,20 +327,49 @@ def test_status_is_decided_on_ci_bounds():
         return HookReadout("h", Estimate((lo + hi) / 2, lo, hi, 100), Estimate((lo + hi) / 2, lo, hi, 100), 0.5, 0.5,
                            untrained, 0.0)
 
-    def iv(lo, hi, null=0.1):
-        return Intervention("h", "pattern", 1, 0.9, Estimate((lo + hi) / 2, lo, hi, 100), 0.05, null, 0.0, {}, {}, {},
-                            1, 1, 1)
+    def iv(lo, hi, null=0.1, inside=(0.97, 1.0), inside_untrained=0.5, n_dist=100, output=False):
+        est = Estimate((lo + hi) / 2, lo, hi, n_dist)
+        return Intervention("h", "pattern", 1, 0.9, est, 0.05, null, 0.0, {}, {}, {}, 1, 1, 1,
+                            decides_on="all" if output else "distinguishing", distinguishing=est,
+                            subspace_readout=Estimate(sum(inside) / 2, *inside, 100),
+                            subspace_untrained=inside_untrained)
     assert decide_status(ro(0.97, 1.0), iv(0.93, 0.99), [])[3] is Status.COMPUTED
     assert decide_status(ro(0.97, 1.0), iv(0.87, 0.93), [])[3] is Status.UNDECIDED  # 0.9 inside the CI
     assert decide_status(ro(0.97, 1.0), iv(0.93, 0.99, null=0.95), [])[3] is Status.UNDECIDED  # not above the null
     assert decide_status(ro(0.97, 1.0), iv(0.3, 0.5), [])[3] is Status.CORRELATIONAL
     assert decide_status(ro(0.97, 1.0, untrained=0.99), iv(0.3, 0.5), [])[3] is Status.UNTRAINED_LEVEL
-    assert decide_status(ro(0.5, 0.7), iv(0.93, 0.99), [])[3] is Status.CAUSAL_PARTIAL
     assert decide_status(ro(0.5, 0.7), iv(0.1, 0.2), [])[3] is Status.NOT_REPRESENTED
     assert decide_status(ro(0.5, 0.7), None, [])[3] is Status.NOT_REPRESENTED  # no footprint to swap anywhere
     assert decide_status(ro(0.5, 0.7), None, [], testable=False)[3] is Status.NOT_TESTABLE
     assert decide_status(ro(0.94, 0.97, untrained=0.95), iv(0.3, 0.5), [])[3] is Status.UNTRAINED_LEVEL
+    # the full value must be readable inside the causal subspace, beyond untrained networks there
+    not_inside = iv(0.93, 0.99, inside=(0.5, 0.7))
+    assert decide_status(ro(0.97, 1.0), not_inside, [])[3] is Status.CAUSAL_PARTIAL
+    assert decide_status(ro(0.97, 1.0), not_inside, [], coarser=True)[3] is Status.COMPUTED_UP_TO
+    as_untrained = iv(0.93, 0.99, inside=(0.96, 0.99), inside_untrained=0.97)
+    assert decide_status(ro(0.97, 1.0), as_untrained, [], coarser=True)[3] is Status.COMPUTED_UP_TO
+    perfect = iv(0.93, 0.99, inside=(1.0, 1.0), inside_untrained=0.998)  # position-wise: untrained reads it too
+    assert decide_status(ro(0.97, 1.0), perfect, [])[3] is Status.COMPUTED
+    # too few pairs that tell it from copying the output
+    assert decide_status(ro(0.97, 1.0), iv(0.93, 0.99, n_dist=12), [])[3] is Status.NOT_IDENTIFIABLE
+    assert decide_status(ro(0.97, 1.0), iv(0.93, 0.99, n_dist=12, output=True), [])[3] is Status.COMPUTED
     assert at_least(Estimate(0.91, 0.88, 0.94, 10), 0.9) is Tri.UNDECIDED
+    assert Status("causal, not fully readable") is Status.CAUSAL_PARTIAL  # an old compare.json still reads
+
+
+def test_two_way_bootstrap_and_small_strata():
+    """Sources repeat across pairs: resampling them as well widens the interval; below 5 units, no interval."""
+    rng = np.random.default_rng(1)
+    src_effect = rng.random(20) < 0.5  # 20 sources, each either always hit or always missed
+    sources = rng.integers(0, 20, 600)
+    hits_ = src_effect[sources].astype(float)
+    bases = np.arange(600)
+    one = bootstrap(hits_, bases, 0)
+    two = bootstrap(hits_, bases, 0, groups2=sources)
+    assert (two.hi - two.lo) > 2 * (one.hi - one.lo)
+    assert one.value == two.value
+    small = bootstrap(np.ones(4), None, 0)
+    assert small.value == 1.0 and not small.has_ci and small.fmt() == "1.00 (n=4)"
 
 
 def test_bootstrap_resamples_groups():
@@ -460,8 +523,8 @@ def test_miu_mean_disguised_copy(artifacts):
     prep = prepare(get_program("miu_mean"), model, meta, SMALL)
     self_check = check_self(prep.reference)
     assert self_check.passed, self_check.checks
-    # I_mod_3 is written when the output is already linearly readable: not required to be located
-    assert "I_mod_3" in self_check.checks["late (not required)"]
+    # I_mod_3 is written when the output is already linearly readable; it is located all the same now
+    assert prep.reference.variables["I_mod_3"].status.causal
     assert check_disguised(prep, seed=1, invertible=True).passed
 
 
