@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rasp_programs import miu_programs
+from rasp_programs import miu_programs, miu_scan
 from rasp_programs.errors import ToolkitError
 from rasp_programs.programs import HIST, SORT
 from rasp_programs.spec import ProgramSpec, Task
@@ -23,7 +23,7 @@ def _check(programs: tuple[ProgramSpec, ...]) -> None:
             raise ValueError(f"program '{p.name}' does not support its task's default length")
 
 
-_ALL = (*miu_programs.PROGRAMS, HIST, SORT)
+_ALL = (*miu_programs.PROGRAMS, miu_scan.MIU_MOD3, HIST, SORT)
 _check(_ALL)
 PROGRAMS: dict[str, ProgramSpec] = {p.name: p for p in _ALL}
 TASKS: dict[str, Task] = {p.task.name: p.task for p in _ALL}

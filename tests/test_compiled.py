@@ -26,9 +26,21 @@ from rasp_programs.spec import Variable  # noqa: E402
 MIU_TASK = get_task("miu")
 
 
+class _Compiled(dict):
+    """Each program compiled at its default length on first use, so ``-k name`` compiles only that one."""
+
+    def __missing__(self, name):
+        spec = get_program(name)
+        self[name] = compile_program(spec, spec.default_max_len)
+        return self[name]
+
+    def all(self) -> list:
+        return [self[name] for name in PROGRAMS]
+
+
 @pytest.fixture(scope="module")
 def compiled_programs():
-    return {name: compile_program(get_program(name), get_program(name).default_max_len) for name in PROGRAMS}
+    return _Compiled()
 
 
 @pytest.mark.parametrize("name", sorted(PROGRAMS))
@@ -98,7 +110,7 @@ def test_tracr_miscompiles_a_mean_that_the_correction_fixes():
 
 def test_variable_encodings_match_the_compiled_model(compiled_programs):
     """A numerical variable is one residual direction named after it; the block map agrees on encodings."""
-    for cp in compiled_programs.values():
+    for cp in compiled_programs.all():
         _, meta = to_torch(cp)
         encodings = {e["sop"]: e["encoding"] for e in meta["block_map"]}
         for var in cp.spec.variables:
@@ -137,9 +149,26 @@ def test_miu_block_map_and_clean_labels(compiled_programs):
     assert set(count_i["blocks"][1]["writes"]) == {f"count_I:{v}" for v in range(11)} | {attn["writes"][0]}
 
 
+def test_miu_mod3_layout_holds_residues_only(compiled_programs):
+    """The negative control: one scan step per layer, and no residual direction for an I count."""
+    cp = compiled_programs["miu_mod3"]
+    model, meta = to_torch(cp)
+    where = {e["sop"]: [b["hook"] for b in e["blocks"]] for e in meta["block_map"]}
+    assert where["prev_token"] == ["blocks.0.attn"] and where["count_bad_M"] == ["blocks.1.attn", "blocks.1.mlp"]
+    for layer, (read, state) in enumerate([("back_2", "scan_2"), ("back_4", "scan_4"), ("back_8", "I_mod_3")], 2):
+        assert where[read] == [f"blocks.{layer}.attn"] and where[state] == [f"blocks.{layer}.mlp"]
+    assert where["theorem"] == ["blocks.5.mlp"] and model.cfg.n_layers == 6 and model.cfg.n_heads == 1
+    residue_sops = ("I_mod3_at", "scan_", "last_", "back_", "I_mod_3")
+    for label in meta["residual_labels"]:
+        name, _, value = label.partition(":")
+        assert "count_I" not in name, label
+        if name.startswith(residue_sops):
+            assert value[:2] in ("0", "1", "2", "(0", "(1", "(2"), label
+
+
 def test_block_map_agrees_with_weights(compiled_programs):
     """Each block writes exactly the residual directions the block map says (by label)."""
-    for cp in compiled_programs.values():
+    for cp in compiled_programs.all():
         model, meta = to_torch(cp)
         labels = meta["residual_labels"]
         for layer in range(model.cfg.n_layers):

@@ -89,6 +89,43 @@ def test_interventions_on_the_other_miu_programs():
     assert u.run(tuple("MIUI"))["non_U_mod_3"] == [0, 1, 1, 2]
 
 
+def test_miu_mod3_scans_residues_and_takes_interventions():
+    spec = get_program("miu_mod3")
+    base = spec.run(tuple("MIUIIII"))
+    assert base["prev_token"] == list("MMIUIII")  # position 0 reads itself; the scan ignores that read
+    assert base["I_mod3_at"][:3] == [(0, 0), (1, 1), (0, 2)]
+    assert base["last_4"] == [0, 1, 1, 2, 0, 0, 1]  # I's in the last 4 positions, mod 3
+    assert base["back_4"][5] == base["last_4"][1] and base["back_4"][2] == base["last_4"][2]
+    assert base["I_mod_3"] == [0, 1, 1, 2, 0, 1, 2] and base["theorem"] == [False, True, True, True, False, True, True]
+    # The packed state takes a tuple, as in RASP. It only carries its own position's chain; later
+    # positions read the plain residues, so one I more in scan_1 at 3 changes the verdict at 3 alone.
+    hit = spec.run(tuple("MIUIIII"), interventions={"scan_1": {3: (2, 3)}})
+    assert hit["I_mod_3"] == [0, 1, 1, 0, 0, 1, 2] and hit["theorem"][3:5] == [False, False]
+    assert hit["last_2"] == base["last_2"] and hit["count_bad_M"] == base["count_bad_M"]  # beside, untouched
+    # The plain residue at 3 is what position 5 reads 2 back (and nothing else here).
+    hit = spec.run(tuple("MIUIIII"), interventions={"last_2": {3: 2}})
+    assert hit["back_2"][5] == 2 and hit["I_mod_3"] == [0, 1, 1, 2, 0, 2, 2] and hit["scan_1"] == base["scan_1"]
+    # A residue read from 2 back changes only what reads it.
+    hit = spec.run(tuple("MIUIIII"), interventions={"back_2": {6: 0}})
+    assert hit["I_mod_3"][:6] == base["I_mod_3"][:6] and hit["I_mod_3"][6] == 0 and hit["theorem"][6] is False
+
+
+def test_miu_mod3_never_holds_the_count():
+    """A negative control: the count of I's is never a value, only its residue (with the position where packed)."""
+    spec = get_program("miu_mod3")
+    scan = [v.name for v in spec.variables if v.name not in ("bad_M_at", "count_bad_M", "theorem", "prev_token")]
+    for tokens in spec.enumerate_inputs(7):
+        values = spec.run(tokens)
+        assert values["I_mod_3"] == [tokens[: q + 1].count("I") % 3 for q in range(len(tokens))]
+        for name in scan:
+            residues = [v[0] if isinstance(v, tuple) else v for v in values[name]]
+            assert set(residues) <= {0, 1, 2}, (tokens, name)
+            assert all(v[1] == q for q, v in enumerate(values[name]) if isinstance(v, tuple)), (tokens, name)
+    assert spec.max_supported_len == 16  # the last window; longer prefixes would need another step
+    long = tuple("M" + "I" * 16 + "U")
+    assert spec.run(long)["I_mod_3"][-1] != long.count("I") % 3  # past 16 the window drops an I
+
+
 def test_miu_task_is_shared_data():
     task = get_task("miu")
     assert len(MIU_PROGRAMS) >= 3 and {"miu", "miu_mean", "miu_first"} <= set(MIU_PROGRAMS)
