@@ -18,6 +18,14 @@ required, ``--end`` for the ``lm`` and ``legal-next`` readouts. With
 declared role, or declared ``--unused``.
 
 Bad input is one line on stderr, exit 2, and nothing written.
+
+    python -m learned.hf --export DIR OUT
+
+writes a GPT-2-block artifact back as a ``GPT2LMHeadModel`` folder
+(``config.json``, ``model.safetensors``, ``vocab.json``) that
+``transformers`` loads. An architecture GPT-2 cannot express (no layer
+norm, an unembedding bias, bidirectional attention, ...) is refused in one
+line that says why.
 """
 
 from __future__ import annotations
@@ -31,9 +39,9 @@ from typing import Any, Mapping, Sequence
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
-from learned.artifact import atomic_dir, save_model
+from learned.artifact import atomic_dir, load_artifact, save_model
 from learned.lm import LegalNext, Readout
 from learned.model import ModelConfig, Transformer
 from rasp_programs.errors import ToolkitError, cli_main
@@ -281,10 +289,75 @@ def import_checkpoint(folder: Path | str, out: Path | str, *, vocab: Sequence[st
     return model.eval()
 
 
+def from_tl(model: Transformer) -> dict[str, torch.Tensor]:
+    """TransformerLens names -> GPT-2's (``transformer.`` prefix, Conv1D ``[in, out]``); inverse of ``to_tl``."""
+    cfg = model.cfg
+    H, D, K = cfg.n_heads, cfg.d_model, cfg.d_head
+    w = {name: model.param(name).detach().float() for name in model.cfg.param_shapes()}
+    out = {"transformer.wte.weight": w["embed.W_E"], "transformer.wpe.weight": w["pos_embed.W_pos"],
+           "transformer.ln_f.weight": w["ln_final.w"], "transformer.ln_f.bias": w["ln_final.b"]}
+    if not cfg.tied_unembed:
+        out["lm_head.weight"] = w["unembed.W_U"].T  # [V, D]
+    for l in range(cfg.n_layers):
+        p, q = f"transformer.h.{l}.", f"blocks.{l}."
+        qkv = torch.stack([w[q + f"attn.W_{n}"].permute(1, 0, 2) for n in "QKV"], 1)  # [D, 3, H, K]
+        out[p + "attn.c_attn.weight"] = qkv.reshape(D, 3 * H * K)
+        out[p + "attn.c_attn.bias"] = torch.stack([w[q + f"attn.b_{n}"] for n in "QKV"]).reshape(3 * H * K)
+        out[p + "attn.c_proj.weight"], out[p + "attn.c_proj.bias"] = w[q + "attn.W_O"].reshape(H * K, D), w[q + "attn.b_O"]
+        for ln, hln in (("ln1", "ln_1"), ("ln2", "ln_2")):
+            out[p + f"{hln}.weight"], out[p + f"{hln}.bias"] = w[q + f"{ln}.w"], w[q + f"{ln}.b"]
+        out[p + "mlp.c_fc.weight"], out[p + "mlp.c_fc.bias"] = w[q + "mlp.W_in"], w[q + "mlp.b_in"]
+        out[p + "mlp.c_proj.weight"], out[p + "mlp.c_proj.bias"] = w[q + "mlp.W_out"], w[q + "mlp.b_out"]
+    return {k: v.contiguous() for k, v in out.items()}
+
+
+def why_not_gpt2(model: Transformer) -> list[str]:
+    """What keeps an artifact from being a GPT-2 (empty when it is one)."""
+    cfg, why = model.cfg, []
+    if not cfg.layer_norm:
+        why.append("it has no layer norm (GPT-2 normalises before every sublayer and the unembedding)")
+    if not cfg.causal:
+        why.append("its attention is not causal")
+    if cfg.n_heads * cfg.d_head != cfg.d_model:
+        why.append(f"n_heads * d_head = {cfg.n_heads * cfg.d_head} is not d_model {cfg.d_model}")
+    if cfg.d_vocab_out != cfg.d_vocab or cfg.output_vocab != cfg.vocab:
+        why.append("its output vocabulary is not its input vocabulary (GPT-2's lm_head predicts input tokens)")
+    if model.param("unembed.b_U").any():
+        why.append("its unembedding has a bias (GPT-2's lm_head has none)")
+    return why
+
+
+def export_checkpoint(artifact: Path | str, out: Path | str) -> None:
+    """Writes a GPT-2-block artifact as a ``GPT2LMHeadModel`` folder (module docstring).
+
+    Raises:
+        ToolkitError: the artifact is missing or corrupt, or GPT-2 cannot express it (one line saying why).
+    """
+    model, _ = load_artifact(artifact)
+    why = why_not_gpt2(model)
+    if why:
+        raise ToolkitError(f"{artifact} cannot be written as a GPT-2: {'; '.join(why)}")
+    cfg = model.cfg
+    hf_act = {"gelu_new": "gelu_new", "gelu": "gelu", "relu": "relu"}[cfg.act_fn]
+    config = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": cfg.d_vocab,
+              "n_positions": cfg.n_ctx, "n_embd": cfg.d_model, "n_layer": cfg.n_layers, "n_head": cfg.n_heads,
+              "n_inner": cfg.d_mlp, "activation_function": hf_act, "layer_norm_epsilon": cfg.eps,
+              "tie_word_embeddings": cfg.tied_unembed,
+              "scale_attn_by_inverse_layer_idx": cfg.scale_attn_by_inverse_layer_idx,
+              "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0,
+              "bos_token_id": cfg.vocab.index(cfg.bos_token), "pad_token_id": cfg.vocab.index(cfg.pad_token)}
+    with atomic_dir(out) as tmp:
+        save_file(from_tl(model), str(tmp / WEIGHTS), metadata={"format": "pt"})
+        (tmp / CONFIG).write_text(json.dumps(config, indent=1) + "\n")
+        (tmp / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(cfg.vocab)}, indent=1) + "\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m learned.hf", description=__doc__.splitlines()[0])
-    ap.add_argument("folder", type=Path, help="a GPT2LMHeadModel folder (config.json + model.safetensors)")
-    ap.add_argument("--out", type=Path, required=True, help="artifact folder to write")
+    ap.add_argument("folder", type=Path, nargs="?", help="a GPT2LMHeadModel folder (config.json + model.safetensors)")
+    ap.add_argument("--out", type=Path, default=None, help="artifact folder to write")
+    ap.add_argument("--export", nargs=2, type=Path, metavar=("DIR", "OUT"), default=None,
+                    help="instead: write artifact DIR as a GPT2LMHeadModel folder OUT")
     ap.add_argument("--vocab", default=None, help='tokens in id order, space-separated: "0 1 <bos> <eos> <pad>"')
     ap.add_argument("--bos", default=None)
     ap.add_argument("--end", default=None)
@@ -300,6 +373,14 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.export is not None:
+        if args.folder is not None or args.out is not None:
+            raise ToolkitError("--export DIR OUT takes no FOLDER or --out")
+        export_checkpoint(*args.export)
+        print(f"exported {args.export[0]} -> {args.export[1]}/ (GPT2LMHeadModel: config.json, model.safetensors)")
+        return 0
+    if args.folder is None or args.out is None:
+        raise ToolkitError("give a GPT-2 FOLDER and --out DIR (or --export DIR OUT)")
     model = import_checkpoint(args.folder, args.out, vocab=None if args.vocab is None else args.vocab.split(),
                               bos=args.bos, end=args.end, pad=args.pad, unused=args.unused, readout=args.readout,
                               program=args.program, tau_token=args.tau_token, tau_end=args.tau_end)

@@ -224,3 +224,49 @@ def test_old_config_reads_back_as_it_was_and_layer_norm_paths_agree():
         ids = torch.tensor([[2, 0, 1, 3, 3], [2, 1, 1, 0, 1]])
         fused, hooked = model(ids), model.run_with_cache(ids)[0]
     assert (fused - hooked).abs().max() <= 1e-6
+
+
+def test_arch_gpt2_trains_the_compiled_shape_with_layer_norm(tmp_path):
+    """``--arch gpt2``: the compiled shape with layer norm and gelu_new, at its own learning rate; resume checks it."""
+    from learned.__main__ import build_parser, config_from_args
+    from learned.train import learned_model_config, trained_model_config
+
+    compiled = ModelConfig(n_layers=2, n_heads=1, d_model=8, d_head=4, d_mlp=8, n_ctx=5, d_vocab=5, d_vocab_out=2,
+                           vocab=("M", "I", "U", "BOS", "PAD"), output_vocab=("False", "True"), bos_token="BOS",
+                           pad_token="PAD", causal=True)
+    cfg = config_from_args(build_parser().parse_args(["--arch", "gpt2"]), compiled, 0)
+    model_cfg = trained_model_config(cfg, compiled)
+    assert model_cfg.layer_norm and model_cfg.act_fn == "gelu_new" and cfg.lr == 3e-3
+    assert dataclasses.replace(model_cfg, normalization_type=None, act_fn="relu") == compiled
+    assert trained_model_config(config_from_args(build_parser().parse_args([]), compiled, 0), compiled) == compiled
+    with pytest.raises(Exception, match="unknown --arch"):
+        learned_model_config(compiled, None, "llama")
+
+
+def test_export_round_trips_and_transformers_loads_it(grid_models, tmp_path):
+    """Import, export, import: identical weights; transformers loads the export and agrees."""
+    for i in (1, 2):  # untied relu; tied with scale_attn_by_inverse_layer_idx
+        _, _, folder = grid_models[i]
+        first = import_checkpoint(folder, tmp_path / f"a{i}", vocab=TOKENS, **ROLES)
+        assert hf_main(["--export", str(tmp_path / f"a{i}"), str(tmp_path / f"hf{i}")]) == 0
+        again = import_checkpoint(tmp_path / f"hf{i}", tmp_path / f"b{i}", **ROLES)  # vocabulary from vocab.json
+        assert again.cfg == first.cfg
+        assert all(torch.equal(a, b) for a, b in zip(first.tl_state_dict().values(), again.tl_state_dict().values()))
+        hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / f"hf{i}").eval()
+        ids = random_batch(16, 12, seed=3)
+        with torch.no_grad():
+            diff = (hf(input_ids=ids, attention_mask=(ids != PAD).long()).logits - first(ids)).abs()[ids != PAD]
+        assert diff.max() <= 1e-5
+
+
+def test_export_refuses_what_gpt2_cannot_express(tmp_path, capsys):
+    from learned.artifact import save_artifact
+
+    cfg = ModelConfig(n_layers=1, n_heads=1, d_model=8, d_head=8, d_mlp=8, n_ctx=5, d_vocab=4, d_vocab_out=4,
+                      vocab=("a", "b", "BOS", "PAD"), output_vocab=("a", "b", "BOS", "PAD"), bos_token="BOS",
+                      pad_token="PAD", causal=True)
+    save_artifact(tmp_path / "tracr", Transformer(cfg), {})
+    assert hf_main(["--export", str(tmp_path / "tracr"), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "no layer norm" in err
+    assert not (tmp_path / "out").exists()
