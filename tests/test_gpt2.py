@@ -270,3 +270,12 @@ def test_export_refuses_what_gpt2_cannot_express(tmp_path, capsys):
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "no layer norm" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_importer_needs_no_transformers():
+    import subprocess
+    import sys
+
+    code = ("import sys, learned.hf, learned.model, compare.outputs; "
+            "assert not [m for m in sys.modules if m.split('.')[0] in ('transformers', 'jax')], 'imported'")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
