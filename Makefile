@@ -23,7 +23,7 @@ REPORTS   ?= reports
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all compile compile-candidates train mugpt compare dynamics bench test test-slow clean
+.PHONY: all compile compile-candidates train mugpt compare dynamics bench test test-slow clean import
 
 # Stages run in order; each one alone reads the previous stage's artifacts.
 all: $(STAMP)
@@ -49,6 +49,12 @@ mugpt: $(STAMP)
 	$(PY) -m learned --objective lm --program $(PROGRAM) --device $(DEVICE) --seeds "$(SEEDS)" --artifacts $(ARTIFACTS) $(TRAIN_ARGS)
 	$(PY) -m compare --program $(PROGRAM) --artifacts $(ARTIFACTS) --reports $(REPORTS) --seeds "$(SEEDS)" \
 		--runs mugpt --out $(REPORTS)/$(PROGRAM)/mugpt
+
+# Import a Hugging Face GPT-2 folder (config.json + model.safetensors) as an artifact, e.g.
+# make import HF=./tomita5-model OUT=artifacts/ext/t5 ARGS='--vocab "0 1 <bos> <eos> <pad>" --bos "<bos>" --end "<eos>" --pad "<pad>"'
+import: $(STAMP)
+	@test -n "$(HF)" -a -n "$(OUT)" || { echo "error: give HF=FOLDER OUT=DIR (and ARGS=...)" >&2; exit 2; }
+	$(PY) -m learned.hf "$(HF)" --out "$(OUT)" $(ARGS)
 
 # With HYPOTHESES, candidates without a compiled artifact are compiled first.
 compare: $(STAMP) compile-candidates

@@ -5,8 +5,12 @@ emits them directly: the output is the argmax over its ``output_vocab``. A
 language model such as MU-GPT emits next tokens; its artifact declares in
 ``model.json`` how a verdict is read from them (``learned.lm.Readout``:
 every token so far probable enough, and ``P(END | prefix)`` above a
-threshold). ``compare/`` scores task accuracy, interventions and ablations
-through this interface, so the same methods apply to both.
+threshold). A next-token-legality model (``learned.lm.LegalNext``, e.g. an
+imported GPT-2) says a prefix is a member when ``sigmoid(logit_END) > 0.5``.
+An imported model declared ``argmax`` takes the argmax over the output
+tokens that name the program's values. ``compare/`` scores task accuracy,
+interventions and ablations through this interface, so the same methods
+apply to all of them.
 
 Every readout maps logits ``[B, T, O]`` (and the input ids ``[B, T]``) to the
 program's output ids ``[B, T]`` in the *compiled* output vocabulary, gives a
@@ -23,7 +27,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from learned.lm import Readout, token_log_probs
+from learned.lm import LegalNext, Readout, token_log_probs
 from learned.model import ModelConfig
 from rasp_programs.errors import ToolkitError
 
@@ -123,12 +127,70 @@ class LMReadout(OutputReadout):
                 f"P({r.end_token} | prefix) >= {r.tau_end:.3g}")
 
 
+class LegalNextReadout(LMReadout):
+    """Next-token legality: the prefix is a member when END's sigmoid is above the threshold (BCE-trained)."""
+
+    kind = "legal-next"
+
+    def __init__(self, cfg: ModelConfig, program_vocab: tuple[str, ...], readout: LegalNext):
+        if sorted(program_vocab) != ["False", "True"]:
+            raise ToolkitError(f"a legal-next readout gives a verdict; the program's outputs are {list(program_vocab)}")
+        self.cfg, self.readout = cfg, readout
+        self.true, self.false = program_vocab.index("True"), program_vocab.index("False")
+        self.end = cfg.output_vocab.index(readout.end_token)
+        self.pad = cfg.vocab.index(cfg.pad_token)
+
+    def _parts(self, logits: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(real prefix ``[B, T]``, END's logit minus the threshold's logit ``[B, T]``)."""
+        real = ids != self.pad
+        real[:, 0] = False  # as for the LM readout: BOS and pads are never members
+        return real, logits[..., self.end].float() - self.readout.logit_threshold()
+
+    def predict(self, logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        real, end = self._parts(logits, ids)
+        return torch.where(real & (end > 0), self.true, self.false)  # strictly above: sigmoid > threshold
+
+    def describe(self) -> str:
+        return (f"next-token legality: the prefix is a member when sigmoid(logit of {self.readout.end_token}) > "
+                f"{self.readout.threshold:g}")
+
+
+class TokenArgmaxReadout(OutputReadout):
+    """An imported classifier: the argmax over the output tokens named after the program's values."""
+
+    def __init__(self, cfg: ModelConfig, program_vocab: tuple[str, ...]):
+        missing = [v for v in program_vocab if v not in cfg.output_vocab]
+        if missing:
+            raise ToolkitError(f"an argmax readout needs an output token per program value; {missing} are not in "
+                               f"the model's output vocabulary {list(cfg.output_vocab)}")
+        self.cfg = cfg
+        self.ids = torch.tensor([cfg.output_vocab.index(v) for v in program_vocab])
+
+    def predict(self, logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        return super().predict(logits[..., self.ids.to(logits.device)], ids)
+
+    def loss(self, logits: torch.Tensor, ids: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return super().loss(logits[..., self.ids.to(logits.device)], ids, target)
+
+    def margin(self, logits: torch.Tensor, ids: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return super().margin(logits[..., self.ids.to(logits.device)], ids, target)
+
+    def describe(self) -> str:
+        return "argmax over the model's output tokens that name the program's values"
+
+
 def readout_for(cfg: ModelConfig, meta: dict, program_vocab: tuple[str, ...], where: str) -> OutputReadout:
     """The readout an artifact declares (``readout`` in ``model.json``), else the plain argmax.
 
     Raises:
         ToolkitError: a model whose outputs are not the program's and which declares no readout.
     """
-    if meta.get("readout") is not None or meta.get("objective") == "lm":
+    block = meta.get("readout")
+    kind = block.get("objective") if isinstance(block, dict) else None
+    if kind == "legal-next":
+        return LegalNextReadout(cfg, program_vocab, LegalNext.from_meta(meta, where))
+    if kind == "argmax":
+        return TokenArgmaxReadout(cfg, program_vocab)
+    if block is not None or meta.get("objective") == "lm":
         return LMReadout(cfg, program_vocab, Readout.from_meta(meta, where))
     return OutputReadout(cfg, program_vocab)

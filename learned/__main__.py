@@ -1,7 +1,7 @@
 """``python -m learned``: train same-shape transformers on a program's outputs.
 
     python -m learned --program miu --device auto --seeds "0 1 2" --artifacts artifacts
-        [--objective classifier|lm] [--steps N] [--resume] [--d-model N] [--train-max-len N]
+        [--objective classifier|lm] [--arch tracr|gpt2] [--steps N] [--resume] [--d-model N] [--train-max-len N]
         [--grokking [--train-size N]] [--batch-size N] [--checkpoints N] [--compile]
         [--out-name NAME] [--no-progress] [language-model flags, see --help]
 
@@ -34,8 +34,8 @@ from learned.checkpoints import check_run
 from learned.evaluate import build_eval_set, summary_line
 from learned.model import ModelConfig
 from learned.runtime import get_device
-from learned.train import (TrainConfig, check_objective, grokking, learned_model_config, mugpt_preset, train,
-                           trained_model_config)
+from learned.train import (ARCH_LR, TrainConfig, check_objective, grokking, learned_model_config, mugpt_preset,
+                           train, trained_model_config)
 from rasp_programs.errors import ToolkitError, cli_main
 from rasp_programs.registry import get_program
 
@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--artifacts", default="artifacts", type=Path)
     ap.add_argument("--steps", default=None, help="step budget (default: %d)" % TrainConfig.steps)
     ap.add_argument("--resume", action="store_true", help="continue each seed from its saved run")
+    ap.add_argument("--arch", default="tracr", help="tracr (the compiled architecture) or gpt2 (layer norm, gelu_new)")
     ap.add_argument("--d-model", default=None, help="residual width below the compiled one (compression)")
     ap.add_argument("--train-max-len", default=None, help="train on inputs up to this length only")
     ap.add_argument("--grokking", action="store_true", help="small fixed training set + weight decay")
@@ -117,7 +118,9 @@ def config_from_args(args, compiled: ModelConfig, seed: int) -> TrainConfig:
     for name in ("d_model", "train_max_len", "batch_size", "checkpoints", "train_size"):
         if overrides.get(name) == 0:
             raise ToolkitError(f"--{name.replace('_', '-')} must be positive")
-    cfg = TrainConfig(program=args.program, max_len=compiled.n_ctx - 1, seed=seed, compile=args.compile, **overrides)
+    lr = {"lr": ARCH_LR[args.arch]} if args.arch in ARCH_LR else {}
+    cfg = TrainConfig(program=args.program, max_len=compiled.n_ctx - 1, seed=seed, compile=args.compile, arch=args.arch,
+                      **lr, **overrides)
     if check_objective(args.objective) == "lm":
         cfg = mugpt_preset(cfg, mugpt.lm_config(args, cfg.max_len), args.grokking)
         cfg = dataclasses.replace(cfg, **overrides)
@@ -146,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     if not re.fullmatch(r"[A-Za-z0-9_-]+", out_name) or out_name == "compiled":
         raise ToolkitError(f"--out-name must be a plain folder name other than 'compiled', got {out_name!r}")
     root = args.artifacts / spec.name / out_name
-    mcfg = learned_model_config(compiled, configs[seeds[0]].d_model)
+    mcfg = learned_model_config(compiled, configs[seeds[0]].d_model, configs[seeds[0]].arch)
     if args.resume:
         for s in seeds:
             folder = root / f"seed{s}"
@@ -202,9 +205,10 @@ def _resumed_config(folder: Path, fresh: TrainConfig, args) -> TrainConfig:
         raise ToolkitError(f"bad training config in {folder / 'model.json'}: {e}") from None
     if args.steps is not None:
         saved = dataclasses.replace(saved, steps=fresh.steps)
-    if saved.program != fresh.program or saved.d_model != fresh.d_model or saved.objective != fresh.objective:
-        raise ToolkitError(f"learned config in {folder} does not match this run "
-                           f"(program {saved.program!r}, d_model {saved.d_model!r}, objective {saved.objective!r})")
+    if (saved.program, saved.d_model, saved.objective, saved.arch) != (fresh.program, fresh.d_model, fresh.objective,
+                                                                       fresh.arch):
+        raise ToolkitError(f"learned config in {folder} does not match this run (program {saved.program!r}, "
+                           f"d_model {saved.d_model!r}, objective {saved.objective!r}, arch {saved.arch!r})")
     return saved
 
 

@@ -77,6 +77,47 @@ class Readout:
         return out
 
 
+@dataclasses.dataclass(frozen=True)
+class LegalNext:
+    """The next-token-legality readout (character prediction, trained with BCE); ``readout`` in ``model.json``.
+
+    Each output is an independent sigmoid: token ``o`` is legal after a prefix when
+    ``sigmoid(logit_o) > threshold`` (0.5: the logit is positive). The output at position ``t`` is the set of
+    legal next tokens after the prefix of ``t`` tokens; the prefix is in the language when ``end_token`` is legal.
+    """
+
+    end_token: str
+    threshold: float = 0.5
+
+    def to_json(self) -> dict[str, Any]:
+        return {"objective": "legal-next", "end_token": self.end_token, "threshold": self.threshold,
+                "rule": "a token is legal next when sigmoid(its logit) > threshold; "
+                        "a prefix is in the language when end_token is legal"}
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any], where: str = "model.json") -> "LegalNext":
+        """The readout of an artifact's ``model.json``; one-line error if missing or malformed."""
+        block = meta.get("readout")
+        if not isinstance(block, dict) or block.get("objective") != "legal-next":
+            raise ToolkitError(f"{where} has no legal-next readout block (\"readout\" with objective \"legal-next\")")
+        try:
+            out = cls(str(block["end_token"]), float(block.get("threshold", 0.5)))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ToolkitError(f"malformed readout in {where}: {e}") from None
+        if out.end_token not in meta.get("config", {}).get("output_vocab", []) or not 0 < out.threshold < 1:
+            raise ToolkitError(f"malformed readout in {where}: end token not in output_vocab or threshold "
+                               f"outside (0, 1)")
+        return out
+
+    def logit_threshold(self) -> float:
+        """The threshold as a logit: ``log(p / (1 - p))`` (0 for 0.5)."""
+        return math.log(self.threshold / (1 - self.threshold))
+
+    def legal(self, logits: torch.Tensor) -> torch.Tensor:
+        """``[B, T, O]`` bool: which outputs are legal next after each prefix."""
+        return logits > self.logit_threshold()
+
+
 def log_probs(model: Transformer, ids: torch.Tensor, batch: int = 8192) -> torch.Tensor:
     """Next-token log-probabilities ``[N, T, O]`` (float32, on the CPU), batched, without autograd."""
     device = next(model.parameters()).device

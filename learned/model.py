@@ -1,9 +1,12 @@
-"""One transformer class for compiled and learned weights.
+"""One transformer class for compiled, learned and imported weights.
 
-A plain attention-only-plus-MLP transformer in the shape Tracr compiles to:
-no layer norm, ReLU MLPs, scaled dot-product attention, an optional causal
-mask and a key mask for padding. Parameters use TransformerLens names and
-shapes, so the state dict *is* the artifact (``model.safetensors``).
+By default the shape Tracr compiles to: no layer norm, ReLU MLPs, scaled
+dot-product attention, an optional causal mask and a key mask for padding.
+The config can add GPT-2's parts (``learned.layers``): pre-LayerNorm
+(``ln1``/``ln2`` per block and ``ln_final``), GELU MLPs, a tied unembedding
+and ``scale_attn_by_inverse_layer_idx``. A key missing from an old
+``model.json`` means the old architecture. Parameters use TransformerLens
+names and shapes, so the state dict *is* the artifact (``model.safetensors``).
 
 Shape glossary:
     B batch, T positions (BOS included), D d_model, H n_heads, K d_head,
@@ -18,6 +21,11 @@ and interventions:
     blocks.{l}.attn.hook_result                             [B, T, H, D]
     blocks.{l}.hook_attn_out, blocks.{l}.hook_mlp_out       [B, T, D]
     blocks.{l}.mlp.hook_post                                [B, T, M]
+  with layer norm (``normalization_type="LN"``), also
+    blocks.{l}.ln1.hook_scale / ln2.hook_scale, ln_final.hook_scale  [B, T, 1]
+    blocks.{l}.ln1.hook_normalized / ln2..., ln_final.hook_normalized [B, T, D]
+  (the residual hooks stay where they were: ``hook_resid_pre`` is read
+  *before* ``ln1``, and the logits are read through ``ln_final``).
 A hook is ``fn(tensor, name) -> tensor | None``; returning a tensor replaces
 the activation (an intervention), ``None`` leaves it.
 """
@@ -33,6 +41,8 @@ from typing import Callable, Mapping
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from learned.layers import ACTIVATIONS, NORMALIZATIONS, layer_norm
 
 Hook = Callable[[torch.Tensor, str], "torch.Tensor | None"]
 
@@ -64,6 +74,16 @@ class ModelConfig:
 
     ``vocab`` holds the input token strings in id order (BOS and pad
     included); ``output_vocab`` the output values (as strings) in id order.
+    The fields after ``act_fn`` are GPT-2's (TransformerLens names); their
+    defaults are the Tracr architecture, and ``to_dict`` leaves them out at
+    their defaults, so an old ``model.json`` reads back as what it was.
+
+    Attributes:
+        act_fn: ``relu``, ``gelu_new`` (GPT-2's tanh approximation) or ``gelu``.
+        normalization_type: ``None`` or ``"LN"`` (pre-LayerNorm with weight and bias).
+        eps: the layer norms' epsilon.
+        tied_unembed: the unembedding is ``embed.W_E`` transposed (no ``unembed.W_U`` parameter).
+        scale_attn_by_inverse_layer_idx: layer ``l``'s attention scores are also divided by ``l + 1``.
     """
 
     n_layers: int
@@ -80,12 +100,20 @@ class ModelConfig:
     pad_token: str
     causal: bool
     act_fn: str = "relu"
+    normalization_type: str | None = None
+    eps: float = 1e-5
+    tied_unembed: bool = False
+    scale_attn_by_inverse_layer_idx: bool = False
 
     def __post_init__(self):
         if len(self.vocab) != self.d_vocab or len(self.output_vocab) != self.d_vocab_out:
             raise ValueError("vocab sizes disagree with d_vocab / d_vocab_out")
-        if self.act_fn != "relu":
-            raise ValueError(f"only act_fn='relu' is supported, got {self.act_fn!r}")
+        if self.act_fn not in ACTIVATIONS:
+            raise ValueError(f"act_fn must be one of {sorted(ACTIVATIONS)}, got {self.act_fn!r}")
+        if self.normalization_type not in NORMALIZATIONS:
+            raise ValueError(f"normalization_type must be one of {NORMALIZATIONS}, got {self.normalization_type!r}")
+        if self.tied_unembed and self.d_vocab != self.d_vocab_out:
+            raise ValueError("a tied unembedding needs d_vocab == d_vocab_out")
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "ModelConfig":
@@ -100,7 +128,14 @@ class ModelConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["vocab"], d["output_vocab"] = list(self.vocab), list(self.output_vocab)
+        for f in dataclasses.fields(self):
+            if f.name in _GPT2_FIELDS and d[f.name] == f.default:
+                del d[f.name]
         return d
+
+    @property
+    def layer_norm(self) -> bool:
+        return self.normalization_type == "LN"
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         """Every parameter name with its shape: the artifact's schema."""
@@ -111,8 +146,14 @@ class ModelConfig:
             "unembed.W_U": (D, self.d_vocab_out),
             "unembed.b_U": (self.d_vocab_out,),
         }
+        if self.tied_unembed:
+            del shapes["unembed.W_U"]
+        if self.layer_norm:
+            shapes.update({"ln_final.w": (D,), "ln_final.b": (D,)})
         for l in range(self.n_layers):
             p = f"blocks.{l}."
+            if self.layer_norm:
+                shapes.update({p + f"{ln}.{wb}": (D,) for ln in ("ln1", "ln2") for wb in "wb"})
             shapes.update({
                 p + "attn.W_Q": (H, D, K), p + "attn.W_K": (H, D, K), p + "attn.W_V": (H, D, K),
                 p + "attn.b_Q": (H, K), p + "attn.b_K": (H, K), p + "attn.b_V": (H, K),
@@ -125,6 +166,9 @@ class ModelConfig:
     def shape_key(self) -> str:
         """Canonical JSON of everything two comparable models must share."""
         return json.dumps(self.to_dict(), sort_keys=True)
+
+
+_GPT2_FIELDS = ("normalization_type", "eps", "tied_unembed", "scale_attn_by_inverse_layer_idx")
 
 
 class _Params(nn.Module):
@@ -145,6 +189,9 @@ class Transformer(nn.Module):
 
     # -- parameters by TransformerLens name ---------------------------------
     def param(self, name: str) -> torch.Tensor:
+        """The parameter of that TransformerLens name (a tied ``unembed.W_U`` is ``embed.W_E`` transposed)."""
+        if name == "unembed.W_U" and self.cfg.tied_unembed:
+            return self.param("embed.W_E").T
         return getattr(self.p, name.replace(".", "__"))
 
     def tl_state_dict(self) -> dict[str, torch.Tensor]:
@@ -168,8 +215,10 @@ class Transformer(nn.Module):
         with torch.no_grad():
             for name, shape in self._shapes.items():
                 w = self.param(name)
-                if ".b_" in name:
+                if ".b_" in name or name.endswith(".b"):  # biases, layer-norm biases
                     w.zero_()
+                elif name.endswith(".w"):  # layer-norm weights
+                    w.fill_(1.0)
                 else:
                     fan_in = shape[-2] if len(shape) >= 2 else shape[0]
                     std = 1.0 / math.sqrt(fan_in)
@@ -256,6 +305,11 @@ class Transformer(nn.Module):
 
         def fire(name: str, x: torch.Tensor) -> torch.Tensor:  # the start hook has already fired
             return x if name == start_name else hp(name, x)
+
+        def norm(prefix: str, x: torch.Tensor) -> torch.Tensor:  # the identity without layer norm
+            if not cfg.layer_norm:
+                return x
+            return layer_norm(x, P[prefix + ".w"], P[prefix + ".b"], cfg.eps, prefix, hp, want)
         for l in range(cfg.n_layers):
             p = f"blocks.{l}."
             if 2 * l >= first:
@@ -263,24 +317,37 @@ class Transformer(nn.Module):
                 if skip_empty and not P[p + "attn.W_O"].any():
                     resid = resid + P[p + "attn.b_O"]
                 else:
-                    resid = fire(p + "hook_resid_mid", resid + self._attention(P, p, resid, mask, padded, hp, want))
+                    x = norm(p + "ln1", resid)  # [B, T, D]
+                    resid = fire(p + "hook_resid_mid", resid + self._attention(P, l, x, mask, padded, hp, want))
             if 2 * l + 1 >= first:
                 if skip_empty and not P[p + "mlp.W_out"].any():
                     resid = resid + P[p + "mlp.b_out"]
                 else:
-                    post = hp(p + "mlp.hook_post", linear(resid, P[p + "mlp.W_in"].T, P[p + "mlp.b_in"], relu=True))  # [B, T, M]
+                    x = norm(p + "ln2", resid)  # [B, T, D]
+                    if cfg.act_fn == "relu":
+                        pre = linear(x, P[p + "mlp.W_in"].T, P[p + "mlp.b_in"], relu=True)  # [B, T, M], ReLU'd
+                    else:
+                        pre = ACTIVATIONS[cfg.act_fn](linear(x, P[p + "mlp.W_in"].T, P[p + "mlp.b_in"]))  # [B, T, M]
+                    post = hp(p + "mlp.hook_post", pre)  # [B, T, M]
                     mlp_out = hp(p + "hook_mlp_out", linear(post, P[p + "mlp.W_out"].T, P[p + "mlp.b_out"]))  # [B, T, D]
                     resid = resid + mlp_out
                 resid = fire(p + "hook_resid_post", resid)
-        return linear(resid, P["unembed.W_U"].T, P["unembed.b_U"])  # [B, T, O]
+        w_u = P["embed.W_E"] if cfg.tied_unembed else P["unembed.W_U"].T  # [O, D]
+        return linear(norm("ln_final", resid), w_u, P["unembed.b_U"])  # [B, T, O]
 
-    def _attention(self, P: Mapping[str, torch.Tensor], p: str, resid: torch.Tensor, mask: torch.Tensor | None,
+    def _attention(self, P: Mapping[str, torch.Tensor], l: int, resid: torch.Tensor, mask: torch.Tensor | None,
                    padded: bool, hp: Callable, want: Callable) -> torch.Tensor:
-        """One attention sublayer's output ``[B, T, D]`` (bias included), hooks fired under prefix ``p``."""
+        """Layer ``l``'s attention output ``[B, T, D]`` (bias included), hooks fired under ``blocks.{l}.``.
+
+        ``resid`` is the sublayer's input (after ``ln1`` when the model has layer norm).
+        """
         cfg = self.cfg
+        p = f"blocks.{l}."
         B, T, D = resid.shape
         H, K = cfg.n_heads, cfg.d_head
         scale = 1.0 / math.sqrt(K)
+        if cfg.scale_attn_by_inverse_layer_idx:
+            scale /= l + 1
         # Q, K and V in one matmul: [B, T, D] -> [B, T, 3, H, K] -> three [B, H, T, K].
         w_qkv = torch.cat([P[p + f"attn.W_{n}"] for n in "QKV"]).permute(0, 2, 1).reshape(3 * H * K, D)
         b_qkv = torch.cat([P[p + f"attn.b_{n}"] for n in "QKV"]).reshape(3 * H * K)
