@@ -175,6 +175,10 @@ class TokenArgmaxReadout(OutputReadout):
     def margin(self, logits: torch.Tensor, ids: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return super().margin(logits[..., self.ids.to(logits.device)], ids, target)
 
+    def directions(self, model) -> torch.Tensor:
+        w = model.param("unembed.W_U").detach().double()[:, self.ids]  # [D, program values]
+        return w - w.mean(1, keepdim=True)
+
     def describe(self) -> str:
         return "argmax over the model's output tokens that name the program's values"
 

@@ -25,7 +25,7 @@ from compare.heads import match_heads, normalised_rows, row_agreement
 from compare.interventions import agrees, design, hits, patched_outputs, pattern_swap
 from compare.outputs import OutputReadout
 from compare.locate import locate, output_ready
-from compare.pipeline import CompareConfig, prepare
+from compare.pipeline import CompareConfig, compare_models, prepare
 from compare.readouts import read_out
 from compare.report import build_doc, read_report
 from compare.results import (Comparison, HookReadout, Intervention, Status, decide_status, from_json, to_json)
@@ -88,6 +88,34 @@ def test_disguised_copies_compute_the_same_function(artifacts):
     w = disguise(model, 5, invertible=True)[0].param("embed.W_E").double()
     gram = w.T @ w  # a non-orthogonal map changes the embeddings' Gram matrix; a rotation would not
     assert not torch.allclose(gram, model.param("embed.W_E").double().T @ model.param("embed.W_E").double(), atol=1e-2)
+
+
+def test_control_coarsened_model_is_computed_only_up_to_its_partition(miu, artifacts):
+    """miu_mod3 tracks I mod 3 with a prefix scan and never holds the count. Compared as if learned against
+    miu, count_I is causal on distinguishing pairs but may only be "computed up to {0 mod 3} vs {1, 2 mod 3}":
+    its full value is not readable inside the causal subspace. The compiled miu against itself reads it in
+    full (``test_control_self``): the positive half of this pair."""
+    coarse, _ = load(artifacts, "miu_mod3")
+    res = compare_models(miu, coarse)
+    count_i = res.variables["count_I"]
+    assert count_i.status is Status.COMPUTED_UP_TO, (count_i.status, count_i.intervention.subspace_readout)
+    assert count_i.partition_text == "{0 mod 3} vs {1, 2 mod 3}"
+    assert count_i.iia.lo >= 0.9 and count_i.intervention.subspace_readout.hi < 0.95
+    assert miu.reference.variables["count_I"].status is Status.COMPUTED
+    assert res.variables["count_bad_M"].status is Status.COMPUTED  # the M rule is miu's own
+
+
+def test_comparisons_are_deterministic(miu):
+    """The same model compared alone, or after another one in the same process, with torch's global generator
+    in any state, gives the same record bit for bit (DAS seeds a local generator; nothing reads the global)."""
+    copy, _ = disguise(miu.compiled.model, 3)
+    other = random_model(miu.compiled.model, 1)
+    torch.manual_seed(0)
+    first = to_json(compare_models(miu, copy))
+    torch.manual_seed(99)
+    torch.rand(17)
+    compare_models(miu, other)
+    assert to_json(compare_models(miu, copy)) == first
 
 
 def test_control_untrained_is_no_match(miu):

@@ -65,6 +65,11 @@ def test_self_identification_mean_attention(preps):
     frac = ranking.candidates["miu_mean"].variable("frac_I")
     count = ranking.candidates["miu"].variable("count_I")
     assert frac.iia_cross.lo > count.iia_cross.hi  # the count fails exactly where it differs from the fraction
+    # determinism: a candidate's results do not depend on which candidates were ranked before it
+    torch.manual_seed(1234)  # and not on torch's global generator either
+    alone = rank({"miu_mean": preps["miu_mean"]}, model)
+    assert to_json(alone.candidates["miu_mean"].comparison) == to_json(ranking.candidates["miu_mean"].comparison)
+    assert alone.candidates["miu_mean"].score == ranking.candidates["miu_mean"].score
 
 
 def test_untrained_network_supports_no_candidate(preps):
