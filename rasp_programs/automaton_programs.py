@@ -230,6 +230,11 @@ def _prefix(task: Task, dfa: Dfa) -> ProgramSpec | str:
         g = element[prev]  # prev then cur
         return name[tuple(f[domain.index(s)] for s in g)]
 
+    def read_state(value):
+        # Tracr infers value sets over every pair of inputs, so it also asks about a transformation at the
+        # last level, which no input of length <= 2^levels reaches; any valid output serves there.
+        return out(value[2:] if value.startswith("q:") else dfa.start)
+
     def back(d):
         return lambda k, q: k == (q - d if q >= d else q)
 
@@ -243,7 +248,7 @@ def _prefix(task: Task, dfa: Dfa) -> ProgramSpec | str:
             prev = rasp.categorical(rasp.Aggregate(select, cur)).named(f"back_{d}")
             cur = rasp.categorical(rasp.SequenceMap(combine, prev, cur)).named(
                 "state" if k == levels else f"prefix_{k}")
-        return rasp.categorical(rasp.Map(lambda s: out(s[2:]), cur)).named(task.output)
+        return rasp.categorical(rasp.Map(read_state, cur)).named(task.output)
 
     def gather(d):
         return lambda values, indices: [values[q - d if q >= d else q] for q in indices]
@@ -259,7 +264,7 @@ def _prefix(task: Task, dfa: Dfa) -> ProgramSpec | str:
                                   "the state after the prefix" if dst == "state" else
                                   f"the transformation of the last {2 * d} tokens (the state where that reaches "
                                   f"the start)"))
-    variables.append(Variable(task.output, ("state",), lambda s: [out(v[2:]) for v in s],
+    variables.append(Variable(task.output, ("state",), lambda s: [read_state(v) for v in s],
                               f"{task.output} of the prefix, from the state"))
     return ProgramSpec(name=f"{task.name}.prefix",
                        description=f"{task.description}: parallel prefix over the transition monoid "
@@ -272,17 +277,8 @@ def _prefix(task: Task, dfa: Dfa) -> ProgramSpec | str:
 _BUILDERS = {"counts": _counts, "prefix": _prefix}
 
 
-@functools.cache
-def derive(task_name: str) -> Derived:
-    """Every applicable candidate of an automaton task, and why each other construction was skipped.
-
-    Raises:
-        ToolkitError: ``task_name`` is not an automaton task.
-    """
-    if task_name not in TASK_DFA:
-        raise ToolkitError(f"task {task_name!r} has no automaton to derive candidates from; "
-                           f"automaton tasks: {', '.join(sorted(TASKS))}")
-    task, dfa = TASKS[task_name], TASK_DFA[task_name]
+def derive_from(task: Task, dfa: Dfa) -> Derived:
+    """Every construction that applies to ``dfa`` for ``task`` (one of its two tasks), and why the others do not."""
     candidates, skipped = [], []
     for construction in CONSTRUCTIONS:
         made = _BUILDERS[construction](task, dfa)
@@ -291,6 +287,19 @@ def derive(task_name: str) -> Derived:
         else:
             candidates.append(made)
     return Derived(task, tuple(candidates), tuple(skipped))
+
+
+@functools.cache
+def derive(task_name: str) -> Derived:
+    """``derive_from`` for a registered automaton task (cached, so candidates are the same objects).
+
+    Raises:
+        ToolkitError: ``task_name`` is not an automaton task (``HYPOTHESES=auto`` needs one).
+    """
+    if task_name not in TASK_DFA:
+        raise ToolkitError(f"task {task_name!r} has no automaton to derive candidates from; "
+                           f"automaton tasks: {', '.join(sorted(TASKS))}")
+    return derive_from(TASKS[task_name], TASK_DFA[task_name])
 
 
 def candidate(name: str) -> ProgramSpec:
