@@ -21,6 +21,13 @@ next tokens as one categorical string).
       position 0 gets the marks, closest to the letter's own, that lead to
       the right state. For ``miu_dfa`` this is exactly the hand-written
       ``miu`` (a test compares every variable).
+  ``window``  for languages whose state, up to one absorbing dead state, is a
+      function of the last k <= 2 tokens (definite / locally testable: Tomita
+      1, 2, 4, ``(ab)*``). Previous-token heads read ``prev_1`` … ``prev_k``
+      (a position with nothing that far back reads itself; the MLP knows from
+      ``here = (token, position)``), one MLP gives ``local_state`` and
+      ``kill_at`` (the window reaches the dead state), a ``SelectorWidth``
+      head counts ``kills`` over the prefix, and one MLP decides.
   ``prefix``  the general construction: Hillis–Steele parallel prefix over the
       transition monoid. ``prefix_0`` holds each letter's transformation
       (``f:<a shortest word>``), except at position 0 where it is already the
@@ -44,7 +51,7 @@ from rasp_programs.automaton import Dfa
 from rasp_programs.errors import ToolkitError
 from rasp_programs.spec import ProgramSpec, Task, Variable
 
-CONSTRUCTIONS = ("counts", "prefix")
+CONSTRUCTIONS = ("counts", "window", "prefix")
 MONOID_LIMIT = 64  # largest transition monoid the parallel prefix is derived for (see README for compiled sizes)
 COUNTS_MAX_LEN = 24  # SelectorWidth with mlp_exactness=1000 is exact to 24 (as for miu)
 
@@ -272,9 +279,100 @@ def _prefix(task: Task, dfa: Dfa) -> ProgramSpec | str:
                        task=task, max_supported_len=max_len, build=build, variables=tuple(variables))
 
 
+# -- local window --------------------------------------------------------------------
+
+
+def _window_table(dfa: Dfa, k: int, dead: str, length: int) -> dict | None:
+    """``last k tokens -> state`` for every live prefix of length >= k up to ``length``, or ``None`` if ambiguous."""
+    table: dict[tuple[str, ...], str] = {}
+    for n in range(k, length + 1):
+        for w in itertools.product(dfa.alphabet, repeat=n):
+            state = (dfa.run(w) or [dfa.start])[-1]
+            if state != dead and table.setdefault(w[len(w) - k:], state) != state:
+                return None
+    return table
+
+
+def _window(task: Task, dfa: Dfa) -> ProgramSpec | str:
+    sinks = sorted(s for s in dfa.reachable - dfa.live if all(dfa.step(s, a) == s for a in dfa.alphabet))
+    if len(dfa.reachable - dfa.live) != len(sinks) or len(sinks) > 1:
+        return "its dead states are not one absorbing sink"
+    dead = sinks[0] if sinks else None
+    probe = min(dfa.max_len, 8)
+    for k in (1, 2):
+        table = _window_table(dfa, k, dead, probe)
+        if table is not None:
+            break
+    else:
+        return "the state is not a function of the last 2 tokens (the language is not 2-definite up to a dead sink)"
+    out = output_of(task, dfa)
+
+    def local(recent, here):
+        """The state at ``here = (token, position)`` from the ``k`` tokens before it (oldest first; where the
+        string is shorter, the leading ones are junk), ``dead`` where the window kills."""
+        t, i = here
+        if i < k:
+            return (dfa.run(tuple(recent)[k - i:] + (t,)))[-1]
+        state = table.get(tuple(recent), dead)
+        return dead if state == dead else dfa.step(state, t)
+
+    def recent_of(*prevs):  # prev_k ... prev_1, oldest first
+        return tuple(prevs)
+
+    def back(j):
+        return lambda key, q: key == (q - j if q >= j else q)
+
+    def verdict(kills, state):
+        return out(dead if kills else state)
+
+    def build():
+        from tracr.rasp import rasp
+
+        prevs = []
+        for j in range(k, 0, -1):
+            select = rasp.Select(rasp.indices, rasp.indices, back(j)).named(f"select_prev_{j}")
+            prevs.append(rasp.categorical(rasp.Aggregate(select, rasp.tokens)).named(f"prev_{j}"))
+        recent = prevs[0] if k == 1 else rasp.categorical(rasp.SequenceMap(recent_of, *prevs)).named("recent")
+        here = rasp.categorical(rasp.SequenceMap(lambda t, i: (t, i), rasp.tokens, rasp.indices)).named("here")
+        wrap = (lambda r: (r,)) if k == 1 else (lambda r: r)
+        state = rasp.categorical(rasp.SequenceMap(lambda r, h: local(wrap(r), h), recent, here)).named("local_state")
+        kill_at = rasp.categorical(rasp.SequenceMap(
+            lambda r, h: h[1] if local(wrap(r), h) == dead else -1, recent, here)).named("kill_at")
+        kills = rasp.categorical(rasp.SelectorWidth(
+            rasp.Select(kill_at, rasp.indices, _in_prefix).named("prefix_kill"))).named("kills")
+        return rasp.categorical(rasp.SequenceMap(verdict, kills, state)).named(task.output)
+
+    def gather(j):
+        return lambda tokens, indices: [tokens[q - j if q >= j else q] for q in indices]
+
+    variables = [Variable(f"prev_{j}", ("tokens", "indices"), gather(j),
+                          f"the token {j} back (this token where there is none)") for j in range(k, 0, -1)]
+    wrap = (lambda r: (r,)) if k == 1 else (lambda r: r)
+    recent = "prev_1"
+    if k > 1:
+        recent = "recent"
+        variables.append(Variable("recent", tuple(f"prev_{j}" for j in range(k, 0, -1)),
+                                  lambda *ps: [recent_of(*v) for v in zip(*ps)], f"the {k} tokens before this one"))
+    variables += [
+        Variable("here", ("tokens", "indices"), lambda ts, ix: list(zip(ts, ix)), "(token, position)"),
+        Variable("local_state", (recent, "here"), lambda rs, hs: [local(wrap(r), h) for r, h in zip(rs, hs)],
+                 f"the state read off the last {k + 1} tokens (the dead state where they kill)"),
+        Variable("kill_at", (recent, "here"),
+                 lambda rs, hs: [h[1] if local(wrap(r), h) == dead else -1 for r, h in zip(rs, hs)],
+                 "position of this token if the window ending here kills, else -1"),
+        Variable("kills", ("kill_at", "indices"), _count_marked_prefix, "number of killing windows in the prefix"),
+        Variable(task.output, ("kills", "local_state"), lambda ks, ss: [verdict(a, b) for a, b in zip(ks, ss)],
+                 f"{task.output} of the prefix: dead after a kill, else from the window"),
+    ]
+    return ProgramSpec(name=f"{task.name}.window",
+                       description=f"{task.description}: previous-token heads read the last {k} tokens, "
+                                   f"an MLP decides, a SelectorWidth head remembers a kill",
+                       task=task, max_supported_len=COUNTS_MAX_LEN, build=build, variables=tuple(variables))
+
+
 # -- derivation --------------------------------------------------------------------
 
-_BUILDERS = {"counts": _counts, "prefix": _prefix}
+_BUILDERS = {"counts": _counts, "window": _window, "prefix": _prefix}
 
 
 def derive_from(task: Task, dfa: Dfa) -> Derived:

@@ -132,7 +132,9 @@ def test_which_constructions_apply():
     made = {t: [p.name.split(".")[1] for p in task_programs(t)] for t in DFAS}
     assert {t for t, c in made.items() if "counts" in c} == {"tomita1", "tomita5", "tomita6", "aa", "aaaa",
                                                               "parity", "miu_dfa"}
+    assert {t for t, c in made.items() if "window" in c} == {"tomita1", "tomita2", "tomita4", "ab"}
     assert all("prefix" in c for c in made.values())
+    assert "not a function of the last 2 tokens" in dict(automaton_programs.derive("dyck2").skipped)["window"]
     skipped = dict(automaton_programs.derive("tomita4").skipped)
     assert "do not commute" in skipped["counts"]
     assert len(CANDIDATES) == 2 * sum(len(c) for c in made.values())
@@ -168,7 +170,8 @@ def test_miu_counts_candidate_is_the_hand_written_miu():
 def test_program_names_resolve():
     first = get_program("tomita5")
     assert first.name == "tomita5" and first.task is TASKS["tomita5"] and "tomita5.counts" in first.description
-    assert get_program("tomita4").variables == get_program("tomita4.prefix").variables
+    assert get_program("tomita4").variables == get_program("tomita4.window").variables
+    assert get_program("dyck2").variables == get_program("dyck2.prefix").variables
     assert get_program("dyck2_next.prefix").output == "legal_next"
     with pytest.raises(ToolkitError, match="tomita4.counts: skipped, the actions of '0' and '1' do not commute"):
         get_program("tomita4.counts")
@@ -221,7 +224,7 @@ def test_cli_refuses_a_skipped_construction_in_one_line():
 
 # -- compiled ----------------------------------------------------------------------
 
-FAST_COMPILED = ["tomita5.counts", "tomita4.prefix", "dyck2_next.prefix"]
+FAST_COMPILED = ["tomita5.counts", "tomita4.window", "dyck2_next.prefix"]  # one per construction
 
 
 def _compiled_exact(name, max_len=None):
