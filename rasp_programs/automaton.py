@@ -211,15 +211,14 @@ def parse_legal(value: str) -> frozenset[str]:
 
 def state_strings(dfa: Dfa, rng: np.random.Generator, n: int, max_len: int) -> list[Tokens]:
     """About ``n`` strings spread evenly over every (length, reachable state) pair, uniform within a pair."""
-    # count[k][s]: strings of length k from s that end in `target`; built per target.
-    pairs = [(k, t) for k in range(1, max_len + 1) for t in sorted(dfa.states)]
+    # ways[(k, target)][s]: the number of strings of length k that lead from s to target.
     ways: dict[tuple[int, str], dict[str, int]] = {}
     for target in dfa.states:
         count = {s: int(s == target) for s in dfa.states}
         for k in range(0, max_len + 1):
             ways[(k, target)] = count
             count = {s: sum(count[dfa.step(s, a)] for a in dfa.alphabet) for s in dfa.states}
-    pairs = [(k, t) for k, t in pairs if ways[(k, t)][dfa.start] > 0]
+    pairs = [(k, t) for k in range(1, max_len + 1) for t in sorted(dfa.states) if ways[(k, t)][dfa.start] > 0]
     per = max(1, n // max(1, len(pairs)))
     out = []
     for k, target in pairs:
