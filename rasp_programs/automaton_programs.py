@@ -53,7 +53,7 @@ from rasp_programs.spec import ProgramSpec, Task, Variable
 
 CONSTRUCTIONS = ("counts", "window", "prefix")
 MONOID_LIMIT = 64  # largest transition monoid the parallel prefix is derived for (see README for compiled sizes)
-COUNTS_MAX_LEN = 24  # SelectorWidth with mlp_exactness=1000 is exact to 24 (as for miu)
+SELECTOR_WIDTH_MAX_LEN = 24  # SelectorWidth with mlp_exactness=1000 is exact to 24 (as for miu)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,9 +196,10 @@ def _counts(task: Task, dfa: Dfa) -> ProgramSpec | str:
     def marks(cls):
         return lambda tokens, indices: [mark(cls)(t, i) for t, i in zip(tokens, indices)]
 
+    own_first = all(scheme.first[a] == {c for c in names if a in letters[c]} for a in dfa.alphabet)
     variables = [Variable(f"{c}_at", ("tokens", "indices"), marks(c),
                           f"position of this token if it is {'/'.join(letters[c])}"
-                          f"{' (first token: as its action there)' if any(scheme.first.values()) else ''}, else -1")
+                          f"{'' if own_first else ' (the first token: marked as its action there)'}, else -1")
                  for c in names]
     variables += [Variable(f"count_{c}", (f"{c}_at", "indices"), _count_marked_prefix,
                            f"number of {'/'.join(letters[c])} in the prefix") for c in names]
@@ -207,7 +208,7 @@ def _counts(task: Task, dfa: Dfa) -> ProgramSpec | str:
                               f"{task.output} of the prefix, from the counts"))
     return ProgramSpec(name=f"{task.name}.counts",
                        description=f"{task.description}: SelectorWidth counts of {', '.join(names)}, then one MLP",
-                       task=task, max_supported_len=COUNTS_MAX_LEN, build=build, variables=tuple(variables))
+                       task=task, max_supported_len=SELECTOR_WIDTH_MAX_LEN, build=build, variables=tuple(variables))
 
 
 # -- parallel prefix --------------------------------------------------------------
@@ -367,7 +368,7 @@ def _window(task: Task, dfa: Dfa) -> ProgramSpec | str:
     return ProgramSpec(name=f"{task.name}.window",
                        description=f"{task.description}: previous-token heads read the last {k} tokens, "
                                    f"an MLP decides, a SelectorWidth head remembers a kill",
-                       task=task, max_supported_len=COUNTS_MAX_LEN, build=build, variables=tuple(variables))
+                       task=task, max_supported_len=SELECTOR_WIDTH_MAX_LEN, build=build, variables=tuple(variables))
 
 
 # -- derivation --------------------------------------------------------------------
