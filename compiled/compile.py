@@ -18,10 +18,12 @@ import dataclasses
 import re
 from typing import Any
 
+import numpy as np
+
 from tracr.compiler import (basis_inference, craft_graph_to_model, craft_model_to_transformer,
                             expr_to_craft_graph, nodes, rasp_to_graph, validating)
 from tracr.compiler.assemble import AssembledTransformerModel
-from tracr.craft import bases, transformers
+from tracr.craft import bases, transformers, vectorspace_fns
 from tracr.rasp import rasp
 
 from compiled.value_sets import correct_numerical_means
@@ -155,29 +157,33 @@ def _failing_node(graph) -> str:
     return "unknown operation"
 
 
-def _check_value_sizes(graph, craft_model, mapping) -> None:
-    """Names the SOp that would hit Tracr's known assembly crash.
+def _widen_narrow_heads(craft_model) -> list[tuple[Any, Any]]:
+    """Works around Tracr's known assembly crash, in place; returns ``(head, original w_qk)`` pairs.
 
-    Tracr sizes every head by its query/key space only (``key_size``); a head
-    whose value/output space is larger cannot be written into the weights and
-    raises a bare broadcast ``ValueError`` (open upstream PR #10).
+    Tracr sizes every head by its query/key spaces only (``key_size``); a head
+    whose value has more dimensions cannot be written into the weights and
+    raises a bare broadcast ``ValueError`` (open upstream PR #10). Such a head's
+    key space is padded with residual directions it already reads or writes, at
+    zero weight: the attention scores do not change, but ``key_size`` becomes
+    large enough. The caller restores the original ``w_qk`` after assembly, so
+    the block map reports what the head really reads.
     """
     heads = [h for b in craft_model.blocks if not isinstance(b, transformers.MLP) for h in b.as_multi().heads()]
     if not heads:
-        return
+        return []
     key_size = max(max(h.w_qk.matrix.shape) for h in heads)
-    for label, node in graph.nodes.items():
-        block = node.get(nodes.MODEL_BLOCK)
-        parts = block.blocks if isinstance(block, transformers.SeriesWithResiduals) else [block]
-        for part in parts:
-            if part is None or isinstance(part, transformers.MLP):
-                continue
-            for head in part.as_multi().heads():
-                if head.w_ov.matrix.shape[1] > key_size:
-                    raise ToolkitError(
-                        f"Tracr cannot compile {mapping.get(label, label)} = {_describe(node[nodes.EXPR], mapping)}: "
-                        f"its value has {head.w_ov.matrix.shape[1]} dimensions but heads are only {key_size} wide "
-                        f"(known Tracr limitation); aggregate a SOp with fewer categories")
+    changed = []
+    for head in heads:
+        if head.w_ov.matrix.shape[1] <= key_size:
+            continue
+        qk = head.w_qk
+        right = bases.join_vector_spaces(qk.right_space, head.w_ov.input_space, head.w_ov.output_space)
+        matrix = np.zeros((qk.left_space.num_dims, right.num_dims))
+        for j, direction in enumerate(qk.right_space.basis):
+            matrix[:, right.basis.index(direction)] = qk.matrix[:, j]
+        changed.append((head, qk))
+        head.w_qk = vectorspace_fns.ScalarBilinear(qk.left_space, right, matrix)
+    return changed
 
 
 def compile_program(spec: ProgramSpec, max_len: int, mlp_exactness: int | None = None,
@@ -210,10 +216,12 @@ def compile_program(spec: ProgramSpec, max_len: int, mlp_exactness: int | None =
         expr_to_craft_graph.add_craft_components_to_rasp_graph(
             graph, bos_dir=bases.BasisDirection(rasp.tokens.label, BOS), mlp_exactness=exactness)
         craft_model = craft_graph_to_model.craft_graph_to_model(graph, sources)
-        _check_value_sizes(graph, craft_model, mapping)
+        widened = _widen_narrow_heads(craft_model)
         model = craft_model_to_transformer.craft_model_to_transformer(
             craft_model=craft_model, graph=graph, sink=sink, max_seq_len=max_len,
             compiler_bos=BOS, compiler_pad=PAD, causal=spec.causal)
+        for head, w_qk in widened:
+            head.w_qk = w_qk
     except (NotImplementedError, ValueError, AssertionError, KeyError) as e:
         msg = re.sub(r"\s+", " ", str(e))[:200]
         raise ToolkitError(f"Tracr cannot compile '{spec.name}' at {_failing_node(graph)}: "

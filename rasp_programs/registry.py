@@ -1,8 +1,15 @@
-"""Registries: ``name -> ProgramSpec`` and ``name -> Task``; several programs may solve one task."""
+"""Registries: ``name -> ProgramSpec`` and ``name -> Task``; several programs may solve one task.
+
+``PROGRAMS`` holds the hand-written programs. The automaton tasks
+(``rasp_programs.automata``) have derived candidates instead
+(``rasp_programs.automaton_programs``), looked up by the same functions:
+``tomita5.counts`` is one candidate, ``tomita5`` the task's first applicable
+one (renamed to the task, so its artifacts live under ``artifacts/tomita5/``).
+"""
 
 from __future__ import annotations
 
-from rasp_programs import miu_programs, miu_scan
+from rasp_programs import automata, automaton_programs, miu_programs, miu_scan
 from rasp_programs.errors import ToolkitError
 from rasp_programs.programs import HIST, SORT
 from rasp_programs.spec import ProgramSpec, Task
@@ -31,23 +38,29 @@ TASKS: dict[str, Task] = {p.task.name: p.task for p in _ALL}
 
 def get_program(name: str) -> ProgramSpec:
     """Looks a program up by name; raises ``ToolkitError`` listing the known ones."""
-    try:
+    if name in PROGRAMS:
         return PROGRAMS[name]
-    except KeyError:
-        raise ToolkitError(f"unknown program {name!r}; known programs: {', '.join(sorted(PROGRAMS))}") from None
+    if name.partition(".")[0] in automata.TASKS:
+        return automaton_programs.candidate(name)
+    raise ToolkitError(f"unknown program {name!r}; known programs: {', '.join(sorted(PROGRAMS))}; "
+                       f"automaton tasks (or <task>.<construction>): {', '.join(sorted(automata.TASKS))}")
 
 
 def get_task(name: str) -> Task:
     """Looks a task up by name; raises ``ToolkitError`` listing the known ones."""
-    try:
+    if name in TASKS:
         return TASKS[name]
-    except KeyError:
-        raise ToolkitError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}") from None
+    if name in automata.TASKS:
+        return automata.TASKS[name]
+    raise ToolkitError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}; "
+                       f"automaton tasks: {', '.join(sorted(automata.TASKS))}")
 
 
 def task_programs(task: str | Task) -> tuple[ProgramSpec, ...]:
     """Every registered program that solves ``task`` (a name or a ``Task``), in registration order."""
     task = get_task(task) if isinstance(task, str) else task
+    if automata.TASKS.get(task.name) is task:
+        return automaton_programs.derive(task.name).candidates
     return tuple(p for p in _ALL if p.task is task)
 
 
