@@ -19,9 +19,11 @@ which one does the model follow?
   counterfactuals steer them; half the *test* pairs take the source from
   another position, where a count and a fraction of the prefix disagree.
 * **Score**: for each algorithmic variable, its null-corrected IIA on its
-  *distinguishing* test pairs (IIA minus the larger of the two chance
-  levels, "copy source" and "no change"; both are 0 on those pairs by their
-  definition), averaged within each *counterpart group* of the candidate's
+  *distinguishing* test pairs: IIA minus the larger chance level, "copy
+  source" or "no change" (by the program both are 0 on those pairs; by the
+  model's own unpatched outputs they need not be: an untrained network that
+  always says False hits every counterfactual False with no swap),
+  averaged within each *counterpart group* of the candidate's
   variables (variables that determine each other at every position count
   once), then over the groups; a 95% CI resampling base and source strings.
   A variable without a causal subspace anywhere scores 0 on its pairs.
@@ -36,7 +38,8 @@ which one does the model follow?
   ``w``.
 * **Head to head**: on the test pairs of ``v`` where A's counterfactual (via
   ``v``) and B's (via ``w``) are different outputs, the model's output after
-  the swap follows A, B or neither. ``HeadToHead`` gives both shares and
+  the swap follows A, B or neither (following means the swap moved the
+  output there: a swap that changes nothing follows neither). ``HeadToHead`` gives both shares and
   their difference with a bootstrap CI; a CI clear of 0 names a winner.
 * **Support** (from CI bounds): *supported* when the score's lower bound is at
   least ``IIA_OK`` and no rival beats it head to head; *not supported* when
@@ -176,6 +179,7 @@ class _Tested:
     cross: np.ndarray      # [P] bool: source from another position
     outputs: torch.Tensor | None  # [P, T]
     groups: np.ndarray     # [P] base input string
+    changed: np.ndarray    # [P] bool: the swap changed the model's output at a scored position
     sources: np.ndarray    # [P] source input string
     weight: float = 1.0    # 1 / the size of the variable's counterpart group in its candidate
     chance: float = 0.0    # the larger chance level (copy source, no change) on these pairs
@@ -238,16 +242,19 @@ def _algorithmic(prep: Prepared) -> tuple[list[str], dict[str, str]]:
     return keep, left
 
 
-def _test(prep: Prepared, swap: Swap | None, name: str, weight: float = 1.0, everything: bool = False) -> _Tested:
+def _test(prep: Prepared, swap: Swap | None, name: str, weight: float = 1.0, everything: bool = False,
+          chance: float = 0.0) -> _Tested:
     """The distinguishing (``everything``: all) test pairs of ``name`` (same and cross position) and the model's
     outputs with its swap."""
     every = prep.pairs[name]["test"]
     dist = np.ones(len(every), dtype=bool) if everything else every.distinguishing
     pairs = every.subset(dist)
-    outputs = (swap.test_outputs[torch.from_numpy(np.flatnonzero(dist))]
-               if swap is not None and len(pairs) else None)
-    return _Tested(pairs, pairs.cross, outputs, prep.data.group[pairs.base], prep.data.group[pairs.source], weight,
-                   max(pairs.chance()) if len(pairs) else 0.0)
+    rows = torch.from_numpy(np.flatnonzero(dist))
+    outputs = swap.test_outputs[rows] if swap is not None and len(pairs) else None
+    changed = (~agrees(outputs, swap.own_outputs[rows], like=pairs.target) if outputs is not None
+               else np.zeros(len(pairs), dtype=bool))
+    return _Tested(pairs, pairs.cross, outputs, prep.data.group[pairs.base], changed, prep.data.group[pairs.source],
+                   weight, max([chance, *pairs.chance()]) if len(pairs) else 0.0)
 
 
 def _groups(prep: Prepared, names: list[str]) -> dict[str, int]:
@@ -335,7 +342,9 @@ def rank(preps: dict[str, Prepared], model: Transformer, output: OutputReadout |
         algo[n], left[n] = _algorithmic(prep)
         group = _groups(prep, algo[n])
         size = {g: list(group.values()).count(g) for g in group.values()}
-        tested[n] = {v: _test(prep, swaps.get(v), v, 1.0 / size[group[v]]) for v in algo[n]}
+        ivs = {v: comps[n].variables[v].intervention for v in algo[n]}
+        tested[n] = {v: _test(prep, swaps.get(v), v, 1.0 / size[group[v]],
+                              chance=ivs[v].model_chance if ivs[v] is not None else 0.0) for v in algo[n]}
         every[n] = {v: _test(prep, swaps.get(v), v, everything=True) for v in algo[n]}
     counterparts = {(a, v): {b: w for b in names if b != a
                              for w in [_counterpart(preps[a], runs[b], algo[b], v)] if w}
@@ -428,7 +437,9 @@ def _duel(a: str, b: str, preps: dict[str, Prepared], runs: dict[str, _Runs], te
                 continue
             label = f"{v} ~ {w}" if mine == a else f"{w} ~ {v}"
             via += [] if label in via else [label]
-            h_mine, h_theirs = _hits(t)[differ], _hits(t, theirs_t)[differ]
+            # following a candidate means the swap moved the output to its prediction: a swap that changes
+            # nothing would otherwise "follow" whichever candidate predicts the model's own output
+            h_mine, h_theirs = (_hits(t) & t.changed)[differ], (_hits(t, theirs_t) & t.changed)[differ]
             follow_a.append(h_mine if mine == a else h_theirs)
             follow_b.append(h_theirs if mine == a else h_mine)
             groups.append(t.groups[differ])

@@ -370,9 +370,11 @@ def patched_outputs(model: Transformer, data: Dataset, pairs: Pairs, hook: str, 
     return readout.predict(logits, ids)
 
 
-def agrees(outputs: torch.Tensor, target: torch.Tensor) -> np.ndarray:
-    """``[P]`` bool: ``outputs`` ``[P, T]`` equal ``target`` at every scored (non-``IGNORE``) position."""
-    return ((outputs == target) | (target == IGNORE)).all(-1).numpy()
+def agrees(outputs: torch.Tensor, target: torch.Tensor, like: torch.Tensor | None = None) -> np.ndarray:
+    """``[P]`` bool: ``outputs`` ``[P, T]`` equal ``target`` at every scored position (not ``IGNORE`` in ``target``,
+    or in ``like`` when given)."""
+    mask = (target if like is None else like) == IGNORE
+    return ((outputs == target) | mask).all(-1).numpy()
 
 
 def hits(model: Transformer, data: Dataset, pairs: Pairs, hook: str, delta: np.ndarray,

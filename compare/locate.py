@@ -68,6 +68,7 @@ class Swap:
     hook: str
     lifted: np.ndarray   # [D, D] the swap in residual coordinates (``Space.lift`` of the whitened projection)
     test_outputs: torch.Tensor  # [P, T] the model's output ids on the variable's test pairs with the swap
+    own_outputs: torch.Tensor   # [P, T] ... without it (the model's own output on each base)
 
 
 @dataclasses.dataclass
@@ -311,8 +312,6 @@ def _intervene(prep: "Prepared", side: "ModelSide", v: VariableInfo, vi: int, i:
     delta, base = side.delta(h, test), side.base(data, h, test)
     outputs = (patched_outputs(side.model, data, test, h, delta, space.lift(choice.proj), base, side.readout)
                if len(test) else torch.zeros((0, data.ids.shape[1]), dtype=torch.long))
-    if swaps is not None:
-        swaps[v.name] = Swap(h, space.lift(choice.proj), outputs)
     hit = agrees(outputs, test.target)
     dist = test.distinguishing
     gb, gs = data.group[test.base], data.group[test.source]
@@ -335,6 +334,15 @@ def _intervene(prep: "Prepared", side: "ModelSide", v: VariableInfo, vi: int, i:
             else:
                 on_all = on_all.widened(min(finite), max(finite))
     chance_copy, chance_keep = test.chance()
+    # The model's own chance levels on the deciding pairs: its unpatched output on the base ("no change") and
+    # its output on the source at the base position ("copy source"). A model that is wrong, or constant, can
+    # hit a counterfactual without any swap; a score is corrected by the larger of these.
+    own, own_copy = _model_predictions(prep, side, test, h, base)
+    if swaps is not None:
+        swaps[v.name] = Swap(h, space.lift(choice.proj), outputs, own)
+    model_keep = float(agrees(own[decide_t(decide)], test.target[decide_t(decide)]).mean()) if decide.any() else math.nan
+    model_copy = (float(agrees(own_copy[decide_t(decide)], test.target[decide_t(decide)]).mean())
+                  if decide.any() else math.nan)
     follows = bootstrap(agrees(outputs[torch.from_numpy(np.flatnonzero(dist))], test.copy[torch.from_numpy(
         np.flatnonzero(dist))]).astype(float), gb[dist], cfg.seed, groups2=gs[dist])
     deciding_test = test.subset(decide)
@@ -356,7 +364,25 @@ def _intervene(prep: "Prepared", side: "ModelSide", v: VariableInfo, vi: int, i:
         stratified(hd, np.where(test.cross[decide], "other position", "same position"), gbd, cfg.seed, gsd),
         "distinguishing" if upstream else "all", on_dist, chance_copy, chance_keep, follows, restarts,
         inside, _subspace_untrained(prep, side, v, h, inside_basis.shape[1]),
-        f"{inside_kind}, dim {inside_basis.shape[1]}")
+        f"{inside_kind}, dim {inside_basis.shape[1]}", model_copy, model_keep)
+
+
+def decide_t(mask: np.ndarray) -> torch.Tensor:
+    """Row indices of a boolean pair mask, for indexing ``[P, T]`` tensors."""
+    return torch.from_numpy(np.flatnonzero(mask))
+
+
+def _model_predictions(prep: "Prepared", side: "ModelSide", pairs: Pairs, hook: str,
+                       base: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[P, T]`` the model's own output on each base (no swap), and the same with the base position's output
+    replaced by the model's own output on the source row."""
+    data = prep.data
+    zero = np.zeros((len(pairs), side.model.cfg.d_model))
+    own = patched_outputs(side.model, data, pairs, hook, zero, np.zeros((zero.shape[1],) * 2), base, side.readout)
+    copy = own.clone()
+    pos = torch.from_numpy(data.row_pos[pairs.base])
+    copy[torch.arange(len(pairs)), pos] = torch.from_numpy(side.pred[pairs.source]).to(copy.dtype)
+    return own, copy
 
 
 def _subspace_readout(prep: "Prepared", side: "ModelSide", v: VariableInfo, hook: str,

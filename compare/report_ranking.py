@@ -7,6 +7,7 @@ records only: a ``Ranking`` per model (``compare.hypotheses``) and a
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -38,8 +39,9 @@ def candidate_sentence(r: Ranking, name: str) -> str:
     for v in c.variables:
         where = f"at {v.hook}" if v.hook else "nowhere"
         heads = f", written by {', '.join(v.heads)}" if v.heads else ""
-        parts.append(f"{v.name} {v.status.value} {where}{heads} (IIA same position {v.iia_same.fmt()}, "
-                     f"other position {v.iia_cross.fmt()})")
+        parts.append(f"{v.name} {v.status.value} {where}{heads} (IIA on distinguishing pairs: same position "
+                     f"{v.iia_same.fmt()}, other position {v.iia_cross.fmt()}; copied the source's output on "
+                     f"{v.follows_copy.fmt()})")
     duels = [_duel_text(d, name) for d in r.head_to_head if name in (d.a, d.b)]
     return (f"{name} ({c.description}): {c.support.value}, score {c.score.fmt()}. " + "; ".join(parts) + "."
             + (" It " + "; it ".join(duels) + "." if duels else ""))
@@ -64,7 +66,8 @@ def _row(rank: int, c: CandidateResult, r: Ranking) -> list[Any]:
     losses = [d for d in r.head_to_head if d.winner and d.winner != c.program and c.program in (d.a, d.b)]
     shape = c.shape
     return [rank, c.program, c.description, f"{shape['n_layers']}L {shape['n_heads']}H d{shape['d_model']}",
-            c.score.fmt(), c.support.value,
+            c.score.fmt(), f"{c.copy_score_all_pairs:.2f}" if math.isfinite(c.copy_score_all_pairs)
+            else "n/a", c.support.value,
             f"{sum(v.status.causal for v in c.variables)}/{len(c.variables)}",
             ", ".join(sorted({d.a if d.b == c.program else d.b for d in wins})) or "-",
             ", ".join(sorted({d.winner for d in losses})) or "-"]
@@ -74,17 +77,23 @@ def section_which_algorithm(doc, runs: list, figs: dict[str, str]) -> None:
     """The report's first section: the ranking per model, one sentence per candidate, the graphs."""
     doc.h(2, "Which algorithm?")
     doc.p("Every candidate program of this task is compared with the model by the same methods (statuses with "
-          "CIs per variable), then scored on its algorithmic variables (not the output, not position-wise ones) "
-          "by test IIA on same-position and cross-position pairs. Where two candidates predict different outputs "
-          "for a swap (distinguishing pairs; a count and a fraction of the prefix differ only across positions), "
-          "the model's output decides between them. Supported: score lower bound ≥ "
-          f"{IIA_OK} and no candidate beats it; told apart: a head-to-head CI clear of 0 (at least {MIN_PAIRS} "
-          "pairs), or a CI of the score difference (base strings resampled for both) clear of 0. Candidates are "
-          "ordered by how many others are told apart from them in their favour, then by score.")
+          "CIs per variable). Its score is the null-corrected test IIA of its algorithmic variables (not the "
+          "output, not position-wise ones) on their distinguishing pairs, where the variable's counterfactual "
+          "differs from both copying the source's output and no change (both chance levels are 0 there), "
+          "averaged within groups of variables that determine each other, then over groups, so a candidate does "
+          "not win by having more variables; half the test pairs take the source from another position. The "
+          "column 'copying would score' is what a swap that only copies the source's output would have scored "
+          "on all test pairs: the score before distinguishing pairs. Where two candidates predict different "
+          "outputs for a swap, the model's output decides between them (head to head). Supported: score lower "
+          f"bound ≥ {IIA_OK} and no candidate beats it; told apart: a head-to-head CI clear of 0 (at least "
+          f"{MIN_PAIRS} pairs), or a CI of the score difference (base and source strings resampled for both) "
+          "clear of 0. Candidates are ordered by how many others are told apart from them in their favour, then "
+          "by score.")
     for run in runs:
         r: Ranking = run.ranking
         doc.h(3, f"{run.label}: {headline(r)}")
-        doc.table(["rank", "candidate", "algorithm", "shape", "score (95% CI)", "support", "causal variables",
+        doc.table(["rank", "candidate", "algorithm", "shape", "score (95% CI)", "copying would score", "support",
+                   "causal variables",
                    "beats head to head", "loses head to head"],
                   [_row(i + 1, r.candidates[n], r) for i, n in enumerate(r.order)])
         doc.items([candidate_sentence(r, n) for n in r.order])

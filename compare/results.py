@@ -121,6 +121,10 @@ class Intervention:
         subspace_untrained: the same readout in untrained networks' subspace of the same kind and size.
         read_in: the subspace read: the variable's pattern subspace at the hook when its swap is causal on
             validation pairs, else the chosen one (``"pattern, dim 9"``).
+        model_chance_copy, model_chance_no_change: on the deciding pairs, how often the *model's* own output on
+            the source (at the base position), or on the base unpatched, already equals the counterfactual: a
+            wrong or constant model hits some counterfactuals with no swap at all. ``null_corrected`` subtracts
+            the larger.
     CIs resample base and source strings together.
     """
 
@@ -148,6 +152,14 @@ class Intervention:
     subspace_readout: Estimate = Estimate.empty()
     subspace_untrained: float | None = None
     read_in: str = ""
+    model_chance_copy: float = math.nan
+    model_chance_no_change: float = math.nan
+
+    @property
+    def model_chance(self) -> float:
+        """The larger of the model's two chance levels on the deciding pairs (0 when undefined)."""
+        finite = [x for x in (self.model_chance_copy, self.model_chance_no_change) if math.isfinite(x)]
+        return max(finite) if finite else 0.0
 
     @property
     def deciding(self) -> Estimate:
