@@ -80,11 +80,12 @@ bench: $(STAMP)
 	$(PY) -m compare.bench --program $(PROGRAM) --artifacts $(ARTIFACTS) --reports $(REPORTS) \
 		--hypotheses $(BENCH_HYPOTHESES)
 
+# One test file per worker (--dist loadfile): a file's session fixtures are built once.
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" -n auto --dist loadfile
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -m slow -n auto --dist loadfile
 
 clean:
 	rm -rf $(ARTIFACTS) $(REPORTS)

@@ -182,7 +182,7 @@ def check_knockout(prep: Prepared) -> ControlResult:
     l, h, sop = target
     res = compare_models(prep, knockout(prep.compiled.model, l, h))
     lost = {sop} | descendants(prep.spec, sop)
-    still = [k for k in lost if res.variables[k].status is Status.COMPUTED]
+    still = [k for k in lost if res.variables[k].status in (Status.COMPUTED, Status.COMPUTED_UP_TO)]
     ref_bal = prep.reference.ablation.clean.balanced_accuracy
     bal = res.ablation.clean.balanced_accuracy
     damaged = bool(bal.hi < ref_bal.lo)

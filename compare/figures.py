@@ -15,9 +15,9 @@ from compare.hypotheses import Ranking  # noqa: E402
 from compare.results import IIA_OK, Comparison, KeyAttention, Status  # noqa: E402
 
 STATUS_COLOURS = {
-    Status.COMPUTED: "#1a9850", Status.CAUSAL_PARTIAL: "#a6d96a", Status.UNDECIDED: "#fee08b",
-    Status.CORRELATIONAL: "#fdae61", Status.UNTRAINED_LEVEL: "#f1b6da", Status.NOT_REPRESENTED: "#d73027",
-    Status.NOT_TESTABLE: "#bbbbbb",
+    Status.COMPUTED: "#1a9850", Status.COMPUTED_UP_TO: "#66bd63", Status.CAUSAL_PARTIAL: "#a6d96a",
+    Status.UNDECIDED: "#fee08b", Status.NOT_IDENTIFIABLE: "#c7c7e8", Status.CORRELATIONAL: "#fdae61",
+    Status.UNTRAINED_LEVEL: "#f1b6da", Status.NOT_REPRESENTED: "#d73027", Status.NOT_TESTABLE: "#bbbbbb",
 }
 INPUT_COLOUR = "#dddddd"
 

@@ -105,17 +105,22 @@ def test_control_coarsened_model_is_computed_only_up_to_its_partition(miu, artif
     assert res.variables["count_bad_M"].status is Status.COMPUTED  # the M rule is miu's own
 
 
-def test_comparisons_are_deterministic(miu):
+def test_comparisons_are_deterministic(artifacts):
     """The same model compared alone, or after another one in the same process, with torch's global generator
     in any state, gives the same record bit for bit (DAS seeds a local generator; nothing reads the global)."""
-    copy, _ = disguise(miu.compiled.model, 3)
-    other = random_model(miu.compiled.model, 1)
+    model, meta = load(artifacts, "miu")
+    cfg = dataclasses.replace(TINY, das_dims=(1,), das_restarts=3)  # DAS with every kind of start runs
     torch.manual_seed(0)
-    first = to_json(compare_models(miu, copy))
+    alone = prepare(get_program("miu"), model, meta, cfg)
+    copy, _ = disguise(model, 3)
+    first = to_json(compare_models(alone, copy))
     torch.manual_seed(99)
     torch.rand(17)
-    compare_models(miu, other)
-    assert to_json(compare_models(miu, copy)) == first
+    again = prepare(get_program("miu"), model, meta, cfg)
+    compare_models(again, random_model(model, 1))
+    assert to_json(compare_models(again, copy)) == first
+    assert any(v.intervention and v.intervention.subspace == "das" or "1" in v.intervention.das_sweep
+               for v in again.reference.variables.values() if v.intervention)
 
 
 def test_control_untrained_is_no_match(miu):
@@ -383,6 +388,12 @@ def test_status_is_decided_on_ci_bounds():
     assert decide_status(ro(0.97, 1.0), iv(0.93, 0.99, n_dist=12, output=True), [])[3] is Status.COMPUTED
     assert at_least(Estimate(0.91, 0.88, 0.94, 10), 0.9) is Tri.UNDECIDED
     assert Status("causal, not fully readable") is Status.CAUSAL_PARTIAL  # an old compare.json still reads
+
+
+def test_every_status_has_a_colour():
+    """The computation-graph figure colours each variable by its status (a missing one crashed a report)."""
+    from compare import figures
+    assert set(figures.STATUS_COLOURS) == set(Status)
 
 
 def test_two_way_bootstrap_and_small_strata():
