@@ -48,7 +48,7 @@ which one does the model follow?
   CI of the difference of their scores (base and source strings resampled
   for both at once) excludes 0; otherwise the report says the data cannot
   tell them apart. Candidates are ordered by how many others are told apart
-  from them in their favour, then by score.
+  from them in their favour, then by score; untestable candidates last.
 
 Shapes: P pairs, T positions.
 """
@@ -363,7 +363,8 @@ def rank(preps: dict[str, Prepared], model: Transformer, output: OutputReadout |
              for v in algo[n]],
             left[n], [[p, v.name] for v in prep.spec.variables for p in v.parents], comps[n],
             _copy_score(prep, algo[n]))
-    order = sorted(names, key=lambda n: (len(_losses(n, duels)), -_value(results[n].score), names.index(n)))
+    order = sorted(names, key=lambda n: (results[n].support is Support.NOT_TESTABLE, len(_losses(n, duels)),
+                                         -_value(results[n].score), names.index(n)))
     not_apart = []
     for a, b in itertools.combinations(order, 2):
         duel = next(d for d in duels if {d.a, d.b} == {a, b})
