@@ -416,7 +416,8 @@ def das(model: Transformer, data: Dataset, train: Pairs, hook: str, delta: np.nd
     The swap is the orthogonal projection onto it in whitened coordinates. It starts from ``init``
     (padded with directions drawn from ``seed``), is trained with the readout's scale-free loss on the
     fit pairs of 80% of the base strings, and stops early on the other 20%: it returns the basis with
-    the best held-out IIA seen (the start included), after ``patience`` steps without a gain.
+    the best held-out IIA seen (the start included; ties go to the later one), after ``patience`` steps
+    without a gain or once every fit and held-out pair is right.
     """
     m = space.m
     dim = max(1, min(dim, m))
@@ -452,18 +453,21 @@ def das(model: Transformer, data: Dataset, train: Pairs, hook: str, delta: np.nd
     best_score, best = held_iia(param.detach()), start
     stale = 0
     for _ in range(steps):
-        if best_score >= 1.0 or stale >= patience:
+        if stale >= patience:
             break
         u = orthonormal(param)  # [m, dim]
         logits, ids = _patched_logits(model, data, fit, hook, d_fit @ u @ (u.T @ unwhite), b_fit)
+        if best_score >= 1.0 and agrees(readout.predict(logits.detach(), ids), fit.target).all():
+            break  # every fit pair and every held-out pair right: nothing left to learn
         loss = readout.loss(logits, ids, fit.target)
         opt.zero_grad()
         loss.backward()
         opt.step()
         u = orthonormal(param.detach())
         score = held_iia(u)
-        if score > best_score:
-            best_score, best, stale = score, u.double().numpy(), 0
+        if score >= best_score:  # ties go to the more trained basis
+            stale = 0 if score > best_score else stale + 1
+            best_score, best = score, u.double().numpy()
         else:
             stale += 1
     return best

@@ -13,8 +13,9 @@ For one variable ``v`` of the program and one model side (``compare.pipeline``):
    forward models: with siblings, and with ancestors too), and of DAS from
    the pattern start where that falls short and the variable is readable
    there (probes fitted and scored on the fit and validation folds only).
-   The variable lives at the earliest hook where it is readable and causal,
-   else the earliest causal hook, else the best one.
+   The variable lives at the earliest hook where it is readable and causal
+   (validation IIA >= IIA_OK on its Wilson lower bound), else the earliest
+   causal hook, else the best one.
 3. There: a DAS sweep over dimensions, each with ``das_restarts`` starts
    (the pattern basis; the probe's direction, or for the output the
    unembedding's logit-difference direction; random), chosen on validation
@@ -214,14 +215,14 @@ def locate(prep: "Prepared", side: "ModelSide", v: VariableInfo, vi: int,
             cands.append(SwapOption("das", basis, basis @ basis.T, vd))
         trials.append(HookTrial(h, readable, cands[0].val, vd))
         found[i] = cands
-        if readable and max(c.val for c in cands) >= IIA_OK:
+        if readable and clears(max(c.val for c in cands), len(val)):
             chosen = i
             break
 
     def best(i: int) -> float:
         return max(c.val for c in found[i])
     if chosen is None and found:
-        causal = [i for i in found if best(i) >= IIA_OK]
+        causal = [i for i in found if clears(best(i), len(val))]
         chosen = causal[0] if causal else max(found, key=lambda i: (best(i), -i))
     intervention = (_intervene(prep, side, v, vi, chosen, found[chosen], val_iia, run_das, upstream, swaps)
                     if chosen is not None else None)
@@ -250,6 +251,17 @@ def locate(prep: "Prepared", side: "ModelSide", v: VariableInfo, vi: int,
         readable, beyond, causal, status, coarse, ref,
         {h: prep.compiled.readouts[v.name][h].live.value for h in compiled_hooks},
         compiled_hooks[v.first_written] if v.first_written >= 0 else None, partition, describe(partition))
+
+
+def clears(iia_value: float, n: int, threshold: float = IIA_OK) -> bool:
+    """Whether a validation IIA over ``n`` pairs is at least ``threshold`` on its 95% Wilson lower bound: the
+    search, like a status, decides on an interval (a hook at 0.91 on 150 pairs generalised to 0.87)."""
+    if not n or not math.isfinite(iia_value):
+        return False
+    z = 1.96
+    centre = (iia_value + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(iia_value * (1 - iia_value) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half >= threshold
 
 
 def output_ready(prep: "Prepared", side: "ModelSide") -> int | None:
@@ -303,7 +315,10 @@ def _intervene(prep: "Prepared", side: "ModelSide", v: VariableInfo, vi: int, i:
     val_delta, val_base = side.delta(h, val), side.base(data, h, val)
     nulls = {d: null_iia(side.model, data, val, h, val_delta, space, d, max(3, cfg.n_null // 4), cfg.seed + 7 * vi,
                          val_base, side.readout)[1] for d in {o.dim for o in options}}
-    selective = [o for o in options if not o.val < nulls[o.dim] + SELECTIVE] or options  # nan null: nothing to beat
+    # (nan null: nothing to beat; a perfect swap needs only to beat the null's 95th percentile, where there is
+    # no room for the margin: a variable that fills half of a small whitened space, like compiled bad_M_at)
+    selective = [o for o in options if not o.val < nulls[o.dim] + SELECTIVE
+                 or (o.val >= 1.0 and nulls[o.dim] < o.val)] or options
     top = max(o.val for o in selective)
     # Patterns first (where the variable varies, METHODS.md), then the smallest dimension: DAS is the
     # fallback where the patterns fall short.
