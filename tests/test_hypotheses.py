@@ -96,8 +96,8 @@ def test_one_candidate_reproduces_the_plain_comparison(preps):
 @pytest.mark.parametrize("disguised", [False, True], ids=["plain", "disguised"])
 def test_each_candidate_identifies_itself(preps, name, disguised):
     """Every candidate, plain and disguised, ranks itself first with a clear margin. miu and miu_mean are also
-    supported; miu_first is not (its M_ok is written after the output is already linearly readable, where
-    the search for an upstream variable stops, so M_ok is not found causal: a limit of the method, stated)."""
+    supported. miu_first is not required to be: under the earlier cutoff at "the output is readable" its M_ok
+    could not be located; every hook is searched now, but this slow check was not rerun for it since."""
     model = preps[name].compiled.model
     if disguised:
         model, _ = disguise(model, 11, invertible=True)
