@@ -36,7 +36,8 @@ which one does the model follow?
   ``count_I`` and ``count_U`` once the M rule holds). B then predicts the
   outcome of a swap of ``v`` as the swap of ``w`` with the source's value of
   ``w``.
-* **Head to head**: on the test pairs of ``v`` where A's counterfactual (via
+* **Head to head**: on the test pairs of ``v`` whose source is a live row of
+  ``v`` (where the counterparts correspond) and where A's counterfactual (via
   ``v``) and B's (via ``w``) are different outputs, the model's output after
   the swap follows A, B or neither (following means the swap moved the
   output there: a swap that changes nothing follows neither). ``HeadToHead`` gives both shares and
@@ -433,7 +434,9 @@ def _duel(a: str, b: str, preps: dict[str, Prepared], runs: dict[str, _Runs], te
                                  effective=False)
                 theirs.append(row if row is not None else [-1] * prep.data.ids.shape[1])
             theirs_t = torch.tensor(theirs, dtype=torch.long)
-            differ = ~agrees(theirs_t, t.pairs.target)
+            # the counterparts correspond on v's live rows only: a source elsewhere (a string whose M rule is
+            # already broken, where count_bad_M and count_M part ways) says nothing about which one the model holds
+            differ = ~agrees(theirs_t, t.pairs.target) & prep.data.live[v][t.pairs.source]
             if not differ.any():
                 continue
             label = f"{v} ~ {w}" if mine == a else f"{w} ~ {v}"
