@@ -116,16 +116,7 @@ def test_data_mix_covers_every_reachable_state_at_every_length():
 
 CANDIDATES = sorted(p.name for t in TASKS for p in task_programs(t))
 rasp = pytest.importorskip("tracr.rasp.rasp")
-
-
-def named_sops(program):
-    seen, stack = {}, [program]
-    while stack:
-        expr = stack.pop()
-        if isinstance(expr, rasp.SOp) and expr.label not in (rasp.tokens.label, rasp.indices.label):
-            seen[expr.name] = expr
-        stack.extend(expr.children)
-    return seen
+from test_programs import named_sops  # noqa: E402 - the one helper, shared with test_programs.py
 
 
 def test_which_constructions_apply():
