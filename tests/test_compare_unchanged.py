@@ -13,8 +13,6 @@ import json
 import math
 from pathlib import Path
 
-import pytest
-
 from compare.pipeline import compare_models, prepare
 from compare.results import to_json
 from rasp_programs.registry import get_program
@@ -57,5 +55,3 @@ def test_the_comparison_can_fail():
     changed["heads"]["similarity"][0][0] += 1e-4
     diff = differences(golden, changed)
     assert len(diff) == 2, diff
-    with pytest.raises(AssertionError):
-        assert not differences(golden, changed)
