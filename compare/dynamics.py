@@ -265,9 +265,9 @@ def analyse_run(spec: ProgramSpec, prep, eval_set, run_folder: Path, log=print,
             c["readout_raw"].append(r.live.value if r is not None else float("nan"))
             c["untrained"].append(base)
         for h in res.heads.matches:  # keyed by compiled head: its partner may change over training
-            c = run["heads"].setdefault(h.compiled, {"score": [], "learned": []})
+            c = run["heads"].setdefault(str(h.compiled), {"score": [], "learned": []})
             c["score"].append(h.agreement.value)
-            c["learned"].append(h.learned)
+            c["learned"].append(str(h.learned))
         log(f"  step {step:>6}: all-prefix acc {m['sequence_accuracy']:.4f}, "
             + ", ".join(f"{k} {c['status'][-1]} (IIA {c['iia'][-1]:.2f})" for k, c in run["variables"].items())
             + (f"; first: {ranking.order[0]}" if ranking else "") + f"  ({time.perf_counter() - t0:.1f} s)")

@@ -28,7 +28,7 @@ def _short(hook: str) -> str:
 
 def model_hooks(res: Comparison) -> list[str]:
     """The compared model's residual hooks (its depth may differ from the compiled model's)."""
-    return res.cka.get("model_hooks") or res.cka["hooks"]
+    return res.cka.model_hooks or res.cka.hooks
 
 
 def _save(fig, path: Path) -> str:
@@ -42,7 +42,7 @@ def readout_heatmap(res: Comparison, path: Path) -> str:
     names = list(res.variables)
     fig, axes = plt.subplots(1, 2, figsize=(12, 1.4 + 0.5 * len(names)), sharey=True)
     for ax, side in zip(axes, ("compiled", "model")):
-        hooks = res.cka["hooks"] if side == "compiled" else model_hooks(res)
+        hooks = res.cka.hooks if side == "compiled" else model_hooks(res)
         m = np.array([[res.variables[v].compiled_live.get(h, np.nan) if side == "compiled" else
                        res.variables[v].readout_at(h).live.value for h in hooks] for v in names])
         im = ax.imshow(m, vmin=0, vmax=1, cmap="viridis", aspect="auto")
@@ -92,16 +92,16 @@ def attention_grids(res: Comparison, path: Path) -> str | None:
     """Each non-empty compiled head beside its matched learned head, on the example inputs."""
     pairs = [(m.compiled, m.learned, m.agreement.value) for m in res.heads.matches]
     ex = res.examples
-    if not pairs or not ex["inputs"]:
+    if not pairs or not ex.inputs:
         return None
-    n = len(ex["inputs"])
+    n = len(ex.inputs)
     fig, axes = plt.subplots(n, 2 * len(pairs), figsize=(2.6 * 2 * len(pairs), 2.6 * n), squeeze=False)
     for k, (c, l, s) in enumerate(pairs):
-        for e, text in enumerate(ex["inputs"]):
+        for e, text in enumerate(ex.inputs):
             toks = ["BOS", *text.split()] if " " in text else ["BOS", *text]
             for side, (name, src) in enumerate(((c, "compiled"), (l, "learned"))):
                 ax = axes[e, 2 * k + side]
-                pat = np.array(ex[src][name][e])[: len(toks), : len(toks)]
+                pat = np.array(getattr(ex, src)[name][e])[: len(toks), : len(toks)]
                 ax.imshow(pat, vmin=0, vmax=1, cmap="Blues")
                 ax.set_xticks(range(len(toks)), toks, fontsize=6, rotation=90)
                 ax.set_yticks(range(len(toks)), toks, fontsize=6)
@@ -162,16 +162,16 @@ def ablation_bars(res: Comparison, path: Path) -> str:
 
 def draw_all(res: Comparison, folder: Path) -> dict[str, str]:
     """Writes every figure for one comparison into ``folder``; returns ``{kind: file name}``."""
-    hooks = [_short(h) for h in res.cka["hooks"]]
+    hooks = [_short(h) for h in res.cka.hooks]
     cols = [_short(h) for h in model_hooks(res)]
     hd = res.heads
     boxes = [(hd.compiled_names.index(m.compiled), hd.learned_names.index(m.learned)) for m in hd.matches]
     out = {
         "readouts": readout_heatmap(res, folder / "readout_heatmap.png"),
-        "cka": matrix(np.array(res.cka["matrix"]), hooks, cols, "linear CKA, compiled (rows) x model (columns)",
+        "cka": matrix(np.array(res.cka.matrix), hooks, cols, "linear CKA, compiled (rows) x model (columns)",
                       folder / "cka.png", boxes=[(i, i) for i in range(len(hooks)) if hooks == cols], xlabel="model",
                       ylabel="compiled"),
-        "heads": matrix(np.array(hd.similarity), hd.compiled_names, hd.learned_names,
+        "heads": matrix(np.array(hd.similarity), [str(n) for n in hd.compiled_names], [str(n) for n in hd.learned_names],
                         "attention-pattern agreement (BOS column dropped)\ncyan: optimal matching; grey: empty "
                         "compiled head", folder / "head_similarity.png", boxes=boxes,
                         grey_rows=[hd.compiled_names.index(n) for n in hd.empty_compiled], xlabel="model",

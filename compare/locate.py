@@ -41,7 +41,6 @@ import dataclasses
 import math
 from typing import TYPE_CHECKING
 
-import networkx as nx
 import numpy as np
 import torch
 
@@ -52,10 +51,9 @@ from compare.interventions import (Pairs, agrees, das, dependent, design, embed_
 from compare.readouts import cross_fit, read_out
 from compare.results import (IIA_OK, READ_OK, Coarsening, HookTrial, Intervention, VariableResult, decide_status)
 from compare.stats import Estimate, bootstrap, r2
-from rasp_programs.spec import ProgramSpec
 
 if TYPE_CHECKING:
-    from compare.pipeline import ModelSide, Prepared
+    from compare.context import ModelSide, Prepared
 
 SWEEP_TOL = 0.02   # DAS sweep: the smallest dimension within this of the best validation IIA
 SELECTIVE = 0.05   # ... among options whose validation IIA beats their random-subspace null's p95 by this
@@ -93,25 +91,6 @@ class SwapOption:
     @property
     def dim(self) -> int:
         return self.basis.shape[1]
-
-
-def program_graph(spec: ProgramSpec) -> nx.DiGraph:
-    """The program's computation graph: an edge from each parent (inputs included) to each variable."""
-    g = nx.DiGraph()
-    g.add_nodes_from(v.name for v in spec.variables)
-    g.add_edges_from((p, v.name) for v in spec.variables for p in v.parents)
-    return g
-
-
-def ancestors(spec: ProgramSpec, name: str) -> set[str]:
-    """The variables ``name`` is computed from (directly or not); inputs excluded."""
-    names = {v.name for v in spec.variables}
-    return nx.ancestors(program_graph(spec), name) & names
-
-
-def descendants(spec: ProgramSpec, name: str) -> set[str]:
-    """The variables computed (directly or not) from ``name``."""
-    return nx.descendants(program_graph(spec), name)
 
 
 def deciding(pairs: Pairs, upstream: bool, least: int = MIN_VAL_DISTINGUISHING) -> Pairs:
@@ -173,7 +152,7 @@ def locate(prep: "Prepared", side: "ModelSide", v: VariableInfo, vi: int,
     val = deciding(pairs["val"], upstream)
     rows = np.flatnonzero(train_rows(prep, v))
     names = [u.name for u in data.variables]
-    below, above = ancestors(prep.spec, v.name), descendants(prep.spec, v.name)
+    below, above = prep.spec.ancestors(v.name), prep.spec.descendants(v.name)
     siblings = set(names) - above - below - {v.name}
     # Two joint forward models: the variable with its siblings, and with its ancestors too. A swap moves
     # the variable's patterns and leaves the others' alone. Descendants are left out: they have no
@@ -244,13 +223,16 @@ def locate(prep: "Prepared", side: "ModelSide", v: VariableInfo, vi: int,
     compiled_hooks = prep.compiled.hooks
     ready = output_ready(prep, side)
     return VariableResult(
-        v.name, v.encoding, v.op, [str(c) for c in v.classes], compiled_hooks[v.written_after], len(v.labels),
-        float(data.live[v.name].mean()), [side.readouts[v.name][h] for h in hooks], trials,
-        hooks[ready] if ready is not None else None, hook,
-        chosen - v.written_after if chosen is not None else None, readout, control, intervention,
-        readable, beyond, causal, status, coarse, ref,
-        {h: prep.compiled.readouts[v.name][h].live.value for h in compiled_hooks},
-        compiled_hooks[v.first_written] if v.first_written >= 0 else None, partition, describe(partition))
+        name=v.name, encoding=v.encoding, op=v.op, classes=[str(c) for c in v.classes],
+        compiled_hook=compiled_hooks[v.written_after], compiled_dim=len(v.labels),
+        live_share=float(data.live[v.name].mean()), readouts=[side.readouts[v.name][h] for h in hooks],
+        search=trials, output_ready_hook=hooks[ready] if ready is not None else None, found_hook=hook,
+        offset=chosen - v.written_after if chosen is not None else None, readout=readout, control_task=control,
+        intervention=intervention, readable=readable, beyond_untrained=beyond, causal=causal, status=status,
+        coarsenings=coarse, reference_hook=ref,
+        compiled_live={h: prep.compiled.readouts[v.name][h].live.value for h in compiled_hooks},
+        compiled_first_hook=compiled_hooks[v.first_written] if v.first_written >= 0 else None,
+        partition=partition, partition_text=describe(partition))
 
 
 def clears(iia_value: float, n: int, threshold: float = IIA_OK) -> bool:
@@ -371,15 +353,18 @@ def _intervene(prep: "Prepared", side: "ModelSide", v: VariableInfo, vi: int, i:
                                  else (choice.basis, "pattern" if choice.kind != "das" else "das"))
     inside = _subspace_readout(prep, side, v, h, inside_basis)
     return Intervention(
-        h, choice.kind, choice.dim, float(choice.val), on_all, null_mean, null_p95,
-        embed_overlap(space, choice.basis, side.embed), dict(sorted(sweep.items(), key=lambda kv: int(kv[0]))),
-        stratified(hd, data.row_pos[test.base][decide], gbd, cfg.seed, gsd),
-        stratified(hd, test.value[decide], gbd, cfg.seed, gsd),
-        len(prep.pairs[v.name]["fit"]), len(prep.pairs[v.name]["val"]), len(test),
-        stratified(hd, np.where(test.cross[decide], "other position", "same position"), gbd, cfg.seed, gsd),
-        "distinguishing" if upstream else "all", on_dist, chance_copy, chance_keep, follows, restarts,
-        inside, _subspace_untrained(prep, side, v, h, inside_basis.shape[1]),
-        f"{inside_kind}, dim {inside_basis.shape[1]}", model_copy, model_keep)
+        hook=h, subspace=choice.kind, dim=choice.dim, val_iia=float(choice.val), test=on_all, null_mean=null_mean,
+        null_p95=null_p95, embed_overlap=embed_overlap(space, choice.basis, side.embed),
+        das_sweep=dict(sorted(sweep.items(), key=lambda kv: int(kv[0]))),
+        per_position=stratified(hd, data.row_pos[test.base][decide], gbd, cfg.seed, gsd),
+        per_value=stratified(hd, test.value[decide], gbd, cfg.seed, gsd),
+        n_fit=len(prep.pairs[v.name]["fit"]), n_val=len(prep.pairs[v.name]["val"]), n_test=len(test),
+        per_kind=stratified(hd, np.where(test.cross[decide], "other position", "same position"), gbd, cfg.seed, gsd),
+        decides_on="distinguishing" if upstream else "all", distinguishing=on_dist, chance_copy=chance_copy,
+        chance_no_change=chance_keep, follows_copy=follows, restarts=restarts, subspace_readout=inside,
+        subspace_untrained=_subspace_untrained(prep, side, v, h, inside_basis.shape[1]),
+        read_in=f"{inside_kind}, dim {inside_basis.shape[1]}", model_chance_copy=model_copy,
+        model_chance_no_change=model_keep)
 
 
 def decide_t(mask: np.ndarray) -> torch.Tensor:

@@ -201,30 +201,30 @@ def _methods(doc: Doc, res: Comparison) -> None:
     d, s = res.data, res.settings
     doc.h(2, "Methods")
     doc.items([
-        f"Rows: {d['n_rows']} distinct rows from {d['n_strings']} input strings "
-        + ("(every input up to length " if d["exhaustive"] else "(a seeded sample of the training mix, lengths up to ")
-        + f"{d['max_len']}). "
+        f"Rows: {d.n_rows} distinct rows from {d.n_strings} input strings "
+        + ("(every input up to length " if d.exhaustive else "(a seeded sample of the training mix, lengths up to ")
+        + f"{d.max_len}). "
         + ("The program is causal, so each distinct prefix is one row (rows sharing a prefix are copies)."
-           if d["causal"] else "One row per (input, position)."),
-        f"Splits: {d['folds']} folds grouped by input string (scikit-learn GroupKFold); readouts are cross-validated "
+           if d.causal else "One row per (input, position)."),
+        f"Splits: {d.folds} folds grouped by input string (scikit-learn GroupKFold); readouts are cross-validated "
         "over them; interventions fit DAS on one fold, choose hook, subspace and dimension on another, and are "
         "scored on the third, so test pairs share no base, source or position with training.",
         "Live rows: a variable is live at a row when some other value of it there changes the program's output "
         "(the causal model decides, with interventions). Statuses are decided on live rows; live shares: "
-        + ", ".join(f"{k} {100 * x:.0f}%" for k, x in d["live_share"].items()) + ".",
+        + ", ".join(f"{k} {100 * x:.0f}%" for k, x in d.live_share.items()) + ".",
         "Probes: whitened residual, then multinomial logistic regression (categorical) or ridge (numerical); "
         "baselines: the majority class, the mean over "
-        f"{s['n_untrained']} untrained networks of the same shape, and a control task (Hewitt & Liang 2019: labels "
+        f"{s.n_untrained} untrained networks of the same shape, and a control task (Hewitt & Liang 2019: labels "
         "reassigned at random per (token, position) type).",
         "Interventions swap only what the layers wrote (the direct token and position embedding is left alone), "
         "in whitened coordinates, so they are invariant to any invertible map of the residual stream. Candidates: "
         "the pattern swap (a joint linear forward model of every variable: it moves the variable's patterns and "
         "leaves those of the variables computed beside it alone, and in a second version those of its ancestors "
-        f"too; the better on validation pairs is kept) and DAS, swept over dimensions {s['das_dims']} with "
-        f"{s.get('das_restarts', 1)} starts each (pattern basis; probe direction, or the unembedding's "
+        f"too; the better on validation pairs is kept) and DAS, swept over dimensions {list(s.das_dims)} with "
+        f"{s.das_restarts} starts each (pattern basis; probe direction, or the unembedding's "
         "logit-difference direction for the output; random), a scale-free loss and early stopping on a held-out "
         "fifth of the fit pairs; patterns are preferred, then the smallest dimension within 0.02 of the best "
-        f"validation IIA. Null: {s['n_null']} random subspaces of the same dimension (none when the subspace is "
+        f"validation IIA. Null: {s.n_null} random subspaces of the same dimension (none when the subspace is "
         "all the layers wrote at that hook).",
         "Pairs: bases from live rows, sources from all rows. Each pair is labelled with the variable's "
         "counterfactual, 'copy source' (the source's own output) and 'no change' (the base's); a pair is "
@@ -310,7 +310,7 @@ def _short(hook: str) -> str:
 
 def _section_legal(doc: Doc, res: Comparison) -> None:
     doc.h(2, "What a language model needs: legal next tokens")
-    doc.p(f"This model is a language model; its verdict is read as: {res.task_accuracy.get('readout')}. It is "
+    doc.p(f"This model is a language model; its verdict is read as: {res.task_accuracy.readout}. It is "
           "compared on the prefixes its language can produce (a swap at the last position cannot change a verdict "
           "that an earlier improbable token already decided). Beyond the compiled variables, it must know which "
           "next tokens are legal. Cross-validated readout of 'next token is legal', per hook (tokens always or "
@@ -332,7 +332,7 @@ def _section_heads(doc: Doc, res: Comparison, figs: dict[str, str]) -> None:
               [[m.compiled, m.sop, m.op, m.learned, m.agreement.fmt(), _f(m.uniform), "yes" if m.is_match else "no",
                 ", ".join(f"{k} ({_f(x)})" for k, x in m.compiled_writes.items()) or "-",
                 ", ".join(f"{k} ({_f(x)})" for k, x in m.learned_writes.items()) or "-"] for m in hd.matches])
-    doc.p("Empty compiled heads (all-zero OV, Tracr padding; not matched): " + (", ".join(hd.empty_compiled) or "none")
+    doc.p("Empty compiled heads (all-zero OV, Tracr padding; not matched): " + (", ".join(map(str, hd.empty_compiled)) or "none")
           + ". Unmatched learned heads: " + (", ".join(
               f"{n} (writes {', '.join(k for k, x in hd.learned_writes[n].items() if x >= 0.1) or 'nothing'})"
               for n in hd.unmatched_learned) or "none") + ".")
@@ -349,7 +349,7 @@ def _section_ablations(doc: Doc, res: Comparison, figs: dict[str, str]) -> None:
           f"logit difference {ab.clean.logit_diff.fmt()}, plain accuracy {_f(ab.clean.accuracy, 3)}. Means are "
           "taken over real (non-pad) positions; resample ablation uses another input's activation.")
     doc.table(["ablated", "mode", "balanced accuracy", "drop", "logit diff"],
-              [[" ".join(a.heads) or "-", a.mode, a.metrics.balanced_accuracy.fmt(3), _f(a.drop, 3),
+              [[" ".join(map(str, a.heads)) or "-", a.mode, a.metrics.balanced_accuracy.fmt(3), _f(a.drop, 3),
                 a.metrics.logit_diff.fmt()] for a in ab.groups + ab.per_head])
     doc.img(figs["ablation"], "Balanced-accuracy drop when each head is ablated (95% CI of the ablated model).")
 
@@ -357,16 +357,16 @@ def _section_ablations(doc: Doc, res: Comparison, figs: dict[str, str]) -> None:
 def _section_similarity(doc: Doc, res: Comparison, figs: dict[str, str]) -> None:
     doc.h(2, "4. Whole-residual similarity")
     doc.img(figs["cka"], "Linear CKA between every compiled and learned residual hook.")
-    hooks, maps = res.cka["hooks"], res.maps["per_hook"]
+    hooks, maps = res.cka.hooks, res.maps.per_hook
     if not maps:
         doc.p("Linear maps need residual streams of the same width; not computed.")
         return
     doc.p("Linear maps learned -> compiled residual (fit on other folds, applied to held-out rows), read with the "
           "compiled labels: the fraction of the compiled variables present at the hook that decode at ≥ 0.95.")
     doc.table(["hook", "CKA (same hook)", "lstsq R²", "lstsq decodable", "Procrustes R²", "Procrustes decodable"],
-              [[h, _f(res.cka["matched_positions"][i]), _f(maps["lstsq"][h]["r2"]),
-                _f(maps["lstsq"][h]["fraction_decodable"]), _f(maps["procrustes"][h]["r2"]),
-                _f(maps["procrustes"][h]["fraction_decodable"])] for i, h in enumerate(hooks)])
+              [[h, _f(res.cka.matched_positions[i]), _f(maps["lstsq"][h].r2),
+                _f(maps["lstsq"][h].fraction_decodable), _f(maps["procrustes"][h].r2),
+                _f(maps["procrustes"][h].fraction_decodable)] for i, h in enumerate(hooks)])
 
 
 def _section_seeds(doc: Doc, runs: list[Run]) -> None:
@@ -429,7 +429,7 @@ def build_doc(spec: ProgramSpec, data: ReportData, figs: dict[str, str], folder:
           f"{', '.join(summ.causal_partial) or 'none'}; undecided: {', '.join(summ.undecided) or 'none'}.")
     doc.items([variable_sentence(v, docs.get(k, "")) for k, v in main.variables.items()])
     doc.p(f"Program: {spec.description}. Task accuracy on the comparison rows: compiled "
-          f"{_f(main.task_accuracy['compiled'], 4)}, this model {_f(main.task_accuracy['model'], 4)}. Compiled "
+          f"{_f(main.task_accuracy.compiled, 4)}, this model {_f(main.task_accuracy.model, 4)}. Compiled "
           f"artifact: {data.compiled}; model: {data.runs[0].path}.")
     _methods(doc, main)
     if main.legal_next:
@@ -446,7 +446,7 @@ def build_doc(spec: ProgramSpec, data: ReportData, figs: dict[str, str], folder:
         _dynamics(doc, folder)
     if data.controls:
         _section_controls(doc, data.controls)
-    doc.p(f"Settings: {json.dumps(main.settings)}.")
+    doc.p(f"Settings: {json.dumps(main.settings.to_dict())}.")
     return doc
 
 

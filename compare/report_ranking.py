@@ -38,7 +38,7 @@ def candidate_sentence(r: Ranking, name: str) -> str:
     parts = []
     for v in c.variables:
         where = f"at {v.hook}" if v.hook else "nowhere"
-        heads = f", written by {', '.join(v.heads)}" if v.heads else ""
+        heads = f", written by {', '.join(map(str, v.heads))}" if v.heads else ""
         parts.append(f"{v.name} {v.status.value} {where}{heads} (IIA on distinguishing pairs: same position "
                      f"{v.iia_same.fmt()}, other position {v.iia_cross.fmt()}; copied the source's output on "
                      f"{v.follows_copy.fmt()})")
