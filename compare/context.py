@@ -23,6 +23,7 @@ from compare.interventions import Pairs, Space, make_space
 from compare.outputs import OutputReadout
 from compare.readouts import Fitted, read_out
 from compare.results import Head, HookReadout
+from compare.site import Site
 from compare.threads import one_thread
 from learned.model import Transformer
 from rasp_programs.errors import ToolkitError
@@ -85,14 +86,9 @@ class ModelSide:
             self.spaces[hook] = make_space(self.xt(hook)[data.split("train")])
         return self.spaces[hook]
 
-    def delta(self, hook: str, pairs: Pairs) -> np.ndarray:
-        """``[P, D]`` source minus base of what the layers wrote, per pair."""
-        xt = self.xt(hook)
-        return xt[pairs.source] - xt[pairs.base]
-
-    def base(self, data: Dataset, hook: str, pairs: Pairs) -> torch.Tensor:
-        """``[P, T, D]`` the base inputs' clean residual at ``hook``."""
-        return self.full[hook][torch.from_numpy(data.row_input[pairs.base])]
+    def site(self, data: Dataset, hook: str) -> Site:
+        """Where this model's interventions at ``hook`` run (``compare.site``)."""
+        return Site(self.model, data, hook, self.space(data, hook), self.xt(hook), self.full[hook], self.readout)
 
 
 @dataclasses.dataclass
