@@ -34,6 +34,7 @@ import torch
 
 from compare import heads as heads_lib
 from compare.context import Prepared, frozen, max_len_of, model_side
+from compare.parallel import fork_map
 from compare.pipeline import compare_models
 from compare.results import Comparison, Head, Status
 from compare.outputs import OutputReadout
@@ -266,11 +267,14 @@ def seed_vs_seed(prep: Prepared, models: list[Transformer], outputs: list[Output
 
 def run_controls(prep: Prepared, seed: int, learned: list[Transformer] | None = None,
                  which: tuple[str, ...] = ("self", "rotation", "invertible", "untrained", "knockout"),
-                 outputs: list[OutputReadout | None] | None = None) -> list[ControlResult]:
+                 outputs: list[OutputReadout | None] | None = None, workers: int | None = None
+                 ) -> list[ControlResult]:
     """Runs the chosen controls (``distributed`` too if named) and seed-vs-seed on the learned models.
 
     The checks read statuses, hooks, head matches and clean task metrics only, so the controls skip the
-    per-head ablations and the control-task readout (the same methods otherwise).
+    per-head ablations and the control-task readout (the same methods otherwise). They are independent
+    and seeded, so they run side by side in forked processes (``workers``: default every CPU) with the
+    same results as one after another.
     """
     prep = dataclasses.replace(prep, config=dataclasses.replace(prep.config, ablation_modes=(), control_task=False))
     makers = {"self": lambda: check_self(prep.reference),
@@ -279,6 +283,4 @@ def run_controls(prep: Prepared, seed: int, learned: list[Transformer] | None = 
               "untrained": lambda: check_untrained(prep, seed),
               "knockout": lambda: check_knockout(prep),
               "distributed": lambda: check_distributed(prep, seed)}
-    out = [makers[k]() for k in which]
-    out.append(seed_vs_seed(prep, learned or [], outputs))
-    return out
+    return fork_map([makers[k] for k in which] + [lambda: seed_vs_seed(prep, learned or [], outputs)], workers)

@@ -319,11 +319,37 @@ def test_choices_are_made_without_test_pairs(miu):
 
 
 def test_swaps_never_move_the_direct_embedding(miu):
-    """Base and source that differ only in what the embeddings wrote: no swap changes anything."""
+    """A swap moves what the layers wrote, never the raw token or position. The strongest swap (the whole
+    whitened space) at blocks.1.hook_resid_pre, on pairs whose base and source hold different tokens: in the
+    patched run, the token and position blocks of the residual one hook later still hold the base's own
+    token and position (Tracr's layers never write there), while the variables' blocks did change."""
     data, side = miu.data, miu.compiled
-    hook = "blocks.0.hook_resid_pre"  # only the embeddings have written here
-    assert np.allclose(side.xt(hook), 0.0, atol=1e-5)
-    assert side.space(data, hook).m == 0
+    hook, later = "blocks.1.hook_resid_pre", "blocks.1.hook_resid_mid"
+    assert side.space(data, "blocks.0.hook_resid_pre").m == 0  # before any layer there is nothing to swap
+    pairs = miu.pairs["count_I"]["test"]
+    tokens = data.ids[torch.from_numpy(data.row_input), torch.from_numpy(data.row_pos)].numpy()
+    pairs = pairs.subset(tokens[pairs.source] != tokens[pairs.base])
+    assert len(pairs) >= 20
+    site = side.site(data, hook)
+    step = torch.as_tensor(site.delta(pairs) @ site.space.lift(np.eye(site.space.m)))  # [P, D]
+    ids = data.ids[torch.from_numpy(data.row_input[pairs.base])]
+    pos, idx = torch.from_numpy(data.row_pos[pairs.base]), torch.arange(len(pairs))
+    seen = {}
+
+    def swap(x, name):
+        return x.index_put((idx, pos), x[idx, pos] + step.to(x.dtype))
+
+    def keep(x, name):
+        seen[name] = x[idx, pos].detach().clone()
+        return x
+    side.model(ids, hooks={hook: swap, later: keep}, start=(hook, site.base(pairs)))
+    clean = side.full[later][torch.from_numpy(data.row_input[pairs.base]), pos]  # [P, D]
+    labels = miu.meta["residual_labels"]
+    embedded = [i for i, name in enumerate(labels) if name.startswith(("tokens:", "indices:"))]
+    written = [i for i, name in enumerate(labels) if name.startswith(("count_I", "theorem"))]
+    assert embedded and written
+    assert torch.equal(seen[later][:, embedded], clean[:, embedded])
+    assert not torch.allclose(seen[later][:, written], clean[:, written])
 
 
 def test_ablation_metrics_do_not_saturate(miu):
