@@ -497,10 +497,20 @@ def test_report_is_written_and_rebuilt_from_json(artifacts, tmp_path):
     assert html.count("data:image/png;base64,") >= 6 and not re.search(r"(src|href)=['\"](http|/|\.)", html)
     data = read_report(folder / "compare.json")
     md = (folder / "report.md").read_text()
-    assert md.startswith("# Compiled vs learned: miu\n\nVerdict (mine): " + data.runs[0].result.summary.verdict)
-    assert "## Methods" in md and re.findall(r"^## (.*)$", md, flags=re.M)[-1] == "Controls"
+    # the first screen: the answer in words from the typed results, then the status graph; the rest collapsed
+    summary = data.runs[0].result.summary
+    answer = md.split("\n\n")[1]
+    assert answer.startswith("Read through miu's variables, mine computes")
+    assert all(name in answer for name in summary.undecided + summary.not_represented + summary.computed)
+    assert md.split("\n\n")[2].startswith("![miu's computation graph")
+    sections = re.findall(r"^## (.*)$", md, flags=re.M)
+    assert sections[-2:] == ["Controls", "Methods"]
+    assert html.count("<details>") == len(sections)
+    assert html.index("class='answer'") < html.index("alt='miu&#x27;s computation graph") < html.index("<details>")
+    assert "<table><tr><th>control</th><th>expected</th><th>found</th><th>pass</th>" in html
     figs = {"readouts": "readout_heatmap.png", "cka": "cka.png", "heads": "head_similarity.png", "iia": "iia.png",
-            "ablation": "ablation.png", "attention": "attention_grids.png", "key_attention": "key_attention.png"}
+            "ablation": "ablation.png", "attention": "attention_grids.png", "key_attention": "key_attention.png",
+            "status_graph": "status_graph.png"}
     assert build_doc(get_program("miu"), data, figs, folder).markdown() == md
 
 
