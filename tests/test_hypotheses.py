@@ -158,14 +158,20 @@ def test_report_opens_with_which_algorithm(artifacts, tmp_path):
     path = cli.run("miu_first", artifacts, tmp_path / "reports", [0], [str(tmp_path / "mine")], HYP,
                    controls=False, log=lambda s: None, hypotheses=["miu", "miu_first"])
     md = (path.parent / "report.md").read_text()
-    assert md.index("## Which algorithm?") < md.index("## The compiled miu_first in detail")
-    assert "algorithm_graphs.png" in md and "What each head looks at" in md
+    # first screen: the ranking's headline, the ranking table, the best candidate's graph; then the sections
+    answer = md.split("\n\n")[1]
     data = read_report(path.parent / "compare.json")
+    top = data.hypotheses[0].ranking.order[0]
+    assert answer.startswith(top) and f"Read through {top}'s variables" in answer
+    assert md.index("| rank | candidate |") < md.index("## Which algorithm? The ranking in full")
+    assert md.index(f"![{top}'s computation graph") < md.index("## Which algorithm?")
+    assert md.index("## Which algorithm?") < md.index("## Each variable of miu_first in words")
+    assert "algorithm_graphs.png" in md and "What each head looks at" in md
     ranking = data.hypotheses[0].ranking
     assert set(ranking.order) == {"miu", "miu_first"}
     # the plain comparison is the ranking's own candidate, not a second run
     assert to_json(data.runs[0].result) == to_json(ranking.candidates["miu_first"].comparison)
     figs = {"readouts": "readout_heatmap.png", "cka": "cka.png", "heads": "head_similarity.png", "iia": "iia.png",
             "ablation": "ablation.png", "attention": "attention_grids.png", "key_attention": "key_attention.png",
-            "graphs": "algorithm_graphs.png"}
+            "graphs": "algorithm_graphs.png", "status_graph": "status_graph.png"}
     assert build_doc(get_program("miu_first"), data, figs, path.parent).markdown() == md
