@@ -41,10 +41,15 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from compare.hypotheses import rank
+from compare.loading import candidates_of, load_compiled
 from compare.outputs import readout_for
+from compare.pipeline import CompareConfig, compare_models, prepare
+from compare.report import read_report, write_report
 from learned.artifact import atomic_dir, check_compatible, encode, load_artifact, read_meta, write_json
 from learned.evaluate import build_eval_set, evaluate
 from learned.lm import string_probability
+from rasp_programs.cli import parse_seeds
 from rasp_programs.errors import ToolkitError, cli_main
 from rasp_programs.registry import get_program
 from rasp_programs.spec import ProgramSpec
@@ -209,8 +214,6 @@ def analyse_run(spec: ProgramSpec, prep, eval_set, run_folder: Path, log=print,
 
     ``preps``: candidate programs (name -> ``Prepared``) to rank at every checkpoint as well.
     """
-    from compare.hypotheses import rank
-    from compare.pipeline import compare_models
     compiled_cfg = prep.compiled.model.cfg
     run: dict[str, Any] = {"folder": str(run_folder), "steps": [], "skipped": [],
                            "accuracy": {"sequence": [], "final": [], "per_clause": {}},
@@ -399,17 +402,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--from-json", action="store_true",
                     help="re-derive emergence, plots and text from the saved dynamics.json (no model is run)")
     args = ap.parse_args(argv)
-    from compare.__main__ import candidates_of, load_compiled, parse_seeds
-    from compare.pipeline import CompareConfig, prepare
-
     spec = get_program(args.program)
     folder = args.reports / spec.name if args.runs == "learned" else args.reports / spec.name / args.runs
     target = folder / "dynamics"
     if args.from_json:
         return _rewrite(spec, folder, _load_json(target / "dynamics.json"))
-    compiled_dir = args.artifacts / spec.name / "compiled"
-    compiled, meta = load_artifact(compiled_dir, dtype=torch.float64, make_hint=f"make compile PROGRAM={spec.name}")
     seeds = parse_seeds(args.seeds)
+    compiled, meta = load_compiled(spec.name, args.artifacts)
     folders = args.run or [args.artifacts / spec.name / args.runs / f"seed{s}" for s in seeds]
     for f in folders:
         if not f.is_dir():
@@ -464,7 +463,6 @@ def _rewrite(spec: ProgramSpec, folder: Path, out: dict[str, Any]) -> int:
     print(f"wrote {target}/ (analysis took {out['seconds']} s)")
     compare_json = folder / "compare.json"
     if compare_json.is_file():  # fold the section into the existing report, rebuilt from its own JSON
-        from compare.report import read_report, write_report
         report = write_report(folder, spec, read_report(compare_json))
         print(f"report: {report} (now with 'How the circuit formed')")
     else:
