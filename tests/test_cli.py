@@ -36,3 +36,27 @@ def test_every_cli_refuses_the_same_seeds(module, seeds, tmp_path, capsys):
     assert err.startswith("error:") and "\n" not in err
     assert ("duplicates" if seeds == "1 1" else "non-negative integer") in err
     assert not any(tmp_path.iterdir())
+
+
+def test_limit_threads_sets_and_restores():
+    """The one thread-limiting helper: torch threads (and BLAS threads on request) inside, the old ones after."""
+    import torch
+    from threadpoolctl import threadpool_info
+
+    from compare.threads import one_thread
+    from learned.runtime import limit_threads
+
+    def blas() -> set[int]:
+        return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+
+    before, before_blas = torch.get_num_threads(), blas()
+    other = 2 if before == 1 else 1  # a setting that differs from the current one
+    with limit_threads(other):
+        assert torch.get_num_threads() == other and blas() == before_blas
+    with one_thread():
+        assert torch.get_num_threads() == 1 and blas() <= {1}
+    with pytest.raises(RuntimeError), limit_threads(1, blas=True):
+        raise RuntimeError("restored on errors too")
+    with limit_threads(0):
+        assert torch.get_num_threads() == before
+    assert torch.get_num_threads() == before and blas() == before_blas
