@@ -48,6 +48,7 @@ from compare.pipeline import CompareConfig, compare_models, prepare
 from compare.report import read_report, write_report
 from learned.artifact import atomic_dir, check_compatible, encode, load_artifact, read_meta, write_json
 from learned.evaluate import build_eval_set, evaluate
+from learned.inference import predict_batched
 from learned.lm import string_probability
 from rasp_programs.cli import parse_seeds
 from rasp_programs.errors import ToolkitError, cli_main
@@ -200,12 +201,7 @@ def theorem_probability(model, spec: ProgramSpec, strings: Sequence[str], output
 
 def predict_outputs(model, output, ids: torch.Tensor, batch: int = 8192) -> torch.Tensor:
     """The program's output ids ``[N, T]`` read from the model through ``output`` (argmax or LM verdict)."""
-    outs = []
-    with torch.inference_mode():
-        for i in range(0, len(ids), batch):
-            chunk = ids[i:i + batch]
-            outs.append(output.predict(model(chunk).float(), chunk))
-    return torch.cat(outs)
+    return predict_batched(model, ids, output.predict, batch)
 
 
 def analyse_run(spec: ProgramSpec, prep, eval_set, run_folder: Path, log=print,
