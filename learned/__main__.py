@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             return 130
         m = r.metrics
         if cfg.objective == "lm":
-            print(f"  seed {s}: {mugpt.summary_line(m)}; wrote {r.folder}/", flush=True)
+            print(f"  seed {s}: {mugpt.summary_line(m, ''.join(spec.language.impossible))}; wrote {r.folder}/",
+                  flush=True)
             results.append(r)
             continue
         reached = (f"100% at step {r.reached_100_step} ({r.reached_100_seconds:.1f} s)"
