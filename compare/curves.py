@@ -45,11 +45,29 @@ class VariableCurve:
 
 
 @dataclasses.dataclass
+class Accuracy:
+    """Exhaustive accuracy: every position (``sequence``), the final one, the final one per deciding clause."""
+
+    sequence: list[float] = _field(list)
+    final: list[float] = _field(list)
+    per_clause: dict[str, list[float]] = _field(dict)
+
+
+@dataclasses.dataclass
 class HeadCurve:
     """One compiled head: its agreement with the learned head it is matched to, and which head that is."""
 
     score: list[float] = _field(list)
     learned: list[str] = _field(list)
+
+
+@dataclasses.dataclass(frozen=True)
+class Skipped:
+    """A checkpoint that could not be compared, and why."""
+
+    step: int
+    folder: str
+    error: str
 
 
 @dataclasses.dataclass
@@ -60,24 +78,6 @@ class CandidateCurve:
     lo: list[float] = _field(list)
     hi: list[float] = _field(list)
     support: list[str] = _field(list)
-
-
-@dataclasses.dataclass
-class Accuracy:
-    """Exhaustive accuracy: every position (``sequence``), the final one, the final one per deciding clause."""
-
-    sequence: list[float] = _field(list)
-    final: list[float] = _field(list)
-    per_clause: dict[str, list[float]] = _field(dict)
-
-
-@dataclasses.dataclass(frozen=True)
-class Skipped:
-    """A checkpoint that could not be compared, and why."""
-
-    step: int
-    folder: str
-    error: str
 
 
 @dataclasses.dataclass
