@@ -32,7 +32,7 @@ def check_writable(folder: Path) -> None:
         raise ToolkitError(f"cannot write reports to {folder}: {e.strerror or e}") from None
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Learned:
     """One model to compare: where it came from, the model, and how its output is read."""
 

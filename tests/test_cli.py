@@ -60,3 +60,18 @@ def test_limit_threads_sets_and_restores():
     with limit_threads(0):
         assert torch.get_num_threads() == before
     assert torch.get_num_threads() == before and blas() == before_blas
+
+
+def test_no_library_module_imports_a_cli_module():
+    """Only ``__main__`` modules parse arguments; everything else imports library modules."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    bad = []
+    for path in sorted(p for pkg in ("rasp_programs", "compiled", "learned", "compare") for p in (root / pkg).glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            bad += [f"{path.relative_to(root)}: {n}" for n in names if n.endswith("__main__")]
+    assert not bad
