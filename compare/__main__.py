@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from compare.pipeline import CompareConfig
+from compare.config import CompareConfig
 from compare.run import run
 from rasp_programs.cli import parse_seeds
 from rasp_programs.errors import cli_main

@@ -24,13 +24,9 @@ import torch
 
 from compare.activations import Dataset, run_cached
 from compare.outputs import IGNORE, OutputReadout
-from compare.results import AblationResult, Ablations, Metrics
+from compare.results import AblationResult, Ablations, Head, Metrics
 from compare.stats import balanced_accuracy, bootstrap
 from learned.model import Transformer
-
-
-def head_name(l: int, h: int) -> str:  # noqa: E741
-    return f"L{l}H{h}"
 
 
 def z_statistics(model: Transformer, data: Dataset, seed: int) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
@@ -52,7 +48,7 @@ def z_statistics(model: Transformer, data: Dataset, seed: int) -> tuple[dict[int
     return means, resampled
 
 
-def ablation_hooks(heads: list[tuple[int, int]], mode: str, means: dict[int, torch.Tensor],
+def ablation_hooks(heads: list[Head], mode: str, means: dict[int, torch.Tensor],
                    resampled: dict[int, torch.Tensor], rows: torch.Tensor | None = None) -> dict:
     """Hooks replacing the given heads' ``hook_z`` (``rows``: which inputs of the resampled table are run)."""
     by_layer: dict[int, list[int]] = {}
@@ -88,18 +84,18 @@ def metrics(model: Transformer, data: Dataset, seed: int, readout: OutputReadout
     return Metrics(bal, bootstrap(diff, data.group, seed), float((pred == data.outputs).mean()))
 
 
-def run_ablations(model: Transformer, data: Dataset, heads: list[tuple[int, int]],
-                  groups: dict[str, list[tuple[int, int]]], seed: int, readout: OutputReadout,
+def run_ablations(model: Transformer, data: Dataset, heads: list[Head],
+                  groups: dict[str, list[Head]], seed: int, readout: OutputReadout,
                   modes: tuple[str, ...] = ("zero", "mean", "resample")) -> Ablations:
     """Every head alone and each named group of heads, in each of ``modes``."""
     means, resampled = z_statistics(model, data, seed)
     clean = metrics(model, data, seed, readout)
     chance = 1.0 / len(np.unique(data.outputs))
 
-    def one(hs: list[tuple[int, int]], mode: str) -> AblationResult:
+    def one(hs: list[Head], mode: str) -> AblationResult:
         m = metrics(model, data, seed, readout, ablation_hooks(hs, mode, means, resampled)) if hs else clean
-        return AblationResult([head_name(*h) for h in hs], mode, m,
-                              clean.balanced_accuracy.value - m.balanced_accuracy.value)
+        return AblationResult(heads=list(hs), mode=mode, metrics=m,
+                              drop=clean.balanced_accuracy.value - m.balanced_accuracy.value)
 
     per_head = [one([h], mode) for h in heads for mode in modes]
     grouped = [one(hs, mode) for hs in groups.values() for mode in modes]

@@ -144,6 +144,24 @@ def resid_hooks(cfg: ModelConfig) -> list[str]:
     return names + [f"blocks.{cfg.n_layers - 1}.hook_resid_post"]
 
 
+def after_attn(cfg: ModelConfig, layer: int) -> str:
+    """The residual hook right after ``layer``'s attention (``resid_hooks`` index ``2 * layer + 1``)."""
+    _check_layer(cfg, layer)
+    return f"blocks.{layer}.hook_resid_mid"
+
+
+def after_mlp(cfg: ModelConfig, layer: int) -> str:
+    """The residual hook right after ``layer``'s MLP: the next block's ``hook_resid_pre``, or the last block's
+    ``hook_resid_post`` (``resid_hooks`` index ``2 * layer + 2``)."""
+    _check_layer(cfg, layer)
+    return f"blocks.{layer + 1}.hook_resid_pre" if layer + 1 < cfg.n_layers else f"blocks.{layer}.hook_resid_post"
+
+
+def _check_layer(cfg: ModelConfig, layer: int) -> None:
+    if not 0 <= layer < cfg.n_layers:
+        raise IndexError(f"layer {layer} out of range for a {cfg.n_layers}-layer model")
+
+
 def output_id(cfg: ModelConfig, value: Any) -> int:
     """Index of a program output value in ``cfg.output_vocab`` (values are stored as strings)."""
     try:

@@ -17,9 +17,10 @@ import sys
 import time
 from pathlib import Path
 
+from compare.config import CompareConfig
 from compare.controls import run_controls
 from compare.loading import check_writable, load_models
-from compare.pipeline import CompareConfig, compare_models, prepare
+from compare.pipeline import compare_models, prepare
 from compare.report import ReportData, Run, write_report
 from compare.run import run
 from rasp_programs.errors import cli_main

@@ -33,10 +33,10 @@ import numpy as np
 import torch
 
 from compare import heads as heads_lib
-from compare.ablations import head_name
-from compare.locate import descendants
-from compare.pipeline import Prepared, _side, compare_models, frozen, max_len_of
-from compare.results import Comparison, Status
+from compare.context import Prepared, frozen, max_len_of, model_side
+from compare.parallel import fork_map
+from compare.pipeline import compare_models
+from compare.results import Comparison, Head, Status
 from compare.outputs import OutputReadout
 from compare.similarity import linear_cka
 from learned.model import Transformer
@@ -120,12 +120,19 @@ def distribute(model: Transformer, dims: list[int], others: list[int], seed: int
 
 @dataclasses.dataclass
 class ControlResult:
-    """One control: did it pass, what was checked, and the comparison it ran."""
+    """One control: what it expects and found (one line each, for the report's table), whether it passed,
+    the details checked (for ``compare.json``), and the comparison it ran."""
 
     name: str
     passed: bool | None
     checks: dict
     result: Comparison | None = None
+    expected: str = ""
+    found: str = ""
+
+
+def _status_line(statuses: dict[str, str]) -> str:
+    return "; ".join(f"{k} {v}" for k, v in statuses.items())
 
 
 def _statuses(c: Comparison) -> dict[str, str]:
@@ -141,55 +148,69 @@ def check_self(ref: Comparison) -> ControlResult:
     testable = [v for k, v in ref.variables.items()
                 if v.status not in (Status.NOT_TESTABLE, Status.NOT_IDENTIFIABLE)]
     ok = bool(testable) and all(v.status.causal for v in testable) and ref.heads.matched == len(ref.heads.matches)
+    found = _status_line(_statuses(ref)) + f"; heads matched {ref.heads.matched}/{len(ref.heads.matches)}"
     return ControlResult("self", ok, {"statuses": _statuses(ref), "hooks": _hooks(ref),
                                       "not identifiable (not required)": unidentifiable,
-                                      "heads": {m.compiled: m.learned for m in ref.heads.matches}}, ref)
+                                      "heads": {m.compiled: m.learned for m in ref.heads.matches}}, ref,
+                         expected="every identifiable variable causal; every live head matched to itself",
+                         found=found)
 
 
 def check_disguised(prep: Prepared, seed: int, invertible: bool) -> ControlResult:
     ref = prep.reference
     copy, perms = disguise(prep.compiled.model, seed, invertible)
     res = compare_models(prep, copy)
-    expected = {m.compiled: head_name(int(m.compiled[1:].split("H")[0]),
-                                      perms[int(m.compiled[1:].split("H")[0])][int(m.compiled.split("H")[1])])
+    expected = {m.compiled: Head(m.compiled.layer, perms[m.compiled.layer][m.compiled.head])
                 for m in ref.heads.matches}
     got = {m.compiled: m.learned for m in res.heads.matches if m.is_match}
     checks = {"statuses": _statuses(res), "hooks": _hooks(res), "reference_statuses": _statuses(ref),
               "heads": got, "expected_heads": expected, "permutation": perms}
-    ok = _statuses(res) == _statuses(ref) and _hooks(res) == _hooks(ref) and got == expected
-    return ControlResult("disguised (invertible)" if invertible else "disguised (rotation)", ok, checks, res)
+    same_status, same_hooks = _statuses(res) == _statuses(ref), _hooks(res) == _hooks(ref)
+    ok = same_status and same_hooks and got == expected
+    found = ("the same statuses" if same_status else "statuses " + _status_line(_statuses(res))) + (
+        ", hooks" if same_hooks else ", other hooks") + (
+        ", permuted heads matched" if got == expected else f", heads matched {len(got)}/{len(expected)} as permuted")
+    return ControlResult("disguised (invertible)" if invertible else "disguised (rotation)", ok, checks, res,
+                         expected="the compiled model's statuses and hooks; each head matched to its permuted copy",
+                         found=found)
 
 
 def check_untrained(prep: Prepared, seed: int) -> ControlResult:
     res = compare_models(prep, random_model(prep.compiled.model, seed))
     causal = [k for k, v in res.variables.items() if v.status.causal]
     return ControlResult("untrained", res.summary.verdict == "no match" and not causal,
-                         {"verdict": res.summary.verdict, "causal": causal, "statuses": _statuses(res)}, res)
+                         {"verdict": res.summary.verdict, "causal": causal, "statuses": _statuses(res)}, res,
+                         expected="no match: no variable causal, no head matched",
+                         found=f"{res.summary.verdict}; causal: {', '.join(causal) or 'none'}")
 
 
-def knockout_target(prep: Prepared) -> tuple[int, int, str] | None:
-    """The live compiled head (layer, head, SOp) whose SOp has the most descendants, for the knockout."""
-    heads = [(l, h, e["sop"]) for (l, h), e in prep.sops.items() if (l, h) not in prep.empty]
+def knockout_target(prep: Prepared) -> tuple[Head, str] | None:
+    """The live compiled head whose SOp has the most descendants, and that SOp, for the knockout."""
+    heads = [(head, e["sop"]) for head, e in prep.sops.items() if head not in prep.empty]
     if not heads:
         return None
-    return max(heads, key=lambda t: (len(descendants(prep.spec, t[2])), -t[0], -t[1]))
+    return max(heads, key=lambda t: (len(prep.spec.descendants(t[1])), -t[0].layer, -t[0].head))
 
 
 def check_knockout(prep: Prepared) -> ControlResult:
     target = knockout_target(prep)
     if target is None:
-        return ControlResult("knockout", None, {"note": "no live compiled head"})
-    l, h, sop = target
-    res = compare_models(prep, knockout(prep.compiled.model, l, h))
-    lost = {sop} | descendants(prep.spec, sop)
+        return ControlResult("knockout", None, {"note": "no live compiled head"}, expected="(not run)",
+                             found="no live compiled head")
+    head, sop = target
+    res = compare_models(prep, knockout(prep.compiled.model, head.layer, head.head))
+    lost = {sop} | prep.spec.descendants(sop)
     still = [k for k in lost if res.variables[k].status in (Status.COMPUTED, Status.COMPUTED_UP_TO)]
     ref_bal = prep.reference.ablation.clean.balanced_accuracy
     bal = res.ablation.clean.balanced_accuracy
     damaged = bool(bal.hi < ref_bal.lo)
     return ControlResult("knockout", not still and damaged,
-                         {"head": head_name(l, h), "variable": sop, "must_lose": sorted(lost),
+                         {"head": head, "variable": sop, "must_lose": sorted(lost),
                           "still_computed": still, "statuses": _statuses(res),
-                          "balanced_accuracy": bal.fmt(3), "compiled_balanced_accuracy": ref_bal.fmt(3)}, res)
+                          "balanced_accuracy": bal.fmt(3), "compiled_balanced_accuracy": ref_bal.fmt(3)}, res,
+                         expected=f"zeroing {head} ({sop}) loses {', '.join(sorted(lost))}; task accuracy drops",
+                         found=(f"still computed: {', '.join(still) or 'none'}; balanced accuracy {bal.fmt(3)} vs "
+                                f"{ref_bal.fmt(3)}"))
 
 
 def check_distributed(prep: Prepared, seed: int) -> ControlResult:
@@ -199,7 +220,8 @@ def check_distributed(prep: Prepared, seed: int) -> ControlResult:
     target = next((v for v in data.variables if ref.variables[v.name].status.causal
                    and ref.variables[v.name].intervention.subspace.startswith("pattern")), None)
     if target is None:
-        return ControlResult("distributed", None, {"note": "no variable found by its pattern in the compiled model"})
+        return ControlResult("distributed", None, {"note": "no variable found by its pattern in the compiled model"},
+                             expected="(not run)", found="no variable found by its pattern in the compiled model")
     own = list(target.dims)
     rest = [i for v in data.variables if v.name != target.name for i in v.dims]
     res = compare_models(prep, distribute(prep.compiled.model, own, rest, seed))
@@ -209,18 +231,21 @@ def check_distributed(prep: Prepared, seed: int) -> ControlResult:
     return ControlResult("distributed", bool(got.status == want.status and close),
                          {"variable": target.name, "mixed_dims": len(own) + len(rest), "status": got.status.value,
                           "reference_status": want.status.value, "dim": dim, "reference_dim": want.intervention.dim,
-                          "compiled_block_dim": len(own)}, res)
+                          "compiled_block_dim": len(own)}, res,
+                         expected=f"{target.name} {want.status.value} in about {want.intervention.dim} dimensions",
+                         found=f"{got.status.value} in {dim} dimensions")
 
 
 def seed_vs_seed(prep: Prepared, models: list[Transformer], outputs: list[OutputReadout | None] | None = None
                  ) -> ControlResult:
     """Agreement between every pair of learned models (needs at least two); ``outputs``: their readouts."""
     if len(models) < 2:
-        return ControlResult(SEED_VS_SEED, None, {"note": "needs at least two learned seeds", "pairs": []})
+        return ControlResult(SEED_VS_SEED, None, {"note": "needs at least two learned seeds", "pairs": []},
+                             expected="(a ceiling, not a check)", found="needs at least two learned seeds")
     data = prep.data
     outputs = outputs or [None] * len(models)
     with frozen(*models):
-        sides = [_side(m, data, prep.config, prep.examples, max_len_of(prep.meta, prep.spec), readouts=False,
+        sides = [model_side(m, data, prep.config, prep.examples, max_len_of(prep.meta, prep.spec), readouts=False,
                        output=o) for m, o in zip(models, outputs)]
     names = heads_lib.head_names(models[0])
     pairs = []
@@ -231,20 +256,25 @@ def seed_vs_seed(prep: Prepared, models: list[Transformer], outputs: list[Output
             sim = heads_lib.similarity_matrix(sa.patterns, sb.patterns, names, names)
             match = heads_lib.match_heads(sim, list(range(len(names))))
             pairs.append({"a": a, "b": b, "cka_matched": cka, "cka_mean": float(np.mean(cka)),
-                          "head_matches": [[head_name(*names[i]), head_name(*names[j]), s] for i, j, s in match],
+                          "head_matches": [[names[i], names[j], s] for i, j, s in match],
                           "head_score_mean": float(np.mean([s for _, _, s in match])),
                           "output_agreement": float((sa.pred == sb.pred).mean())})
+    found = "; ".join(f"seeds {p['a']} and {p['b']}: CKA {p['cka_mean']:.2f}, heads {p['head_score_mean']:.2f}, "
+                      f"outputs {p['output_agreement']:.3f}" for p in pairs)
     return ControlResult(SEED_VS_SEED, None, {"note": "ceiling of agreement between two trained models",
-                                                "pairs": pairs})
+                                                "pairs": pairs}, expected="(a ceiling, not a check)", found=found)
 
 
 def run_controls(prep: Prepared, seed: int, learned: list[Transformer] | None = None,
                  which: tuple[str, ...] = ("self", "rotation", "invertible", "untrained", "knockout"),
-                 outputs: list[OutputReadout | None] | None = None) -> list[ControlResult]:
+                 outputs: list[OutputReadout | None] | None = None, workers: int | None = None
+                 ) -> list[ControlResult]:
     """Runs the chosen controls (``distributed`` too if named) and seed-vs-seed on the learned models.
 
     The checks read statuses, hooks, head matches and clean task metrics only, so the controls skip the
-    per-head ablations and the control-task readout (the same methods otherwise).
+    per-head ablations and the control-task readout (the same methods otherwise). They are independent
+    and seeded, so they run side by side in forked processes (``workers``: default every CPU) with the
+    same results as one after another.
     """
     prep = dataclasses.replace(prep, config=dataclasses.replace(prep.config, ablation_modes=(), control_task=False))
     makers = {"self": lambda: check_self(prep.reference),
@@ -253,6 +283,4 @@ def run_controls(prep: Prepared, seed: int, learned: list[Transformer] | None = 
               "untrained": lambda: check_untrained(prep, seed),
               "knockout": lambda: check_knockout(prep),
               "distributed": lambda: check_distributed(prep, seed)}
-    out = [makers[k]() for k in which]
-    out.append(seed_vs_seed(prep, learned or [], outputs))
-    return out
+    return fork_map([makers[k] for k in which] + [lambda: seed_vs_seed(prep, learned or [], outputs)], workers)

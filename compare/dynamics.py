@@ -43,12 +43,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from compare.config import CompareConfig
 from compare.curves import (LM_EPS, MEASURES, READABLE, REJECT, Analysis, CandidateCurve, Curves, HeadCurve, Skipped,
                             VariableCurve, across_seeds, analyse_curves, normalised)
 from compare.hypotheses import rank
 from compare.loading import candidates_of, load_compiled
 from compare.outputs import readout_for
-from compare.pipeline import CompareConfig, compare_models, prepare
+from compare.pipeline import compare_models, prepare
 from compare.report import read_report, write_report
 from learned.artifact import atomic_dir, check_compatible, encode, load_artifact, read_meta, write_json
 from learned.evaluate import build_eval_set, evaluate
@@ -155,9 +156,9 @@ def analyse_run(spec: ProgramSpec, prep, eval_set, run_folder: Path, log=print,
             c.readout_raw.append(r.live.value if r is not None else float("nan"))
             c.untrained.append(base)
         for h in res.heads.matches:  # keyed by compiled head: its partner may change over training
-            c = run.heads.setdefault(h.compiled, HeadCurve())
+            c = run.heads.setdefault(str(h.compiled), HeadCurve())
             c.score.append(h.agreement.value)
-            c.learned.append(h.learned)
+            c.learned.append(str(h.learned))
         log(f"  step {step:>6}: all-prefix acc {m['sequence_accuracy']:.4f}, "
             + ", ".join(f"{k} {c.status[-1]} (IIA {c.iia[-1]:.2f})" for k, c in run.variables.items())
             + (f"; first: {ranking.order[0]}" if ranking else "") + f"  ({time.perf_counter() - t0:.1f} s)")

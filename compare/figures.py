@@ -28,7 +28,7 @@ def _short(hook: str) -> str:
 
 def model_hooks(res: Comparison) -> list[str]:
     """The compared model's residual hooks (its depth may differ from the compiled model's)."""
-    return res.cka.get("model_hooks") or res.cka["hooks"]
+    return res.cka.model_hooks or res.cka.hooks
 
 
 def _save(fig, path: Path) -> str:
@@ -42,7 +42,7 @@ def readout_heatmap(res: Comparison, path: Path) -> str:
     names = list(res.variables)
     fig, axes = plt.subplots(1, 2, figsize=(12, 1.4 + 0.5 * len(names)), sharey=True)
     for ax, side in zip(axes, ("compiled", "model")):
-        hooks = res.cka["hooks"] if side == "compiled" else model_hooks(res)
+        hooks = res.cka.hooks if side == "compiled" else model_hooks(res)
         m = np.array([[res.variables[v].compiled_live.get(h, np.nan) if side == "compiled" else
                        res.variables[v].readout_at(h).live.value for h in hooks] for v in names])
         im = ax.imshow(m, vmin=0, vmax=1, cmap="viridis", aspect="auto")
@@ -92,16 +92,16 @@ def attention_grids(res: Comparison, path: Path) -> str | None:
     """Each non-empty compiled head beside its matched learned head, on the example inputs."""
     pairs = [(m.compiled, m.learned, m.agreement.value) for m in res.heads.matches]
     ex = res.examples
-    if not pairs or not ex["inputs"]:
+    if not pairs or not ex.inputs:
         return None
-    n = len(ex["inputs"])
+    n = len(ex.inputs)
     fig, axes = plt.subplots(n, 2 * len(pairs), figsize=(2.6 * 2 * len(pairs), 2.6 * n), squeeze=False)
     for k, (c, l, s) in enumerate(pairs):
-        for e, text in enumerate(ex["inputs"]):
+        for e, text in enumerate(ex.inputs):
             toks = ["BOS", *text.split()] if " " in text else ["BOS", *text]
             for side, (name, src) in enumerate(((c, "compiled"), (l, "learned"))):
                 ax = axes[e, 2 * k + side]
-                pat = np.array(ex[src][name][e])[: len(toks), : len(toks)]
+                pat = np.array(getattr(ex, src)[name][e])[: len(toks), : len(toks)]
                 ax.imshow(pat, vmin=0, vmax=1, cmap="Blues")
                 ax.set_xticks(range(len(toks)), toks, fontsize=6, rotation=90)
                 ax.set_yticks(range(len(toks)), toks, fontsize=6)
@@ -151,7 +151,7 @@ def ablation_bars(res: Comparison, path: Path) -> str:
         ax.bar(x + (k - (len(modes) - 1) / 2) * 0.27, drop, width=0.27, label=f"{mode} ablation",
                yerr=[np.clip(drop - lo, 0, None), np.clip(hi - drop, 0, None)], capsize=2)
     matched = set(ab.groups[0].heads) if ab.groups else set()  # the first group is the matched heads
-    ax.set_xticks(x, [h + (" *" if h in matched else "") for h in heads], fontsize=8)
+    ax.set_xticks(x, [str(h) + (" *" if h in matched else "") for h in heads], fontsize=8)
     ax.axhline(clean - ab.chance, ls=":", c="grey")
     ax.set_ylabel("drop in balanced accuracy")
     ax.set_title(f"heads ablated one at a time (* matched; dotted: drop to chance); clean {clean:.3f}", fontsize=9)
@@ -162,16 +162,16 @@ def ablation_bars(res: Comparison, path: Path) -> str:
 
 def draw_all(res: Comparison, folder: Path) -> dict[str, str]:
     """Writes every figure for one comparison into ``folder``; returns ``{kind: file name}``."""
-    hooks = [_short(h) for h in res.cka["hooks"]]
+    hooks = [_short(h) for h in res.cka.hooks]
     cols = [_short(h) for h in model_hooks(res)]
     hd = res.heads
     boxes = [(hd.compiled_names.index(m.compiled), hd.learned_names.index(m.learned)) for m in hd.matches]
     out = {
         "readouts": readout_heatmap(res, folder / "readout_heatmap.png"),
-        "cka": matrix(np.array(res.cka["matrix"]), hooks, cols, "linear CKA, compiled (rows) x model (columns)",
+        "cka": matrix(np.array(res.cka.matrix), hooks, cols, "linear CKA, compiled (rows) x model (columns)",
                       folder / "cka.png", boxes=[(i, i) for i in range(len(hooks)) if hooks == cols], xlabel="model",
                       ylabel="compiled"),
-        "heads": matrix(np.array(hd.similarity), hd.compiled_names, hd.learned_names,
+        "heads": matrix(np.array(hd.similarity), [str(n) for n in hd.compiled_names], [str(n) for n in hd.learned_names],
                         "attention-pattern agreement (BOS column dropped)\ncyan: optimal matching; grey: empty "
                         "compiled head", folder / "head_similarity.png", boxes=boxes,
                         grey_rows=[hd.compiled_names.index(n) for n in hd.empty_compiled], xlabel="model",
@@ -204,13 +204,52 @@ def key_attention(att: KeyAttention, path: Path) -> str:
                         color="white" if m[i, j] > 0.6 else "black")
         ax.set_yticks(range(len(att.tokens)), att.tokens, fontsize=7)
         ax.set_xticks(range(len(att.positions)), att.positions, fontsize=6)
-        ax.set_title("uniform over allowed keys (frequency alone)" if name == "uniform" else name, fontsize=8)
+        ax.set_title("uniform over allowed keys (frequency alone)" if name == "uniform" else str(name), fontsize=8)
         ax.set_xlabel("query position", fontsize=7)
     for k in range(len(panels), rows * cols):
         axes[k // cols, k % cols].axis("off")
     fig.suptitle("attention mass on each key token type, mean over rows at each query position", fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _graph(ax, edges: list[list[str]], variables: dict, scored=None, title: str = "") -> None:
+    """One computation graph on ``ax``: nodes coloured by each variable's status, labelled with the hook where
+    it lives; ``scored`` (a ``CandidateResult``) adds its test IIA and the heads that write it."""
+    g = nx.DiGraph()
+    g.add_edges_from(tuple(e) for e in edges)
+    for depth, layer in enumerate(nx.topological_generations(g)):
+        for node in layer:
+            g.nodes[node]["depth"] = depth
+    pos = nx.multipartite_layout(g, subset_key="depth")
+    colours, labels = [], {}
+    for node in g.nodes:
+        var = variables.get(node)
+        colours.append(STATUS_COLOURS[var.status] if var else INPUT_COLOUR)
+        label = node
+        if var:
+            label += f"\n{_short(var.found_hook) if var.found_hook else 'not found'}"
+            score = scored.variable(node) if scored is not None else None
+            if score:
+                label += f"\nIIA {score.iia.value:.2f}" if score.iia.defined else ""
+                if score.heads:
+                    label += "\n" + ",".join(map(str, score.heads))
+            elif scored is not None:
+                label += "\n(not scored)"
+        labels[node] = label
+    nx.draw_networkx_edges(g, pos, ax=ax, arrows=True, arrowsize=12, node_size=2400, edge_color="#777777")
+    nx.draw_networkx_nodes(g, pos, ax=ax, node_color=colours, node_size=2400, edgecolors="black")
+    nx.draw_networkx_labels(g, pos, labels, ax=ax, font_size=6.5)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    ax.margins(0.08, 0.25)
+
+
+def _status_legend(fig, ncol: int = 4) -> None:
+    handles = [plt.Line2D([], [], marker="o", ls="", color=c, mec="black", label=s.value)
+               for s, c in STATUS_COLOURS.items()]
+    handles.append(plt.Line2D([], [], marker="o", ls="", color=INPUT_COLOUR, mec="black", label="input"))
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=7, frameon=False)
 
 
 def algorithm_graphs(ranking: Ranking, path: Path) -> str:
@@ -220,38 +259,18 @@ def algorithm_graphs(ranking: Ranking, path: Path) -> str:
     fig, axes = plt.subplots(len(names), 1, figsize=(12, 3.8 * len(names)), squeeze=False)
     for ax, name in zip(axes[:, 0], names):
         cand = ranking.candidates[name]
-        g = nx.DiGraph()
-        g.add_edges_from(tuple(e) for e in cand.edges)
-        for depth, layer in enumerate(nx.topological_generations(g)):
-            for node in layer:
-                g.nodes[node]["depth"] = depth
-        pos = nx.multipartite_layout(g, subset_key="depth")
-        colours, labels = [], {}
-        for node in g.nodes:
-            var = cand.comparison.variables.get(node)
-            scored = cand.variable(node)
-            colours.append(STATUS_COLOURS[var.status] if var else INPUT_COLOUR)
-            label = node
-            if var:
-                label += f"\n{_short(var.found_hook) if var.found_hook else 'not found'}"
-                if scored:
-                    label += f"\nIIA {scored.iia.value:.2f}" if scored.iia.defined else ""
-                    if scored.heads:
-                        label += "\n" + ",".join(scored.heads)
-                else:
-                    label += "\n(not scored)"
-            labels[node] = label
-        nx.draw_networkx_edges(g, pos, ax=ax, arrows=True, arrowsize=12, node_size=2400, edge_color="#777777")
-        nx.draw_networkx_nodes(g, pos, ax=ax, node_color=colours, node_size=2400, edgecolors="black")
-        nx.draw_networkx_labels(g, pos, labels, ax=ax, font_size=6.5)
-        ax.set_title(f"{name}: score {cand.score.fmt()} ({cand.support.value})", fontsize=9)
-        ax.axis("off")
-        ax.margins(0.08, 0.25)
-    handles = [plt.Line2D([], [], marker="o", ls="", color=c, mec="black", label=s.value)
-               for s, c in STATUS_COLOURS.items()]
-    handles.append(plt.Line2D([], [], marker="o", ls="", color=INPUT_COLOUR, mec="black", label="input"))
-    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=7, frameon=False)
+        _graph(ax, cand.edges, cand.comparison.variables, cand, f"{name}: score {cand.score.fmt()} ({cand.support.value})")
+    _status_legend(fig)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return _save(fig, path)
+
+
+def status_graph(edges: list[list[str]], res: Comparison, title: str, path: Path) -> str:
+    """The first screen's figure: one program's computation graph coloured by each variable's status."""
+    fig, ax = plt.subplots(figsize=(10, 3.0))
+    _graph(ax, edges, res.variables, None, title)
+    _status_legend(fig, ncol=10)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     return _save(fig, path)
 
 

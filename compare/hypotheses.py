@@ -64,14 +64,16 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from compare.activations import Dataset, resid_hooks
+from compare.activations import Dataset, after_attn, resid_hooks
 from compare.interventions import Pairs, agrees, target_row
 from compare.outputs import OutputReadout
 from compare.locate import Swap
-from compare.pipeline import WRITES, Prepared, measure
-from compare.results import IIA_OK, MIN_DISTINGUISHING, Comparison, KeyAttention, Status
+from compare.context import Prepared
+from compare.heads import WRITES
+from compare.pipeline import measure
+from compare.results import IIA_OK, MIN_DISTINGUISHING, Comparison, Head, KeyAttention, Status
 from compare.stats import Estimate, Stat, bootstrap
-from learned.model import Transformer
+from learned.model import ModelConfig, Transformer
 from rasp_programs.errors import ToolkitError
 
 MIN_PAIRS = 20   # fewer distinguishing pairs than this cannot tell two candidates apart
@@ -105,7 +107,7 @@ class VariableScore:
     iia_cross: Estimate
     iia: Estimate
     counterparts: dict[str, str]
-    heads: list[str]
+    heads: list[Head]
     group: int = 0
     follows_copy: Estimate = Estimate.empty()
 
@@ -334,7 +336,6 @@ def rank(preps: dict[str, Prepared], model: Transformer, output: OutputReadout |
         if preps[n].data.inputs != first.data.inputs:
             raise ToolkitError(f"candidate '{n}' was prepared on other inputs than '{names[0]}'")
     seed = first.config.seed
-    hooks = resid_hooks(model.cfg)
     runs = {n: _Runs(p) for n, p in preps.items()}
     comps, tested, every, left, algo = {}, {}, {}, {}, {}
     for n, prep in preps.items():
@@ -359,11 +360,13 @@ def rank(preps: dict[str, Prepared], model: Transformer, output: OutputReadout |
         score = _score(tested[n], seed)
         group = _groups(prep, algo[n])
         results[n] = CandidateResult(
-            n, prep.spec.description, _shape(prep), score, _support(score, n in beaten),
-            [_variable_score(comps[n], v, tested[n][v], counterparts[(n, v)], seed, hooks, group[v])
-             for v in algo[n]],
-            left[n], [[p, v.name] for v in prep.spec.variables for p in v.parents], comps[n],
-            _copy_score(prep, algo[n]))
+            program=n, description=prep.spec.description, shape=_shape(prep), score=score,
+            support=_support(score, n in beaten),
+            variables=[_variable_score(comps[n], v, tested[n][v], counterparts[(n, v)], seed, model.cfg, group[v])
+                       for v in algo[n]],
+            left_out=left[n],
+            edges=[[p, v.name] for v in prep.spec.variables for p in prep.spec.graph.predecessors(v.name)],
+            comparison=comps[n], copy_score_all_pairs=_copy_score(prep, algo[n]))
     order = sorted(names, key=lambda n: (results[n].support is Support.NOT_TESTABLE, len(_losses(n, duels)),
                                          -_value(results[n].score), names.index(n)))
     not_apart = []
@@ -462,16 +465,18 @@ def _duel(a: str, b: str, preps: dict[str, Prepared], runs: dict[str, _Runs], te
 
 
 def _variable_score(comp: Comparison, name: str, t: _Tested, counterparts: dict[str, str], seed: int,
-                    hooks: list[str], group: int) -> VariableScore:
+                    cfg: ModelConfig, group: int) -> VariableScore:
     v = comp.variables[name]
     hits = _hits(t).astype(float)
     # heads whose output reaches the hook where the variable lives and whose ablation drops its readout
+    hooks = resid_hooks(cfg)
     reach = hooks.index(v.found_hook) if v.found_hook else -1
     heads = [h for h, writes in comp.heads.learned_writes.items()
-             if writes.get(name, 0.0) >= WRITES and 2 * int(h[1:].split("H")[0]) + 1 <= reach]
+             if writes.get(name, 0.0) >= WRITES and hooks.index(after_attn(cfg, h.layer)) <= reach]
     iv = v.intervention
-    return VariableScore(name, v.status, v.found_hook, iv.subspace if iv else None,
-                         bootstrap(hits[~t.cross], t.groups[~t.cross], seed, groups2=t.sources[~t.cross]),
-                         bootstrap(hits[t.cross], t.groups[t.cross], seed, groups2=t.sources[t.cross]),
-                         bootstrap(hits, t.groups, seed, groups2=t.sources), counterparts, heads, group,
-                         iv.follows_copy if iv else Estimate.empty())
+    return VariableScore(
+        name=name, status=v.status, hook=v.found_hook, subspace=iv.subspace if iv else None,
+        iia_same=bootstrap(hits[~t.cross], t.groups[~t.cross], seed, groups2=t.sources[~t.cross]),
+        iia_cross=bootstrap(hits[t.cross], t.groups[t.cross], seed, groups2=t.sources[t.cross]),
+        iia=bootstrap(hits, t.groups, seed, groups2=t.sources), counterparts=counterparts, heads=heads,
+        group=group, follows_copy=iv.follows_copy if iv else Estimate.empty())

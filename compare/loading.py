@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from compare.outputs import OutputReadout, readout_for
-from compare.pipeline import check_finite
+from compare.context import check_finite
 from learned.artifact import check_compatible, load_artifact
 from learned.model import Transformer
 from rasp_programs.errors import ToolkitError

@@ -41,21 +41,20 @@ import dataclasses
 import math
 from typing import TYPE_CHECKING
 
-import networkx as nx
 import numpy as np
 import torch
 
 from compare.activations import VariableInfo
 from compare.identifiability import describe, is_coarser
-from compare.interventions import (Pairs, agrees, das, dependent, design, embed_overlap, iia, null_iia,
-                                   patched_outputs, pattern_swap, probe_directions, seeded, stratified, _orth)
+from compare.interventions import (Pairs, agrees, dependent, design, embed_overlap, pattern_swap, probe_directions,
+                                   seeded, stratified, _orth)
 from compare.readouts import cross_fit, read_out
+from compare.site import Site
 from compare.results import (IIA_OK, READ_OK, Coarsening, HookTrial, Intervention, VariableResult, decide_status)
 from compare.stats import Estimate, bootstrap, r2
-from rasp_programs.spec import ProgramSpec
 
 if TYPE_CHECKING:
-    from compare.pipeline import ModelSide, Prepared
+    from compare.context import ModelSide, Prepared
 
 SWEEP_TOL = 0.02   # DAS sweep: the smallest dimension within this of the best validation IIA
 SELECTIVE = 0.05   # ... among options whose validation IIA beats their random-subspace null's p95 by this
@@ -93,25 +92,6 @@ class SwapOption:
     @property
     def dim(self) -> int:
         return self.basis.shape[1]
-
-
-def program_graph(spec: ProgramSpec) -> nx.DiGraph:
-    """The program's computation graph: an edge from each parent (inputs included) to each variable."""
-    g = nx.DiGraph()
-    g.add_nodes_from(v.name for v in spec.variables)
-    g.add_edges_from((p, v.name) for v in spec.variables for p in v.parents)
-    return g
-
-
-def ancestors(spec: ProgramSpec, name: str) -> set[str]:
-    """The variables ``name`` is computed from (directly or not); inputs excluded."""
-    names = {v.name for v in spec.variables}
-    return nx.ancestors(program_graph(spec), name) & names
-
-
-def descendants(spec: ProgramSpec, name: str) -> set[str]:
-    """The variables computed (directly or not) from ``name``."""
-    return nx.descendants(program_graph(spec), name)
 
 
 def deciding(pairs: Pairs, upstream: bool, least: int = MIN_VAL_DISTINGUISHING) -> Pairs:
@@ -173,7 +153,7 @@ def locate(prep: "Prepared", side: "ModelSide", v: VariableInfo, vi: int,
     val = deciding(pairs["val"], upstream)
     rows = np.flatnonzero(train_rows(prep, v))
     names = [u.name for u in data.variables]
-    below, above = ancestors(prep.spec, v.name), descendants(prep.spec, v.name)
+    below, above = prep.spec.ancestors(v.name), prep.spec.descendants(v.name)
     siblings = set(names) - above - below - {v.name}
     # Two joint forward models: the variable with its siblings, and with its ancestors too. A swap moves
     # the variable's patterns and leaves the others' alone. Descendants are left out: they have no
@@ -186,32 +166,25 @@ def locate(prep: "Prepared", side: "ModelSide", v: VariableInfo, vi: int,
     tied = {n for n in names if n != v.name and dependent(data, rows, v.name, n)}
     designs = {kind: design(data, rows, [n for n in which if n not in tied]) for kind, which in conditionals}
 
-    def val_iia(h: str, proj_z: np.ndarray) -> float:
-        return iia(side.model, data, val, h, side.delta(h, val), side.space(data, h), proj_z,
-                   side.base(data, h, val), side.readout)
-
-    def run_das(h: str, init: np.ndarray, dim: int, *salt: int) -> np.ndarray:
-        fit = pairs["fit"]
-        return das(side.model, data, fit, h, side.delta(h, fit), side.space(data, h), init, dim, cfg.das_steps,
-                   cfg.das_lr, seeded(cfg.seed, vi, *salt), side.base(data, h, fit), side.readout)
-
     trials, found, chosen = [], {}, None
     for i, h in enumerate(hooks):
-        space = side.space(data, h)
+        site = side.site(data, h)
+        space = site.space
         readable = selection_readout(prep, side, v, h) >= READ_OK
         cands = []
         for kind, (g, cols) in designs.items() if len(val) else []:
             own, proj = pattern_swap(space, side.xt(h)[rows], g, cols, v.name)
             if own.shape[1]:
-                cands.append(SwapOption(kind, own, proj, val_iia(h, proj)))
+                cands.append(SwapOption(kind, own, proj, site.iia(val, proj)))
         if not cands:
             trials.append(HookTrial(h, readable, math.nan, None))
             continue
         cands = [max(cands, key=lambda c: (c.val, -c.dim))]  # the better pattern swap on validation pairs
         vd = None
         if cands[0].val < IIA_OK and cfg.das_steps > 0 and cfg.search_das and readable:
-            basis = run_das(h, cands[0].basis, cands[0].dim, i, 0, 0)
-            vd = val_iia(h, basis @ basis.T)
+            basis = site.das(pairs["fit"], cands[0].basis, cands[0].dim, cfg.das_steps, cfg.das_lr,
+                             seeded(cfg.seed, vi, i, 0, 0))
+            vd = site.iia(val, basis @ basis.T)
             cands.append(SwapOption("das", basis, basis @ basis.T, vd))
         trials.append(HookTrial(h, readable, cands[0].val, vd))
         found[i] = cands
@@ -224,7 +197,7 @@ def locate(prep: "Prepared", side: "ModelSide", v: VariableInfo, vi: int,
     if chosen is None and found:
         causal = [i for i in found if clears(best(i), len(val))]
         chosen = causal[0] if causal else max(found, key=lambda i: (best(i), -i))
-    intervention = (_intervene(prep, side, v, vi, chosen, found[chosen], val_iia, run_das, upstream, swaps)
+    intervention = (_intervene(prep, side, v, vi, chosen, found[chosen], upstream, swaps)
                     if chosen is not None else None)
     hook = hooks[chosen] if chosen is not None else None
     readout = side.readouts[v.name][hook] if hook is not None else None
@@ -244,13 +217,16 @@ def locate(prep: "Prepared", side: "ModelSide", v: VariableInfo, vi: int,
     compiled_hooks = prep.compiled.hooks
     ready = output_ready(prep, side)
     return VariableResult(
-        v.name, v.encoding, v.op, [str(c) for c in v.classes], compiled_hooks[v.written_after], len(v.labels),
-        float(data.live[v.name].mean()), [side.readouts[v.name][h] for h in hooks], trials,
-        hooks[ready] if ready is not None else None, hook,
-        chosen - v.written_after if chosen is not None else None, readout, control, intervention,
-        readable, beyond, causal, status, coarse, ref,
-        {h: prep.compiled.readouts[v.name][h].live.value for h in compiled_hooks},
-        compiled_hooks[v.first_written] if v.first_written >= 0 else None, partition, describe(partition))
+        name=v.name, encoding=v.encoding, op=v.op, classes=[str(c) for c in v.classes],
+        compiled_hook=compiled_hooks[v.written_after], compiled_dim=len(v.labels),
+        live_share=float(data.live[v.name].mean()), readouts=[side.readouts[v.name][h] for h in hooks],
+        search=trials, output_ready_hook=hooks[ready] if ready is not None else None, found_hook=hook,
+        offset=chosen - v.written_after if chosen is not None else None, readout=readout, control_task=control,
+        intervention=intervention, readable=readable, beyond_untrained=beyond, causal=causal, status=status,
+        coarsenings=coarse, reference_hook=ref,
+        compiled_live={h: prep.compiled.readouts[v.name][h].live.value for h in compiled_hooks},
+        compiled_first_hook=compiled_hooks[v.first_written] if v.first_written >= 0 else None,
+        partition=partition, partition_text=describe(partition))
 
 
 def clears(iia_value: float, n: int, threshold: float = IIA_OK) -> bool:
@@ -292,11 +268,13 @@ def _starts(prep: "Prepared", side: "ModelSide", v: VariableInfo, hook: str, pat
 
 
 def _intervene(prep: "Prepared", side: "ModelSide", v: VariableInfo, vi: int, i: int, cands: list[SwapOption],
-               val_iia, run_das, upstream: bool, swaps: dict[str, Swap] | None = None) -> Intervention:
+               upstream: bool, swaps: dict[str, Swap] | None = None) -> Intervention:
     """The DAS sweep with restarts, test IIA with CI, null, strata, subspace readout at hook index ``i``."""
     cfg, data = prep.config, prep.data
     h = side.hooks[i]
-    space = side.space(data, h)
+    site = side.site(data, h)
+    space = site.space
+    val = deciding(prep.pairs[v.name]["val"], upstream)
     options = list(cands)
     sweep = {str(c.dim): c.val for c in cands if c.kind == "das"}
     dims = cfg.das_dims or ((cands[0].dim,) if cfg.das_steps > 0 and not sweep else ())  # at least one DAS
@@ -304,17 +282,15 @@ def _intervene(prep: "Prepared", side: "ModelSide", v: VariableInfo, vi: int, i:
     for k in dims:
         if k > space.m or str(k) in sweep:
             continue
-        runs = [run_das(h, start, k, i, k, r) for r, start in enumerate(starts)]
-        scores = [val_iia(h, b @ b.T) for b in runs]
+        runs = [site.das(prep.pairs[v.name]["fit"], start, k, cfg.das_steps, cfg.das_lr, seeded(cfg.seed, vi, i, k, r))
+                for r, start in enumerate(starts)]
+        scores = [site.iia(val, b @ b.T) for b in runs]
         top = int(np.argmax(scores))
         sweep[str(k)] = scores[top]
         options.append(SwapOption("das", runs[top], runs[top] @ runs[top].T, scores[top], list(zip(runs, scores))))
     # A swap no better than random subspaces of its size is no evidence of where the variable lives (a large
     # DAS dimension can make almost anything "causal"): such options are dropped unless every one is.
-    val = deciding(prep.pairs[v.name]["val"], upstream)
-    val_delta, val_base = side.delta(h, val), side.base(data, h, val)
-    nulls = {d: null_iia(side.model, data, val, h, val_delta, space, d, max(3, cfg.n_null // 4), cfg.seed + 7 * vi,
-                         val_base, side.readout)[1] for d in {o.dim for o in options}}
+    nulls = {d: site.null(val, d, max(3, cfg.n_null // 4), cfg.seed + 7 * vi)[1] for d in {o.dim for o in options}}
     # (nan null: nothing to beat; a perfect swap needs only to beat the null's 95th percentile, where there is
     # no room for the margin: a variable that fills half of a small whitened space, like compiled bad_M_at)
     selective = [o for o in options if not o.val < nulls[o.dim] + SELECTIVE
@@ -324,9 +300,7 @@ def _intervene(prep: "Prepared", side: "ModelSide", v: VariableInfo, vi: int, i:
     # fallback where the patterns fall short.
     choice = min((o for o in selective if o.val >= top - SWEEP_TOL), key=lambda o: (o.kind == "das", o.dim))
     test = prep.pairs[v.name]["test"]
-    delta, base = side.delta(h, test), side.base(data, h, test)
-    outputs = (patched_outputs(side.model, data, test, h, delta, space.lift(choice.proj), base, side.readout)
-               if len(test) else torch.zeros((0, data.ids.shape[1]), dtype=torch.long))
+    outputs = site.outputs(test, choice.proj)
     hit = agrees(outputs, test.target)
     dist = test.distinguishing
     gb, gs = data.group[test.base], data.group[test.source]
@@ -339,9 +313,8 @@ def _intervene(prep: "Prepared", side: "ModelSide", v: VariableInfo, vi: int, i:
     rivals = [b for b, score in choice.restarts if score >= choice.val - SWEEP_TOL]
     if len(rivals) > 1:
         decided = test.subset(decide)
-        restarts = [float(agrees(patched_outputs(side.model, data, decided, h, delta[decide], space.lift(b @ b.T),
-                                                 base[torch.from_numpy(np.flatnonzero(decide))], side.readout),
-                                 decided.target).mean()) if len(decided) else math.nan for b in rivals]
+        restarts = [float(agrees(site.outputs(decided, b @ b.T), decided.target).mean()) if len(decided) else math.nan
+                    for b in rivals]
         finite = [r for r in restarts if math.isfinite(r)]
         if finite:
             if upstream:
@@ -352,7 +325,7 @@ def _intervene(prep: "Prepared", side: "ModelSide", v: VariableInfo, vi: int, i:
     # The model's own chance levels on the deciding pairs: its unpatched output on the base ("no change") and
     # its output on the source at the base position ("copy source"). A model that is wrong, or constant, can
     # hit a counterfactual without any swap; a score is corrected by the larger of these.
-    own, own_copy = _model_predictions(prep, side, test, h, base)
+    own, own_copy = _model_predictions(prep, side, site, test)
     if swaps is not None:
         swaps[v.name] = Swap(h, space.lift(choice.proj), outputs, own)
     model_keep = float(agrees(own[decide_t(decide)], test.target[decide_t(decide)]).mean()) if decide.any() else math.nan
@@ -361,8 +334,7 @@ def _intervene(prep: "Prepared", side: "ModelSide", v: VariableInfo, vi: int, i:
     follows = bootstrap(agrees(outputs[torch.from_numpy(np.flatnonzero(dist))], test.copy[torch.from_numpy(
         np.flatnonzero(dist))]).astype(float), gb[dist], cfg.seed, groups2=gs[dist])
     deciding_test = test.subset(decide)
-    null_mean, null_p95 = null_iia(side.model, data, deciding_test, h, delta[decide], space, choice.dim, cfg.n_null,
-                                   cfg.seed + vi, base[torch.from_numpy(np.flatnonzero(decide))], side.readout)
+    null_mean, null_p95 = site.null(deciding_test, choice.dim, cfg.n_null, cfg.seed + vi)
     hd, gbd, gsd = hit[decide], gb[decide], gs[decide]
     # The full value is read inside the variable's pattern subspace when that swap is causal on validation
     # pairs (where the variable varies), else inside the chosen subspace; untrained networks alike.
@@ -371,15 +343,18 @@ def _intervene(prep: "Prepared", side: "ModelSide", v: VariableInfo, vi: int, i:
                                  else (choice.basis, "pattern" if choice.kind != "das" else "das"))
     inside = _subspace_readout(prep, side, v, h, inside_basis)
     return Intervention(
-        h, choice.kind, choice.dim, float(choice.val), on_all, null_mean, null_p95,
-        embed_overlap(space, choice.basis, side.embed), dict(sorted(sweep.items(), key=lambda kv: int(kv[0]))),
-        stratified(hd, data.row_pos[test.base][decide], gbd, cfg.seed, gsd),
-        stratified(hd, test.value[decide], gbd, cfg.seed, gsd),
-        len(prep.pairs[v.name]["fit"]), len(prep.pairs[v.name]["val"]), len(test),
-        stratified(hd, np.where(test.cross[decide], "other position", "same position"), gbd, cfg.seed, gsd),
-        "distinguishing" if upstream else "all", on_dist, chance_copy, chance_keep, follows, restarts,
-        inside, _subspace_untrained(prep, side, v, h, inside_basis.shape[1]),
-        f"{inside_kind}, dim {inside_basis.shape[1]}", model_copy, model_keep)
+        hook=h, subspace=choice.kind, dim=choice.dim, val_iia=float(choice.val), test=on_all, null_mean=null_mean,
+        null_p95=null_p95, embed_overlap=embed_overlap(space, choice.basis, side.embed),
+        das_sweep=dict(sorted(sweep.items(), key=lambda kv: int(kv[0]))),
+        per_position=stratified(hd, data.row_pos[test.base][decide], gbd, cfg.seed, gsd),
+        per_value=stratified(hd, test.value[decide], gbd, cfg.seed, gsd),
+        n_fit=len(prep.pairs[v.name]["fit"]), n_val=len(prep.pairs[v.name]["val"]), n_test=len(test),
+        per_kind=stratified(hd, np.where(test.cross[decide], "other position", "same position"), gbd, cfg.seed, gsd),
+        decides_on="distinguishing" if upstream else "all", distinguishing=on_dist, chance_copy=chance_copy,
+        chance_no_change=chance_keep, follows_copy=follows, restarts=restarts, subspace_readout=inside,
+        subspace_untrained=_subspace_untrained(prep, side, v, h, inside_basis.shape[1]),
+        read_in=f"{inside_kind}, dim {inside_basis.shape[1]}", model_chance_copy=model_copy,
+        model_chance_no_change=model_keep)
 
 
 def decide_t(mask: np.ndarray) -> torch.Tensor:
@@ -387,15 +362,13 @@ def decide_t(mask: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.flatnonzero(mask))
 
 
-def _model_predictions(prep: "Prepared", side: "ModelSide", pairs: Pairs, hook: str,
-                       base: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _model_predictions(prep: "Prepared", side: "ModelSide", site: Site,
+                       pairs: Pairs) -> tuple[torch.Tensor, torch.Tensor]:
     """``[P, T]`` the model's own output on each base (no swap), and the same with the base position's output
     replaced by the model's own output on the source row."""
-    data = prep.data
-    zero = np.zeros((len(pairs), side.model.cfg.d_model))
-    own = patched_outputs(side.model, data, pairs, hook, zero, np.zeros((zero.shape[1],) * 2), base, side.readout)
+    own = site.unpatched(pairs)
     copy = own.clone()
-    pos = torch.from_numpy(data.row_pos[pairs.base])
+    pos = torch.from_numpy(prep.data.row_pos[pairs.base])
     copy[torch.arange(len(pairs)), pos] = torch.from_numpy(side.pred[pairs.source]).to(copy.dtype)
     return own, copy
 

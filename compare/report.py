@@ -8,9 +8,7 @@ leaves the previous report in place.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import html
 import json
 import math
 import shutil
@@ -20,9 +18,11 @@ from typing import Any
 import numpy as np
 
 from compare import figures
+from compare.document import Doc
 from compare.controls import SEED_VS_SEED, ControlResult
 from compare.hypotheses import Ranking
-from compare.report_ranking import section_attention, section_which_algorithm
+from compare.answer import answer
+from compare.report_ranking import ranking_table, section_attention, section_which_algorithm
 from compare.results import (IIA_OK, MARGIN, MATCH_OK, MIN_DISTINGUISHING, READ_OK, Comparison, Status, VariableResult,
                              from_json, to_json)
 from learned.artifact import atomic_dir, write_json
@@ -135,96 +135,33 @@ def variable_sentence(v: VariableResult, doc: str) -> str:
     return f"{v.name} ({doc}) is not represented: {live}; {swap}."
 
 
-class Doc:
-    """A tiny document model rendered to both Markdown and HTML."""
-
-    def __init__(self) -> None:
-        self.blocks: list[tuple] = []
-
-    def h(self, level: int, text: str) -> None:
-        self.blocks.append(("h", level, text))
-
-    def p(self, text: str) -> None:
-        self.blocks.append(("p", text))
-
-    def items(self, items: list[str]) -> None:
-        self.blocks.append(("ul", items))
-
-    def table(self, head: list[str], rows: list[list[Any]]) -> None:
-        self.blocks.append(("table", head, [[str(c) for c in r] for r in rows]))
-
-    def img(self, name: str, caption: str) -> None:
-        self.blocks.append(("img", name, caption))
-
-    def markdown(self) -> str:
-        out = []
-        for b in self.blocks:
-            if b[0] == "h":
-                out.append("#" * b[1] + " " + b[2])
-            elif b[0] == "p":
-                out.append(b[1])
-            elif b[0] == "ul":
-                out.append("\n".join(f"- {x}" for x in b[1]))
-            elif b[0] == "table":
-                out.append("\n".join(["| " + " | ".join(b[1]) + " |", "|" + "---|" * len(b[1])]
-                                     + ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in b[2]]))
-            elif b[0] == "img":
-                out.append(f"![{b[2]}]({b[1]})\n\n*{b[2]}*")
-        return "\n\n".join(out) + "\n"
-
-    def html(self, folder: Path, title: str) -> str:
-        e = html.escape
-        out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>"
-               "body{font-family:sans-serif;max-width:1200px;margin:2em auto;line-height:1.4}"
-               "table{border-collapse:collapse;font-size:0.82em;margin:0.5em 0}"
-               "td,th{border:1px solid #bbb;padding:3px 6px;vertical-align:top}th{background:#eee}"
-               "img{max-width:100%}figcaption{font-style:italic;font-size:0.9em}</style></head><body>"]
-        for b in self.blocks:
-            if b[0] == "h":
-                out.append(f"<h{b[1]}>{e(b[2])}</h{b[1]}>")
-            elif b[0] == "p":
-                out.append(f"<p>{e(b[1])}</p>")
-            elif b[0] == "ul":
-                out.append("<ul>" + "".join(f"<li>{e(x)}</li>" for x in b[1]) + "</ul>")
-            elif b[0] == "table":
-                out.append("<table><tr>" + "".join(f"<th>{e(c)}</th>" for c in b[1]) + "</tr>"
-                           + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in b[2])
-                           + "</table>")
-            elif b[0] == "img":
-                data = base64.b64encode((folder / b[1]).read_bytes()).decode()
-                out.append(f"<figure><img alt='{e(b[2])}' src='data:image/png;base64,{data}'>"
-                           f"<figcaption>{e(b[2])}</figcaption></figure>")
-        return "\n".join(out) + "</body></html>\n"
-
-
 def _methods(doc: Doc, res: Comparison) -> None:
     d, s = res.data, res.settings
-    doc.h(2, "Methods")
     doc.items([
-        f"Rows: {d['n_rows']} distinct rows from {d['n_strings']} input strings "
-        + ("(every input up to length " if d["exhaustive"] else "(a seeded sample of the training mix, lengths up to ")
-        + f"{d['max_len']}). "
+        f"Rows: {d.n_rows} distinct rows from {d.n_strings} input strings "
+        + ("(every input up to length " if d.exhaustive else "(a seeded sample of the training mix, lengths up to ")
+        + f"{d.max_len}). "
         + ("The program is causal, so each distinct prefix is one row (rows sharing a prefix are copies)."
-           if d["causal"] else "One row per (input, position)."),
-        f"Splits: {d['folds']} folds grouped by input string (scikit-learn GroupKFold); readouts are cross-validated "
+           if d.causal else "One row per (input, position)."),
+        f"Splits: {d.folds} folds grouped by input string (scikit-learn GroupKFold); readouts are cross-validated "
         "over them; interventions fit DAS on one fold, choose hook, subspace and dimension on another, and are "
         "scored on the third, so test pairs share no base, source or position with training.",
         "Live rows: a variable is live at a row when some other value of it there changes the program's output "
         "(the causal model decides, with interventions). Statuses are decided on live rows; live shares: "
-        + ", ".join(f"{k} {100 * x:.0f}%" for k, x in d["live_share"].items()) + ".",
+        + ", ".join(f"{k} {100 * x:.0f}%" for k, x in d.live_share.items()) + ".",
         "Probes: whitened residual, then multinomial logistic regression (categorical) or ridge (numerical); "
         "baselines: the majority class, the mean over "
-        f"{s['n_untrained']} untrained networks of the same shape, and a control task (Hewitt & Liang 2019: labels "
+        f"{s.n_untrained} untrained networks of the same shape, and a control task (Hewitt & Liang 2019: labels "
         "reassigned at random per (token, position) type).",
         "Interventions swap only what the layers wrote (the direct token and position embedding is left alone), "
         "in whitened coordinates, so they are invariant to any invertible map of the residual stream. Candidates: "
         "the pattern swap (a joint linear forward model of every variable: it moves the variable's patterns and "
         "leaves those of the variables computed beside it alone, and in a second version those of its ancestors "
-        f"too; the better on validation pairs is kept) and DAS, swept over dimensions {s['das_dims']} with "
-        f"{s.get('das_restarts', 1)} starts each (pattern basis; probe direction, or the unembedding's "
+        f"too; the better on validation pairs is kept) and DAS, swept over dimensions {list(s.das_dims)} with "
+        f"{s.das_restarts} starts each (pattern basis; probe direction, or the unembedding's "
         "logit-difference direction for the output; random), a scale-free loss and early stopping on a held-out "
         "fifth of the fit pairs; patterns are preferred, then the smallest dimension within 0.02 of the best "
-        f"validation IIA. Null: {s['n_null']} random subspaces of the same dimension (none when the subspace is "
+        f"validation IIA. Null: {s.n_null} random subspaces of the same dimension (none when the subspace is "
         "all the layers wrote at that hook).",
         "Pairs: bases from live rows, sources from all rows. Each pair is labelled with the variable's "
         "counterfactual, 'copy source' (the source's own output) and 'no change' (the base's); a pair is "
@@ -252,10 +189,10 @@ def _methods(doc: Doc, res: Comparison) -> None:
         "its interval, not a test of one global claim; a claim resting on several statuses at once should use "
         "the intervals at the Bonferroni level.",
     ])
+    doc.p(f"Settings: {json.dumps(res.settings.to_dict())}.")
 
 
 def _section_variables(doc: Doc, res: Comparison, figs: dict[str, str]) -> None:
-    doc.h(2, "1. Where each variable lives")
     doc.table(["variable", "status", "output partition", "found here", "IIA distinguishing (n)",
                "IIA all pairs", "chance: copy source / no change", "model copied source", "null mean / p95",
                "read inside subspace (untrained)", "subspace", "live readout", "baselines (live)"],
@@ -309,8 +246,7 @@ def _short(hook: str) -> str:
 
 
 def _section_legal(doc: Doc, res: Comparison) -> None:
-    doc.h(2, "What a language model needs: legal next tokens")
-    doc.p(f"This model is a language model; its verdict is read as: {res.task_accuracy.get('readout')}. It is "
+    doc.p(f"This model is a language model; its verdict is read as: {res.task_accuracy.readout}. It is "
           "compared on the prefixes its language can produce (a swap at the last position cannot change a verdict "
           "that an earlier improbable token already decided). Beyond the compiled variables, it must know which "
           "next tokens are legal. Cross-validated readout of 'next token is legal', per hook (tokens always or "
@@ -322,7 +258,6 @@ def _section_legal(doc: Doc, res: Comparison) -> None:
 
 def _section_heads(doc: Doc, res: Comparison, figs: dict[str, str]) -> None:
     hd = res.heads
-    doc.h(2, "2. Heads")
     doc.p("Pattern agreement = mean over query rows of 1 - total variation distance, BOS column dropped and rows "
           "renormalised, with a 95% CI over input strings; matching: scipy linear_sum_assignment over the non-empty "
           f"compiled heads; a match needs the lower bound ≥ {MATCH_OK}. 'writes' = variables whose held-out live "
@@ -332,7 +267,7 @@ def _section_heads(doc: Doc, res: Comparison, figs: dict[str, str]) -> None:
               [[m.compiled, m.sop, m.op, m.learned, m.agreement.fmt(), _f(m.uniform), "yes" if m.is_match else "no",
                 ", ".join(f"{k} ({_f(x)})" for k, x in m.compiled_writes.items()) or "-",
                 ", ".join(f"{k} ({_f(x)})" for k, x in m.learned_writes.items()) or "-"] for m in hd.matches])
-    doc.p("Empty compiled heads (all-zero OV, Tracr padding; not matched): " + (", ".join(hd.empty_compiled) or "none")
+    doc.p("Empty compiled heads (all-zero OV, Tracr padding; not matched): " + (", ".join(map(str, hd.empty_compiled)) or "none")
           + ". Unmatched learned heads: " + (", ".join(
               f"{n} (writes {', '.join(k for k, x in hd.learned_writes[n].items() if x >= 0.1) or 'nothing'})"
               for n in hd.unmatched_learned) or "none") + ".")
@@ -343,34 +278,31 @@ def _section_heads(doc: Doc, res: Comparison, figs: dict[str, str]) -> None:
 
 def _section_ablations(doc: Doc, res: Comparison, figs: dict[str, str]) -> None:
     ab = res.ablation
-    doc.h(2, "3. Ablations")
     doc.p(f"Balanced accuracy (chance {_f(ab.chance)}) and the mean logit difference of the correct class, over the "
           f"comparison rows (95% CIs over input strings). Clean: balanced accuracy {ab.clean.balanced_accuracy.fmt(3)}, "
           f"logit difference {ab.clean.logit_diff.fmt()}, plain accuracy {_f(ab.clean.accuracy, 3)}. Means are "
           "taken over real (non-pad) positions; resample ablation uses another input's activation.")
     doc.table(["ablated", "mode", "balanced accuracy", "drop", "logit diff"],
-              [[" ".join(a.heads) or "-", a.mode, a.metrics.balanced_accuracy.fmt(3), _f(a.drop, 3),
+              [[" ".join(map(str, a.heads)) or "-", a.mode, a.metrics.balanced_accuracy.fmt(3), _f(a.drop, 3),
                 a.metrics.logit_diff.fmt()] for a in ab.groups + ab.per_head])
     doc.img(figs["ablation"], "Balanced-accuracy drop when each head is ablated (95% CI of the ablated model).")
 
 
 def _section_similarity(doc: Doc, res: Comparison, figs: dict[str, str]) -> None:
-    doc.h(2, "4. Whole-residual similarity")
     doc.img(figs["cka"], "Linear CKA between every compiled and learned residual hook.")
-    hooks, maps = res.cka["hooks"], res.maps["per_hook"]
+    hooks, maps = res.cka.hooks, res.maps.per_hook
     if not maps:
         doc.p("Linear maps need residual streams of the same width; not computed.")
         return
     doc.p("Linear maps learned -> compiled residual (fit on other folds, applied to held-out rows), read with the "
           "compiled labels: the fraction of the compiled variables present at the hook that decode at ≥ 0.95.")
     doc.table(["hook", "CKA (same hook)", "lstsq R²", "lstsq decodable", "Procrustes R²", "Procrustes decodable"],
-              [[h, _f(res.cka["matched_positions"][i]), _f(maps["lstsq"][h]["r2"]),
-                _f(maps["lstsq"][h]["fraction_decodable"]), _f(maps["procrustes"][h]["r2"]),
-                _f(maps["procrustes"][h]["fraction_decodable"])] for i, h in enumerate(hooks)])
+              [[h, _f(res.cka.matched_positions[i]), _f(maps["lstsq"][h].r2),
+                _f(maps["lstsq"][h].fraction_decodable), _f(maps["procrustes"][h].r2),
+                _f(maps["procrustes"][h].fraction_decodable)] for i, h in enumerate(hooks)])
 
 
 def _section_seeds(doc: Doc, runs: list[Run]) -> None:
-    doc.h(2, "Stability across seeds")
     names = list(runs[0].result.variables)
     doc.table(["model", "verdict", *names],
               [[r.label, r.result.summary.verdict,
@@ -391,20 +323,14 @@ def _section_seeds(doc: Doc, runs: list[Run]) -> None:
 
 
 def _section_controls(doc: Doc, controls: list[ControlResult]) -> None:
-    doc.h(2, "Controls")
     doc.p("Each control can fail. self: the compiled model against itself (every testable variable causal, every "
           "live head matched). disguised: the residual stream mapped by a random rotation, or by a random invertible "
           "non-orthogonal map, heads permuted (same statuses and hooks as self, permutation recovered). untrained: "
           "random weights ('no match', nothing causal). knockout: one compiled head's W_O zeroed (its variable and "
           "everything computed from it lose 'computed'; balanced accuracy drops).")
-    rows = []
-    for c in controls:
-        if c.name == SEED_VS_SEED:
-            continue
-        detail = {k: x for k, x in c.checks.items() if k not in ("permutation", "reference_statuses")}
-        rows.append([c.name, {True: "pass", False: "FAIL", None: "-"}[c.passed],
-                     c.result.summary.verdict if c.result else "-", json.dumps(detail, sort_keys=True)])
-    doc.table(["control", "result", "verdict", "checks"], rows)
+    doc.table(["control", "expected", "found", "pass"],
+              [[c.name, c.expected, c.found, {True: "pass", False: "FAIL", None: "-"}[c.passed]]
+               for c in controls if c.name != SEED_VS_SEED])
     ss = next((c for c in controls if c.name == SEED_VS_SEED), None)
     if ss and ss.checks.get("pairs"):
         doc.p("Learned seed vs learned seed: the ceiling of agreement between two trained models.")
@@ -416,38 +342,56 @@ def _section_controls(doc: Doc, controls: list[ControlResult]) -> None:
 
 
 def build_doc(spec: ProgramSpec, data: ReportData, figs: dict[str, str], folder: Path | None = None) -> Doc:
+    """The report: the answer, the ranking and one figure on the first screen; every other section collapsed,
+    in a fixed order, the Methods last."""
     doc = Doc()
     main = data.runs[0].result
-    summ = main.summary
-    docs = {v.name: v.doc for v in spec.variables}
+    ranking = data.hypotheses[0].ranking if data.hypotheses else None
     doc.h(1, f"Compiled vs learned: {spec.name}")
+    doc.answer(answer(data.runs[0].label, main, spec.name, ranking, data.controls))
+    if ranking is not None:
+        ranking_table(doc, ranking)
+    if "status_graph" in figs:
+        shown = ranking.order[0] if ranking is not None else spec.name
+        doc.img(figs["status_graph"], f"{shown}'s computation graph, each variable coloured by its status in "
+                                      f"{data.runs[0].label} and labelled with the hook where it lives.")
+
+    def section(title: str, write, *args) -> None:
+        doc.details(title)
+        write(*args)
+        doc.end()
     if data.hypotheses:
-        section_which_algorithm(doc, data.hypotheses, figs)
-        doc.h(2, f"The compiled {spec.name} in detail")
+        section("Which algorithm? The ranking in full", section_which_algorithm, doc, data.hypotheses, figs)
+    section(f"Each variable of {spec.name} in words", _section_words, doc, spec, data)
+    if main.legal_next:
+        section("What a language model needs: legal next tokens", _section_legal, doc, main)
+    section("Where each variable lives", _section_variables, doc, main, figs)
+    section("Heads", _section_heads, doc, main, figs)
+    if main.attention:
+        section("What each head looks at", section_attention, doc, main.attention, figs)
+    section("Ablations", _section_ablations, doc, main, figs)
+    section("Whole-residual similarity", _section_similarity, doc, main, figs)
+    if len(data.runs) > 1:
+        section("Stability across seeds", _section_seeds, doc, data.runs)
+    if folder is not None and (folder / "dynamics" / "dynamics.md").is_file():
+        section("How the circuit formed", _dynamics, doc, folder)
+    if data.controls:
+        section("Controls", _section_controls, doc, data.controls)
+    section("Methods", _methods, doc, main)
+    return doc
+
+
+def _section_words(doc: Doc, spec: ProgramSpec, data: ReportData) -> None:
+    main, summ = data.runs[0].result, data.runs[0].result.summary
+    docs = {v.name: v.doc for v in spec.variables}
     doc.p(f"Verdict ({data.runs[0].label}): {summ.verdict}. {summ.heads_matched}/{summ.heads_compared} non-empty "
-          f"compiled heads matched; computed: {', '.join(summ.computed) or 'none'}; causal but not fully readable: "
+          f"compiled heads matched; computed: {', '.join(summ.computed) or 'none'}; computed up to the output "
+          f"partition: {', '.join(summ.computed_up_to) or 'none'}; causal but not readable: "
           f"{', '.join(summ.causal_partial) or 'none'}; undecided: {', '.join(summ.undecided) or 'none'}.")
     doc.items([variable_sentence(v, docs.get(k, "")) for k, v in main.variables.items()])
     doc.p(f"Program: {spec.description}. Task accuracy on the comparison rows: compiled "
-          f"{_f(main.task_accuracy['compiled'], 4)}, this model {_f(main.task_accuracy['model'], 4)}. Compiled "
+          f"{_f(main.task_accuracy.compiled, 4)}, this model {_f(main.task_accuracy.model, 4)}. Compiled "
           f"artifact: {data.compiled}; model: {data.runs[0].path}.")
-    _methods(doc, main)
-    if main.legal_next:
-        _section_legal(doc, main)
-    _section_variables(doc, main, figs)
-    _section_heads(doc, main, figs)
-    if main.attention:
-        section_attention(doc, main.attention, figs)
-    _section_ablations(doc, main, figs)
-    _section_similarity(doc, main, figs)
-    if len(data.runs) > 1:
-        _section_seeds(doc, data.runs)
-    if folder is not None:
-        _dynamics(doc, folder)
-    if data.controls:
-        _section_controls(doc, data.controls)
-    doc.p(f"Settings: {json.dumps(main.settings)}.")
-    return doc
 
 
 def _dynamics(doc: Doc, folder: Path) -> None:
@@ -455,7 +399,6 @@ def _dynamics(doc: Doc, folder: Path) -> None:
     md = folder / "dynamics" / "dynamics.md"
     if not md.is_file():
         return
-    doc.h(2, "How the circuit formed")
     for line in md.read_text().splitlines():
         if line.startswith("![") or not line.strip():
             continue
@@ -476,9 +419,18 @@ def write_report(target: Path, spec: ProgramSpec, data: ReportData) -> Path:
     with atomic_dir(target) as tmp:
         if (target / "dynamics").is_dir():
             shutil.copytree(target / "dynamics", tmp / "dynamics")
-        figs = figures.draw_all(data.runs[0].result, tmp)
+        main = data.runs[0].result
+        figs = figures.draw_all(main, tmp)
         if data.hypotheses:
-            figs.update(figures.draw_ranking(data.hypotheses[0].ranking, tmp))
+            ranking = data.hypotheses[0].ranking
+            figs.update(figures.draw_ranking(ranking, tmp))
+            best = ranking.candidates[ranking.order[0]]
+            figs["status_graph"] = figures.status_graph(best.edges, best.comparison, f"{best.program} in "
+                                                        f"{data.runs[0].label}", tmp / "status_graph.png")
+        else:
+            edges = [list(e) for e in spec.graph.edges]
+            figs["status_graph"] = figures.status_graph(edges, main, f"{spec.name} in {data.runs[0].label}",
+                                                        tmp / "status_graph.png")
         doc = build_doc(spec, data, figs, tmp)
         (tmp / "report.md").write_text(doc.markdown())
         (tmp / "report.html").write_text(doc.html(tmp, f"Compiled vs learned: {spec.name}"))

@@ -38,7 +38,7 @@ def candidate_sentence(r: Ranking, name: str) -> str:
     parts = []
     for v in c.variables:
         where = f"at {v.hook}" if v.hook else "nowhere"
-        heads = f", written by {', '.join(v.heads)}" if v.heads else ""
+        heads = f", written by {', '.join(map(str, v.heads))}" if v.heads else ""
         parts.append(f"{v.name} {v.status.value} {where}{heads} (IIA on distinguishing pairs: same position "
                      f"{v.iia_same.fmt()}, other position {v.iia_cross.fmt()}; copied the source's output on "
                      f"{v.follows_copy.fmt()})")
@@ -73,9 +73,18 @@ def _row(rank: int, c: CandidateResult, r: Ranking) -> list[Any]:
             ", ".join(sorted({d.winner for d in losses})) or "-"]
 
 
+def ranking_table(doc, r: Ranking) -> None:
+    """The first screen's ranking: one row per candidate, best first, every score with its CI."""
+    top = r.order[0]
+    doc.table(["rank", "candidate", "algorithm", "score (95% CI)", "support", "causal variables",
+               f"told apart from {top}"],
+              [[i + 1, n, r.candidates[n].description, r.candidates[n].score.fmt(), r.candidates[n].support.value,
+                f"{sum(v.status.causal for v in r.candidates[n].variables)}/{len(r.candidates[n].variables)}",
+                "-" if n == top else "yes" if r.told_apart(top, n) else "no"] for i, n in enumerate(r.order)])
+
+
 def section_which_algorithm(doc, runs: list, figs: dict[str, str]) -> None:
     """The report's first section: the ranking per model, one sentence per candidate, the graphs."""
-    doc.h(2, "Which algorithm?")
     doc.p("Every candidate program of this task is compared with the model by the same methods (statuses with "
           "CIs per variable). Its score is the null-corrected test IIA of its algorithmic variables (not the "
           "output, not position-wise ones) on their distinguishing pairs, where the variable's counterfactual "
@@ -134,7 +143,6 @@ def _across_models(doc, runs: list) -> None:
 
 def section_attention(doc, att: KeyAttention, figs: dict[str, str]) -> None:
     """What each head looks at: mean attention mass per key token type, beside a uniform head's."""
-    doc.h(3, "What each head looks at")
     doc.p("Mean attention mass on each key token type over all rows (per query position in the figure). The "
           "uniform row is what a head attending evenly to every allowed key would give: the mass a token type "
           "gets from its frequency alone.")

@@ -17,8 +17,9 @@ import enum
 import math
 import types
 import typing
-from typing import Any
+from typing import Any, NamedTuple
 
+from compare.config import CompareConfig
 from compare.stats import Estimate, Tri, at_least
 
 READ_OK = 0.95    # readable: accuracy (or R²) on live rows at or above this, on the CI's lower bound
@@ -28,6 +29,22 @@ MATCH_OK = 0.8    # a head matches at pattern agreement >= MATCH_OK (CI lower bo
 
 
 MIN_DISTINGUISHING = 20  # fewer distinguishing test pairs than this: not identifiable from the output here
+
+
+class Head(NamedTuple):
+    """One attention head, ``Head(layer, head)``; written ``L{layer}H{head}`` (TransformerLens's ``L1H0``)."""
+
+    layer: int
+    head: int
+
+    def __str__(self) -> str:
+        return f"L{self.layer}H{self.head}"
+
+    @classmethod
+    def parse(cls, text: str) -> "Head":
+        """``"L1H0"`` -> ``Head(1, 0)`` (reading ``compare.json`` only: code passes ``Head`` values)."""
+        layer, _, head = text.removeprefix("L").partition("H")
+        return cls(int(layer), int(head))
 
 
 class Status(enum.Enum):
@@ -299,8 +316,8 @@ def decide_status(readout: HookReadout | None, intervention: Intervention | None
 class HeadMatch:
     """One compiled head and the learned head matched to it."""
 
-    compiled: str
-    learned: str
+    compiled: Head
+    learned: Head
     sop: str
     op: str
     agreement: Estimate
@@ -312,13 +329,13 @@ class HeadMatch:
 
 @dataclasses.dataclass
 class Heads:
-    compiled_names: list[str]
-    learned_names: list[str]
+    compiled_names: list[Head]
+    learned_names: list[Head]
     similarity: list[list[float]]   # [compiled head, learned head] pattern agreement
-    empty_compiled: list[str]
+    empty_compiled: list[Head]
     matches: list[HeadMatch]
-    unmatched_learned: list[str]
-    learned_writes: dict[str, dict[str, float]]
+    unmatched_learned: list[Head]
+    learned_writes: dict[Head, dict[str, float]]
 
     @property
     def matched(self) -> int:
@@ -338,7 +355,7 @@ class Metrics:
 class AblationResult:
     """One ablation (a head or a group of heads, in one mode) and its effect."""
 
-    heads: list[str]
+    heads: list[Head]
     mode: str           # "zero" | "mean" | "resample"
     metrics: Metrics
     drop: float         # clean balanced accuracy minus ablated
@@ -384,25 +401,84 @@ class KeyAttention:
 
     tokens: list[str]
     positions: list[int]
-    heads: dict[str, list[list[float]]]
+    heads: dict[Head, list[list[float]]]
     uniform: list[list[float]]
-    overall: dict[str, list[float]]
+    overall: dict[Head, list[float]]
     uniform_overall: list[float]
+
+
+@dataclasses.dataclass
+class DataSummary:
+    """The rows a comparison ran on."""
+
+    n_inputs: int
+    n_strings: int
+    exhaustive: bool        # every input up to ``max_len`` (else a seeded sample of the training mix)
+    n_rows: int
+    causal: bool            # one row per distinct prefix (else per input and position)
+    max_len: int
+    folds: int
+    live_share: dict[str, float]   # variable -> share of rows where it is live
+
+
+@dataclasses.dataclass
+class TaskAccuracy:
+    """Task accuracy of both models on the rows, and how the compared model's output is read."""
+
+    compiled: float
+    model: float
+    readout: str
+
+
+@dataclasses.dataclass
+class Cka:
+    """Linear CKA of every compiled hook (rows) with every model hook (columns)."""
+
+    hooks: list[str]
+    model_hooks: list[str]
+    matrix: list[list[float]]
+    matched_positions: list[float]   # the diagonal, when both models have the same hooks (else empty)
+
+
+@dataclasses.dataclass
+class MapDecoding:
+    """One map learned -> compiled at one hook, fit on other folds: R² and each variable decoded through it."""
+
+    r2: float
+    variables: dict[str, float]
+    fraction_decodable: float
+
+
+@dataclasses.dataclass
+class Maps:
+    """``per_hook``: map kind (``lstsq``, ``procrustes``) -> hook -> decoding; empty for another width."""
+
+    per_hook: dict[str, dict[str, MapDecoding]]
+    fraction_decodable_one_map: dict[str, float]   # map kind -> at the last hook
+
+
+@dataclasses.dataclass
+class Examples:
+    """Attention patterns ``[E][T][T]`` of every head on a few of the longest inputs."""
+
+    inputs: list[str]
+    compiled: dict[Head, list]
+    learned: dict[Head, list]
 
 
 @dataclasses.dataclass
 class Comparison:
     """The whole comparison of one model against the compiled one."""
 
-    settings: dict[str, Any]
-    data: dict[str, Any]
-    task_accuracy: dict[str, Any]
+    settings: CompareConfig
+    data: DataSummary
+    task_accuracy: TaskAccuracy
     variables: dict[str, VariableResult]
     heads: Heads
     ablation: Ablations
-    cka: dict[str, Any]
-    maps: dict[str, Any]
-    examples: dict[str, Any]
+    cka: Cka
+    maps: Maps
+    examples: Examples
     summary: Summary
     legal_next: dict[str, list[HookReadout]] = dataclasses.field(default_factory=dict)  # language models only
     attention: KeyAttention | None = None  # the compared model's heads: mass per key token type
@@ -435,6 +511,8 @@ def to_json(x: Any) -> Any:
         return {f.name: to_json(getattr(x, f.name)) for f in dataclasses.fields(x)}
     if isinstance(x, enum.Enum):
         return x.value
+    if isinstance(x, Head):
+        return str(x)
     if isinstance(x, dict):
         return {str(k): to_json(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
@@ -457,11 +535,16 @@ def from_json(cls: Any, data: Any) -> Any:
     if origin is list:
         (item,) = typing.get_args(cls)
         return [from_json(item, v) for v in data]
+    if origin is tuple:
+        item = typing.get_args(cls)[0]
+        return tuple(from_json(item, v) for v in data)
     if origin is dict:
-        _, item = typing.get_args(cls)
-        return {k: from_json(item, v) for k, v in data.items()}
+        key, item = typing.get_args(cls)
+        return {(Head.parse(k) if key is Head else k): from_json(item, v) for k, v in data.items()}
     if cls is Any:
         return data
+    if cls is Head:
+        return Head.parse(data)
     if isinstance(cls, type) and issubclass(cls, enum.Enum):
         return cls(data)
     if dataclasses.is_dataclass(cls):

@@ -10,10 +10,11 @@ import dataclasses
 import time
 from pathlib import Path
 
+from compare.config import CompareConfig
 from compare.controls import run_controls
 from compare.hypotheses import rank
 from compare.loading import candidates_of, check_writable, load_compiled, load_models
-from compare.pipeline import CompareConfig, compare_models, prepare
+from compare.pipeline import compare_models, prepare
 from compare.report import HypothesisRun, ReportData, Run, write_report
 from rasp_programs.errors import ToolkitError
 from rasp_programs.registry import get_program

@@ -23,9 +23,11 @@ maps it to a list of T values, one per position.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+import networkx as nx
 import numpy as np
 
 from rasp_programs.errors import ToolkitError
@@ -214,6 +216,22 @@ class ProgramSpec:
     def output(self) -> str:
         """Name of the output variable (the task's; the program's last variable)."""
         return self.task.output
+
+    @functools.cached_property
+    def graph(self) -> nx.DiGraph:
+        """The computation graph: an edge from each parent (inputs included) to each variable."""
+        g = nx.DiGraph()
+        g.add_nodes_from(v.name for v in self.variables)
+        g.add_edges_from((p, v.name) for v in self.variables for p in v.parents)
+        return g
+
+    def ancestors(self, name: str) -> set[str]:
+        """The variables ``name`` is computed from (directly or not); inputs excluded."""
+        return nx.ancestors(self.graph, name) & {v.name for v in self.variables}
+
+    def descendants(self, name: str) -> set[str]:
+        """The variables computed (directly or not) from ``name``."""
+        return nx.descendants(self.graph, name)
 
     def reference(self, tokens: Tokens) -> list:
         """The task's independent reference output at every position."""
