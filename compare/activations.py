@@ -37,6 +37,7 @@ from sklearn.model_selection import GroupKFold
 
 from learned.artifact import encode
 from learned.data import build_table
+from learned.inference import map_batches
 from learned.model import ModelConfig, Transformer
 from rasp_programs.errors import ToolkitError
 from rasp_programs.spec import ProgramSpec, Tokens
@@ -306,17 +307,13 @@ def build_dataset(spec: ProgramSpec, meta: dict, cfg: ModelConfig, n_inputs: int
                    live, control, outputs, variables, derived, resid_hooks(cfg), cfg.output_vocab, spec.causal)
 
 
-@torch.no_grad()
 def run_cached(model: Transformer, ids: torch.Tensor, names: Iterable[str],
                hooks: dict | None = None, batch: int = 4096) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Logits ``[B, T, O]`` and the named activations, run in batches."""
     wanted = set(names)
-    logits, caches = [], []
-    for i in range(0, len(ids), batch):
-        lg, c = model.run_with_cache(ids[i:i + batch], hooks=hooks, names=wanted.__contains__)
-        logits.append(lg)
-        caches.append(c)
-    return torch.cat(logits), {n: torch.cat([c[n] for c in caches]) for n in wanted}
+    parts = map_batches(model, ids, lambda chunk: model.run_with_cache(chunk, hooks=hooks, names=wanted.__contains__),
+                        batch)
+    return torch.cat([lg for lg, _ in parts]), {n: torch.cat([c[n] for _, c in parts]) for n in wanted}
 
 
 def at_rows(act: torch.Tensor, data: Dataset) -> np.ndarray:

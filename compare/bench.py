@@ -17,10 +17,12 @@ import sys
 import time
 from pathlib import Path
 
-from compare.__main__ import check_writable, load_models, run
+from compare.config import CompareConfig
 from compare.controls import run_controls
-from compare.pipeline import CompareConfig, compare_models, prepare
+from compare.loading import check_writable, load_models
+from compare.pipeline import compare_models, prepare
 from compare.report import ReportData, Run, write_report
+from compare.run import run
 from rasp_programs.errors import cli_main
 from rasp_programs.registry import get_program
 

@@ -25,13 +25,13 @@ import sys
 import time
 
 import jax
-import numpy as np
 import torch
 
 from compiled import verify
 from compiled.compile import compile_program
 from compiled.export import to_torch
 from learned.artifact import encode
+from learned.runtime import limit_threads
 from rasp_programs.errors import cli_main
 from rasp_programs.registry import get_program, resolve_max_len
 
@@ -69,7 +69,6 @@ def main(argv: list[str] | None = None) -> int:
     inputs = list(itertools.islice(itertools.product(spec.vocab, repeat=max_len), 59049))
     ids = encode(model.cfg, inputs)  # [N, T]
     n = len(inputs)
-    threads0 = torch.get_num_threads()
     print(f"bench '{spec.name}': {n} strings of length {max_len}, float32, "
           f"jax devices={jax.devices()}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
@@ -110,11 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.repeats):
             record("jit", _best_of(run_jax, 1), f"batch {size}")
             for threads in (1, 2):  # small matrices: on a busy machine one thread can beat two
-                torch.set_num_threads(threads)
-                for skip in (False, True):
-                    record(f"torch skip={skip}", _best_of(lambda: run_torch(skip), 1),
-                           f"batch {size}, {threads} thread(s)")
-            torch.set_num_threads(threads0)
+                with limit_threads(threads):
+                    for skip in (False, True):
+                        record(f"torch skip={skip}", _best_of(lambda: run_torch(skip), 1),
+                               f"batch {size}, {threads} thread(s)")
 
     jit_batched, _ = rates["jit"]
     dense, dense_at = rates["torch skip=False"]
@@ -128,7 +126,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  ratio torch / per-string Tracr: {torch_port / per_string:10,.0f}x  (target >= 100x)")
     print(f"  ratio torch / jit Tracr       : {torch_port / jit_batched:10.2f}x  (target >= 1x; "
           f"{dense / jit_batched:.2f}x computing every sublayer)")
-    torch.set_num_threads(threads0)
     t0 = time.perf_counter()
     r = verify.exhaustive(spec, model, max_len)
     wall = time.perf_counter() - t0

@@ -29,49 +29,16 @@ import sys
 from pathlib import Path
 
 from learned import mugpt
-from learned.artifact import check_compatible, read_meta
+from learned.artifact import check_compatible, compiled_config, read_meta
 from learned.checkpoints import check_run
 from learned.evaluate import build_eval_set, summary_line
 from learned.model import ModelConfig
 from learned.runtime import get_device
 from learned.train import (ARCH_LR, TrainConfig, check_objective, grokking, learned_model_config, mugpt_preset,
                            train, trained_model_config)
+from rasp_programs.cli import non_negative_int, parse_seeds
 from rasp_programs.errors import ToolkitError, cli_main
 from rasp_programs.registry import get_program
-
-
-def non_negative_int(text: str, what: str) -> int:
-    """Parses ``text`` as an integer >= 0, or raises a one-line ``ToolkitError``."""
-    try:
-        value = int(text.strip())
-    except (ValueError, AttributeError):
-        raise ToolkitError(f"{what} must be a non-negative integer, got {text!r}") from None
-    if value < 0 or text.strip().startswith("+"):
-        raise ToolkitError(f"{what} must be a non-negative integer, got {text!r}")
-    return value
-
-
-def parse_seeds(text: str) -> list[int]:
-    """``"0 1 2"`` (spaces or commas) -> ``[0, 1, 2]``; duplicates and bad values are errors."""
-    parts = text.replace(",", " ").split()
-    if not parts:
-        raise ToolkitError("SEEDS is empty; give at least one non-negative integer, e.g. SEEDS=\"0 1 2\"")
-    seeds = [non_negative_int(p, "each seed") for p in parts]
-    if len(set(seeds)) != len(seeds):
-        raise ToolkitError(f"SEEDS has duplicates: {text!r}")
-    return seeds
-
-
-def compiled_config(artifacts: Path, program: str) -> tuple[ModelConfig, dict]:
-    """The compiled artifact's config (shape and vocabularies); nothing else is read."""
-    folder = artifacts / program / "compiled"
-    if not (folder / "model.json").is_file():
-        raise ToolkitError(f"no compiled artifact at {folder}; run `make compile PROGRAM={program}` first")
-    meta = read_meta(folder, make_hint=f"make compile PROGRAM={program}")
-    try:
-        return ModelConfig.from_dict(meta["config"]), meta
-    except (TypeError, ValueError, KeyError) as e:
-        raise ToolkitError(f"bad config in {folder / 'model.json'}: {e}; run `make compile`") from None
 
 
 def check_existing(folder: Path, expected: ModelConfig) -> None:
@@ -170,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             return 130
         m = r.metrics
         if cfg.objective == "lm":
-            print(f"  seed {s}: {mugpt.summary_line(m)}; wrote {r.folder}/", flush=True)
+            print(f"  seed {s}: {mugpt.summary_line(m, ''.join(spec.language.impossible))}; wrote {r.folder}/",
+                  flush=True)
             results.append(r)
             continue
         reached = (f"100% at step {r.reached_100_step} ({r.reached_100_seconds:.1f} s)"

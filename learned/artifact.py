@@ -93,6 +93,18 @@ def read_meta(folder: Path | str, make_hint: str = "") -> dict[str, Any]:
     return meta
 
 
+def compiled_config(artifacts: Path, program: str) -> tuple[ModelConfig, dict]:
+    """The compiled artifact's config (shape and vocabularies); nothing else is read."""
+    folder = artifacts / program / "compiled"
+    if not (folder / "model.json").is_file():
+        raise ToolkitError(f"no compiled artifact at {folder}; run `make compile PROGRAM={program}` first")
+    meta = read_meta(folder, make_hint=f"make compile PROGRAM={program}")
+    try:
+        return ModelConfig.from_dict(meta["config"]), meta
+    except (TypeError, ValueError, KeyError) as e:
+        raise ToolkitError(f"bad config in {folder / 'model.json'}: {e}; run `make compile`") from None
+
+
 def load_artifact(folder: Path | str, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
                   make_hint: str = "") -> tuple[Transformer, dict[str, Any]]:
     """Loads an artifact folder into a ``Transformer``.

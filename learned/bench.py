@@ -23,10 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from learned.__main__ import compiled_config, parse_seeds
+from learned.artifact import compiled_config
 from learned.evaluate import build_eval_set
 from learned.runtime import get_device
 from learned.train import TrainConfig, train
+from rasp_programs.cli import parse_seeds
 from rasp_programs.errors import cli_main
 from rasp_programs.registry import get_program
 

@@ -33,11 +33,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from learned.__main__ import compiled_config, parse_seeds
+from learned.artifact import compiled_config
 from learned.evaluate import build_eval_set
 from learned.lm_data import LMConfig
 from learned.runtime import get_device
 from learned.train import TrainConfig, mugpt_preset, train, trained_model_config
+from rasp_programs.cli import parse_seeds
 from rasp_programs.errors import ToolkitError, cli_main
 from rasp_programs.registry import get_program
 

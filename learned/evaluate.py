@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from learned.data import IGNORE, label
+from learned.inference import predict_batched
 from learned.model import ModelConfig, Transformer
 from rasp_programs.spec import ProgramSpec, Tokens
 
@@ -93,16 +94,8 @@ def build_eval_set(spec: ProgramSpec, cfg: ModelConfig, max_len: int, limit: int
 
 
 def predict_ids(model: Transformer, ids: torch.Tensor, batch: int = 8192) -> torch.Tensor:
-    """Argmax output ids ``[N, T]`` in float32, on the model's device, batched."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    outs = []
-    with torch.inference_mode():
-        for i in range(0, len(ids), batch):
-            outs.append(model(ids[i:i + batch].to(device)).float().argmax(-1).cpu())
-    model.train(was_training)
-    return torch.cat(outs) if outs else torch.zeros(0, ids.shape[1], dtype=torch.long)
+    """Argmax output ids ``[N, T]`` in float32, on the CPU, batched."""
+    return predict_batched(model, ids, lambda logits, _: logits.argmax(-1), batch)
 
 
 def all_correct(model: Transformer, es: EvalSet, rows: torch.Tensor) -> tuple[bool, float]:

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from learned.artifact import encode
+from learned.inference import predict_batched
 from learned.model import ModelConfig, Transformer
 from rasp_programs.errors import ToolkitError
 
@@ -120,15 +121,7 @@ class LegalNext:
 
 def log_probs(model: Transformer, ids: torch.Tensor, batch: int = 8192) -> torch.Tensor:
     """Next-token log-probabilities ``[N, T, O]`` (float32, on the CPU), batched, without autograd."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    outs = []
-    with torch.inference_mode():
-        for i in range(0, len(ids), batch):
-            outs.append(torch.log_softmax(model(ids[i:i + batch].to(device)).float(), -1).cpu())
-    model.train(was_training)
-    return torch.cat(outs) if outs else torch.zeros(0, ids.shape[1], model.cfg.d_vocab_out)
+    return predict_batched(model, ids, lambda logits, _: torch.log_softmax(logits, -1), batch)
 
 
 def _input_to_output(cfg: ModelConfig) -> torch.Tensor:

@@ -214,7 +214,7 @@ def _auroc(labels: torch.Tensor, scores: torch.Tensor) -> float | None:
     return float(roc_auc_score(labels.numpy(), scores.double().numpy()))
 
 
-def summary_line(m: dict[str, Any], impossible: str = "MU") -> str:
+def summary_line(m: dict[str, Any], impossible: str) -> str:
     """One line per seed for the terminal."""
     mo = m["moments"]
 

@@ -32,7 +32,6 @@ reported exactness is float32's), and ``compile=True`` wraps the model in
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import platform
@@ -52,7 +51,7 @@ from learned.loop import LoopState, Trainer
 from learned.model import ModelConfig, Transformer
 from learned.mugpt import LanguageModel
 from learned.objective import Classifier, Objective
-from learned.runtime import seed_everything
+from learned.runtime import limit_threads, seed_everything
 from rasp_programs.errors import ToolkitError
 from rasp_programs.registry import get_program
 
@@ -239,20 +238,9 @@ class RunResult:
     metrics: dict[str, Any]
 
 
-@contextlib.contextmanager
-def _threads(n: int):
-    old = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def train(cfg: TrainConfig, compiled_cfg: ModelConfig, device: torch.device, folder: Path, **kwargs) -> RunResult:
     """Trains one seed and writes its run folder (see ``_train`` for the arguments)."""
-    with _threads(cfg.threads):
+    with limit_threads(cfg.threads):
         return _train(cfg, compiled_cfg, device, folder, **kwargs)
 
 

@@ -1,0 +1,68 @@
+"""The whole ``make compare``: load, prepare, compare every model (and rank candidates), controls, report.
+
+``python -m compare`` parses its arguments and calls ``run``; ``compare.bench``
+times the same call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+from compare.config import CompareConfig
+from compare.controls import run_controls
+from compare.hypotheses import rank
+from compare.loading import candidates_of, check_writable, load_compiled, load_models
+from compare.pipeline import compare_models, prepare
+from compare.report import HypothesisRun, ReportData, Run, write_report
+from rasp_programs.errors import ToolkitError
+from rasp_programs.registry import get_program
+
+
+def run(program: str, artifacts: Path, reports: Path, seeds: list[int], learned: list[str] | None,
+        config: CompareConfig, controls: bool = True, log=print, runs: str = "learned",
+        out: Path | None = None, hypotheses: list[str] | None = None) -> Path:
+    """The whole ``make compare``; returns the path of report.html (in ``out``, default ``reports/<program>``).
+
+    ``hypotheses``: candidate programs of the same task, ranked against every learned model.
+    """
+    spec = get_program(program)
+    target = out or reports / program
+    check_writable(target.parent)
+    cands = candidates_of(program, hypotheses or [])
+    compiled, meta, models = load_models(program, artifacts, seeds, learned, runs)
+    others = {c: load_compiled(c, artifacts) for c in cands if c != program}
+    for c, (_, other) in others.items():  # every candidate must see the inputs the learned model is compared on
+        if other.get("max_len") != meta.get("max_len"):
+            raise ToolkitError(f"candidate '{c}' was compiled at MAX_LEN={other.get('max_len')}, '{program}' at "
+                               f"{meta.get('max_len')} (run `make compile PROGRAM={c} MAX_LEN={meta.get('max_len')}`)")
+    if any(m.output.kind == "lm" for m in models):  # compare language models where their language is well formed
+        config = dataclasses.replace(config, well_formed_only=True)
+    t0 = time.perf_counter()
+    log("preparing: inputs, live rows, pairs, untrained baselines, the compiled model against itself ...")
+    prep = prepare(spec, compiled, meta, config)
+    preps = {}
+    for c in cands:
+        if c == program:
+            preps[c] = prep
+        else:
+            log(f"preparing candidate {c} ...")
+            preps[c] = prepare(get_program(c), *others[c], config)
+    done, ranked = [], []
+    for m in models:
+        log(f"comparing {m.label} ({m.path}) ...")
+        if cands:
+            ranking = rank(preps, m.model, m.output, log)
+            ranked.append(HypothesisRun(m.label, m.path, ranking))
+            own = ranking.candidates[program].comparison if program in ranking.candidates else None
+            done.append(Run(m.label, m.path, own or compare_models(prep, m.model, m.output)))
+        else:
+            done.append(Run(m.label, m.path, compare_models(prep, m.model, m.output)))
+    checks = []
+    if controls:
+        log("controls: self, disguised copies, untrained, knockout, seed vs seed ...")
+        checks = run_controls(prep, config.seed, [m.model for m in models], outputs=[m.output for m in models])
+    data = ReportData(program, str(artifacts / program / "compiled"), done, checks, time.perf_counter() - t0,
+                      hypotheses=ranked)
+    return write_report(target, spec, data)
