@@ -34,6 +34,7 @@ import torch
 
 from compare import heads as heads_lib
 from compare.ablations import head_name
+from compare.layer_norm import commuting_map, remap_layer_norm
 from compare.locate import descendants
 from compare.pipeline import Prepared, _side, compare_models, frozen, max_len_of
 from compare.results import Comparison, Status
@@ -86,9 +87,12 @@ def random_map(d: int, seed: int, invertible: bool) -> torch.Tensor:
 
 
 def disguise(model: Transformer, seed: int, invertible: bool = False) -> tuple[Transformer, list[list[int]]]:
-    """``remap`` by a random map with random head permutations; returns (copy, perms)."""
+    """``remap`` by a random map with random head permutations; returns (copy, perms). A model with layer
+    norm gets a map that commutes with it instead (``compare.layer_norm``: a general invertible map does not)."""
     g = torch.Generator().manual_seed(seed + 1)
     perms = [torch.randperm(model.cfg.n_heads, generator=g).tolist() for _ in range(model.cfg.n_layers)]
+    if model.cfg.layer_norm:
+        return remap_layer_norm(model, commuting_map(model.cfg.d_model, seed, invertible), perms), perms
     return remap(model, random_map(model.cfg.d_model, seed, invertible), perms), perms
 
 

@@ -445,4 +445,5 @@ def measure(prep: Prepared, model: Transformer, output: OutputReadout | None = N
                                for l, h in heads_lib.head_names(prep.compiled.model)},
                   "learned": {head_name(l, h): side.raw_patterns[l][:, h].tolist()
                               for l, h in heads_lib.head_names(model)}},
-        summary=summarise(variables, heads), legal_next=legal, attention=key_attention(prep, side)), side, swaps
+        summary=summarise(variables, heads), legal_next=legal, attention=key_attention(prep, side),
+        layer_norm=model.cfg.layer_norm), side, swaps
