@@ -68,7 +68,7 @@ def commuting_map(d: int, seed: int, invertible: bool) -> torch.Tensor:
     b[1:, 1:] = orthonormal(torch.randn(d - 1, d - 1, generator=g, dtype=torch.float64))
     b[0, 0] = 1.0
     if invertible:
-        b[0, 0] = float(np.exp(torch.empty(1, dtype=torch.float64).uniform_(np.log(0.3), np.log(3.0), generator=g)))
+        b[0, 0] = torch.empty(1, dtype=torch.float64).uniform_(np.log(0.3), np.log(3.0), generator=g).exp().item()
         b[1:, 0] = torch.randn(d - 1, generator=g, dtype=torch.float64)
     return basis @ b @ basis.T
 
