@@ -163,3 +163,17 @@ def test_control_disguised_gpt2_block_model_gives_the_same_statuses(gpt2_miu):
         doc = Doc()
         _methods(doc, res)
         assert (METHODS_NOTE in doc.markdown()) is note
+
+
+def test_a_gpt2_block_model_is_comparable_but_not_another_shape_or_vocabulary():
+    from learned.artifact import check_comparable
+    from rasp_programs.errors import ToolkitError
+
+    compiled = dataclasses.replace(GPT2, act_fn="relu", normalization_type=None, tied_unembed=False,
+                                   scale_attn_by_inverse_layer_idx=False)
+    check_comparable(compiled, GPT2, "model")  # layer norm, gelu_new, tied: the model's own architecture
+    for change, field in ((dict(d_model=32, d_head=16), "d_model"), (dict(n_ctx=12), "n_ctx"),
+                          (dict(vocab=("a", "b", "c", "e", "BOS", "PAD"), output_vocab=("a", "b", "c", "e", "BOS", "PAD")),
+                           "vocab")):
+        with pytest.raises(ToolkitError, match=f"{field} is"):
+            check_comparable(compiled, dataclasses.replace(GPT2, **change), "model")
