@@ -164,3 +164,12 @@ def test_missing_transformer_lens_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_tl)
     with pytest.raises(ToolkitError, match="transformer-lens 4"):
         to_transformer_lens(tmp_path / "learned")
+
+
+def test_importing_interop_loads_neither_transformer_lens_nor_transformers():
+    import subprocess
+    import sys
+
+    code = ("import sys, learned.interop, learned.bench_hf, compare.layer_norm; "
+            "assert not [m for m in sys.modules if m.split('.')[0] in ('transformer_lens', 'transformers')], 'imported'")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
