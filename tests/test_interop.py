@@ -173,3 +173,24 @@ def test_importing_interop_loads_neither_transformer_lens_nor_transformers():
     code = ("import sys, learned.interop, learned.bench_hf, compare.layer_norm; "
             "assert not [m for m in sys.modules if m.split('.')[0] in ('transformer_lens', 'transformers')], 'imported'")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def test_an_exported_folder_boots_in_transformer_lens_from_transformers(tmp_path, monkeypatch):
+    """``python -m learned.hf --export`` writes a folder TL 4's ``TransformerBridge.boot_transformers`` loads,
+    tokenizer included (word-level ``tokenizer.json``), giving our logits."""
+    pytest.importorskip("transformers")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from transformer_lens.model_bridge import TransformerBridge
+    import transformer_lens.model_bridge.sources.transformers  # noqa: F401  (attaches boot_transformers)
+
+    from learned.hf import export_checkpoint, import_checkpoint
+    from test_gpt2 import ROLES, TOKENS, hf_model
+
+    hf_model(2, 2, 32, "gelu_new", False, False, seed=1).save_pretrained(tmp_path / "hf")
+    ours = import_checkpoint(tmp_path / "hf", tmp_path / "a", vocab=TOKENS, **ROLES)
+    export_checkpoint(tmp_path / "a", tmp_path / "exported")
+    bridge = TransformerBridge.boot_transformers(str(tmp_path / "exported"))
+    full, _ = batches(ours.cfg, 2)
+    with torch.no_grad():
+        assert (bridge(full) - ours(full)).abs().max() <= 1e-5
+    assert bridge.tokenizer("a b d").input_ids[-3:] == [TOKENS.index(t) for t in "abd"]
