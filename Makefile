@@ -74,6 +74,7 @@ bench: $(STAMP)
 	$(PY) -m compiled.bench --program $(PROGRAM) --artifacts $(ARTIFACTS)
 	$(PY) -m learned.bench --program $(PROGRAM) --device $(DEVICE) --artifacts $(ARTIFACTS)
 	$(PY) -m learned.bench_mugpt --program $(PROGRAM) --device $(DEVICE) --artifacts $(ARTIFACTS)
+	$(PY) -m learned.bench_hf
 	$(PY) -m compare.bench --program $(PROGRAM) --artifacts $(ARTIFACTS) --reports $(REPORTS)
 	$(PY) -m compare.bench --program $(PROGRAM) --artifacts $(ARTIFACTS) --reports $(REPORTS) --fast
 	$(MAKE) --no-print-directory compile-candidates HYPOTHESES="$(BENCH_HYPOTHESES)"

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from compare import heads as heads_lib
+from compare.layer_norm import commuting_map, remap_layer_norm
 from compare.context import Prepared, frozen, max_len_of, model_side
 from compare.parallel import fork_map
 from compare.pipeline import compare_models
@@ -86,9 +87,12 @@ def random_map(d: int, seed: int, invertible: bool) -> torch.Tensor:
 
 
 def disguise(model: Transformer, seed: int, invertible: bool = False) -> tuple[Transformer, list[list[int]]]:
-    """``remap`` by a random map with random head permutations; returns (copy, perms)."""
+    """``remap`` by a random map with random head permutations; returns (copy, perms). A model with layer
+    norm gets a map that commutes with it instead (``compare.layer_norm``: a general invertible map does not)."""
     g = torch.Generator().manual_seed(seed + 1)
     perms = [torch.randperm(model.cfg.n_heads, generator=g).tolist() for _ in range(model.cfg.n_layers)]
+    if model.cfg.layer_norm:
+        return remap_layer_norm(model, commuting_map(model.cfg.d_model, seed, invertible), perms), perms
     return remap(model, random_map(model.cfg.d_model, seed, invertible), perms), perms
 
 

@@ -51,7 +51,7 @@ from compare.loading import candidates_of, load_compiled
 from compare.outputs import readout_for
 from compare.pipeline import compare_models, prepare
 from compare.report import read_report, write_report
-from learned.artifact import atomic_dir, check_compatible, encode, load_artifact, read_meta, write_json
+from learned.artifact import atomic_dir, check_comparable, encode, load_artifact, read_meta, write_json
 from learned.evaluate import build_eval_set, evaluate
 from learned.inference import predict_batched
 from learned.lm import string_probability
@@ -114,7 +114,7 @@ def analyse_run(spec: ProgramSpec, prep, eval_set, run_folder: Path, log=print,
             output = readout_for(model.cfg, model_meta, compiled_cfg.output_vocab, str(folder / "model.json"))
             like = model.cfg if output.kind == "argmax" else dataclasses.replace(
                 model.cfg, d_vocab_out=compiled_cfg.d_vocab_out, output_vocab=compiled_cfg.output_vocab)
-            check_compatible(compiled_cfg, like, f"checkpoint {folder}")
+            check_comparable(compiled_cfg, like, f"checkpoint {folder}")
         except ToolkitError as e:
             print(f"error: {e} (skipped)", file=sys.stderr)
             run.skipped.append(Skipped(step, str(folder), str(e)))

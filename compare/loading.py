@@ -16,7 +16,7 @@ import torch
 
 from compare.outputs import OutputReadout, readout_for
 from compare.context import check_finite
-from learned.artifact import check_compatible, load_artifact
+from learned.artifact import check_comparable, load_artifact
 from learned.model import Transformer
 from rasp_programs.errors import ToolkitError
 from rasp_programs.registry import get_program
@@ -78,9 +78,9 @@ def load_models(program: str, artifacts: Path, seeds: list[int], learned: list[s
         model, model_meta = load_artifact(folder, dtype=torch.float32, make_hint=hint)
         output = readout_for(model.cfg, model_meta, compiled.cfg.output_vocab, str(folder / "model.json"))
         if output.kind == "argmax":
-            check_compatible(compiled.cfg, model.cfg, f"learned checkpoint {folder}")
+            check_comparable(compiled.cfg, model.cfg, f"learned checkpoint {folder}")
         else:  # a language model: its outputs are next tokens, read through the declared readout
-            check_compatible(compiled.cfg, dataclasses.replace(model.cfg, d_vocab_out=compiled.cfg.d_vocab_out,
+            check_comparable(compiled.cfg, dataclasses.replace(model.cfg, d_vocab_out=compiled.cfg.d_vocab_out,
                                                                output_vocab=compiled.cfg.output_vocab),
                              f"learned checkpoint {folder}")
         check_finite(model, f"learned checkpoint {folder / 'model.safetensors'}")

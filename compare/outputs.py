@@ -27,6 +27,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from compare.layer_norm import unembed_as_read
 from learned.lm import LegalNext, Readout, token_log_probs
 from learned.model import ModelConfig
 from rasp_programs.errors import ToolkitError
@@ -61,7 +62,7 @@ class OutputReadout:
     def directions(self, model) -> "torch.Tensor":
         """``[D, c]`` residual directions the readout compares at the last hook: the unembedding's columns
         minus their mean (for two outputs, the logit-difference direction). A DAS start for the output."""
-        w = model.param("unembed.W_U").detach().double()  # [D, O]
+        w = unembed_as_read(model)  # [D, O]
         return w - w.mean(1, keepdim=True)
 
     def margin(self, logits: torch.Tensor, ids: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -112,7 +113,7 @@ class LMReadout(OutputReadout):
 
     def directions(self, model) -> "torch.Tensor":
         """``[D, 1]``: the END column of the unembedding minus the mean column (log P(END) grows along it)."""
-        w = model.param("unembed.W_U").detach().double()  # [D, O]
+        w = unembed_as_read(model)  # [D, O]
         return (w[:, self.end] - w.mean(1))[:, None]
 
     def margin(self, logits: torch.Tensor, ids: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -176,7 +177,7 @@ class TokenArgmaxReadout(OutputReadout):
         return super().margin(logits[..., self.ids.to(logits.device)], ids, target)
 
     def directions(self, model) -> torch.Tensor:
-        w = model.param("unembed.W_U").detach().double()[:, self.ids]  # [D, program values]
+        w = unembed_as_read(model)[:, self.ids]  # [D, program values]
         return w - w.mean(1, keepdim=True)
 
     def describe(self) -> str:

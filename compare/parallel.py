@@ -15,6 +15,7 @@ import os
 import traceback
 from typing import Any, Callable, Sequence
 
+from learned.runtime import limit_threads
 from rasp_programs.errors import ToolkitError
 
 
@@ -25,9 +26,8 @@ def default_workers() -> int:
 
 def _child(call: Callable[[], Any], conn) -> None:
     try:
-        import torch
-        torch.set_num_threads(1)
-        conn.send(("ok", call()))
+        with limit_threads(1):
+            conn.send(("ok", call()))
     except BaseException as e:  # noqa: BLE001 - reported in the parent, which raises
         conn.send(("error", f"{type(e).__name__}: {e}", traceback.format_exc()))
     finally:

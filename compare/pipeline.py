@@ -156,5 +156,6 @@ def measure(prep: Prepared, model: Transformer, output: OutputReadout | None = N
                           compiled={n: prep.compiled.raw_patterns[n.layer][:, n.head].tolist()
                                     for n in heads_lib.head_names(prep.compiled.model)},
                           learned={n: side.raw_patterns[n.layer][:, n.head].tolist() for n in names}),
-        summary=summarise(variables, heads), legal_next=legal, attention=attention)
+        summary=summarise(variables, heads), legal_next=legal, attention=attention,
+        layer_norm=model.cfg.layer_norm)
     return comparison, side, swaps

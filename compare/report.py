@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from compare import figures
+from compare import figures, layer_norm
 from compare.document import Doc
 from compare.controls import SEED_VS_SEED, ControlResult
 from compare.hypotheses import Ranking
@@ -163,6 +163,7 @@ def _methods(doc: Doc, res: Comparison) -> None:
         "fifth of the fit pairs; patterns are preferred, then the smallest dimension within 0.02 of the best "
         f"validation IIA. Null: {s.n_null} random subspaces of the same dimension (none when the subspace is "
         "all the layers wrote at that hook).",
+        *([layer_norm.METHODS_NOTE] if res.layer_norm else []),
         "Pairs: bases from live rows, sources from all rows. Each pair is labelled with the variable's "
         "counterfactual, 'copy source' (the source's own output) and 'no change' (the base's); a pair is "
         "distinguishing when the counterfactual differs from both, so a subspace that carries only the output "

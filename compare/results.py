@@ -482,6 +482,7 @@ class Comparison:
     summary: Summary
     legal_next: dict[str, list[HookReadout]] = dataclasses.field(default_factory=dict)  # language models only
     attention: KeyAttention | None = None  # the compared model's heads: mass per key token type
+    layer_norm: bool = False  # the compared model has pre-LayerNorm (ModelConfig.layer_norm); the report says what changes
 
 
 def summarise(variables: dict[str, VariableResult], heads: Heads) -> Summary:

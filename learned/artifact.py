@@ -141,6 +141,19 @@ def check_compatible(reference: ModelConfig, other: ModelConfig, what: str) -> N
             raise ToolkitError(f"{what} does not match the compiled model: {field} is {b!r}, expected {a!r}")
 
 
+# Each model's own architecture, which a compared model need not share with the compiled one: layer norm,
+# activation and GPT-2's details (the inputs, outputs and shapes still must be the same).
+OWN_FIELDS = ("act_fn", "normalization_type", "eps", "tied_unembed", "scale_attn_by_inverse_layer_idx")
+
+
+def check_comparable(reference: ModelConfig, other: ModelConfig, what: str) -> None:
+    """``check_compatible`` without ``OWN_FIELDS``: a GPT-2-block model is compared with the compiled one."""
+    ours, theirs = reference.to_dict(), other.to_dict()
+    for field, a in ours.items():
+        if field not in OWN_FIELDS and theirs[field] != a:
+            raise ToolkitError(f"{what} does not match the compiled model: {field} is {theirs[field]!r}, expected {a!r}")
+
+
 def encode(cfg: ModelConfig, inputs: Sequence[Sequence[str]], device: str | torch.device = "cpu") -> torch.Tensor:
     """Token strings to ids ``[B, 1 + max len]``: BOS first, padded at the end.
 

@@ -22,8 +22,9 @@ Bad input is one line on stderr, exit 2, and nothing written.
     python -m learned.hf --export DIR OUT
 
 writes a GPT-2-block artifact back as a ``GPT2LMHeadModel`` folder
-(``config.json``, ``model.safetensors``, ``vocab.json``) that
-``transformers`` loads. An architecture GPT-2 cannot express (no layer
+(``config.json``, ``model.safetensors``, ``vocab.json``, and a word-level
+``tokenizer.json`` with its ``tokenizer_config.json``) that ``transformers``
+and TransformerLens 4's ``TransformerBridge.boot_transformers`` load. An architecture GPT-2 cannot express (no layer
 norm, an unembedding bias, bidirectional attention, ...) is refused in one
 line that says why.
 """
@@ -327,6 +328,22 @@ def why_not_gpt2(model: Transformer) -> list[str]:
     return why
 
 
+def tokenizer_files(cfg: ModelConfig) -> dict[str, Any]:
+    """``tokenizer.json`` (a whitespace-split word-level tokenizer: one token per word, ids in order) and
+    ``tokenizer_config.json``, so ``AutoTokenizer`` (and ``TransformerBridge.boot_transformers``) load the
+    vocabulary without GPT-2's BPE merges. Written as JSON: no ``tokenizers`` at run time."""
+    ids = {t: i for i, t in enumerate(cfg.vocab)}
+    specials = [cfg.bos_token, cfg.pad_token]
+    tokenizer = {"version": "1.0", "truncation": None, "padding": None,
+                 "added_tokens": [{"id": ids[t], "content": t, "single_word": False, "lstrip": False, "rstrip": False,
+                                   "normalized": False, "special": True} for t in dict.fromkeys(specials)],
+                 "normalizer": None, "pre_tokenizer": {"type": "WhitespaceSplit"}, "post_processor": None,
+                 "decoder": None, "model": {"type": "WordLevel", "vocab": ids, "unk_token": cfg.pad_token}}
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": cfg.bos_token, "pad_token": cfg.pad_token,
+              "unk_token": cfg.pad_token, "model_max_length": cfg.n_ctx, "add_bos_token": False}
+    return {"tokenizer.json": tokenizer, "tokenizer_config.json": config}
+
+
 def export_checkpoint(artifact: Path | str, out: Path | str) -> None:
     """Writes a GPT-2-block artifact as a ``GPT2LMHeadModel`` folder (module docstring).
 
@@ -350,6 +367,8 @@ def export_checkpoint(artifact: Path | str, out: Path | str) -> None:
         save_file(from_tl(model), str(tmp / WEIGHTS), metadata={"format": "pt"})
         (tmp / CONFIG).write_text(json.dumps(config, indent=1) + "\n")
         (tmp / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(cfg.vocab)}, indent=1) + "\n")
+        for name, data in tokenizer_files(cfg).items():
+            (tmp / name).write_text(json.dumps(data, indent=1) + "\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
