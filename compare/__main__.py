@@ -20,7 +20,7 @@ from pathlib import Path
 
 from compare.config import CompareConfig
 from compare.run import run
-from rasp_programs.cli import parse_seeds
+from rasp_programs.cli import non_negative_int, parse_seeds
 from rasp_programs.errors import cli_main
 
 
@@ -39,13 +39,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, type=Path, help="report folder (default <reports>/<program>)")
     ap.add_argument("--hypotheses", nargs="*", default=None, metavar="PROGRAM",
                     help="candidate programs of the same task to rank against each learned model")
+    ap.add_argument("--workers", type=lambda t: non_negative_int(t, "--workers"), default=None,
+                    help="processes for candidates and controls (default: every CPU; 1: none); results do not "
+                         "depend on it")
     args = ap.parse_args(argv)
     seeds = parse_seeds(args.seeds)
     config = CompareConfig.fast(args.seed) if args.fast else CompareConfig(seed=args.seed)
     learned = [x for x in args.learned if x] if args.learned else None
     path = run(args.program, Path(args.artifacts), Path(args.reports), seeds, learned or None, config,
                controls=not args.no_controls, log=lambda s: print(s, file=sys.stderr), runs=args.runs, out=args.out,
-               hypotheses=[h for x in (args.hypotheses or []) for h in x.split()])
+               hypotheses=[h for x in (args.hypotheses or []) for h in x.split()], workers=args.workers)
     print(f"report: {path}")
     return 0
 

@@ -70,6 +70,7 @@ from compare.outputs import OutputReadout
 from compare.locate import Swap
 from compare.context import Prepared
 from compare.heads import WRITES
+from compare.parallel import fork_map
 from compare.pipeline import measure
 from compare.results import IIA_OK, MIN_DISTINGUISHING, Comparison, Head, KeyAttention, Status
 from compare.stats import Estimate, Stat, bootstrap
@@ -322,10 +323,12 @@ def _score_difference(a: dict[str, _Tested], b: dict[str, _Tested], seed: int) -
 
 
 def rank(preps: dict[str, Prepared], model: Transformer, output: OutputReadout | None = None,
-         log: Callable[[str], None] = lambda s: None) -> Ranking:
+         log: Callable[[str], None] = lambda s: None, workers: int | None = None) -> Ranking:
     """Compares ``model`` with every candidate (``preps``: program name -> its ``Prepared``) and ranks them.
 
     Every candidate must solve the same task on the same sampled inputs (``prepare`` with one config).
+    The candidates are measured side by side in forked processes (``compare.parallel``; ``workers``:
+    default every CPU), with the same seeded results as one after another.
     """
     names = list(preps)
     first = preps[names[0]]
@@ -338,9 +341,9 @@ def rank(preps: dict[str, Prepared], model: Transformer, output: OutputReadout |
     seed = first.config.seed
     runs = {n: _Runs(p) for n, p in preps.items()}
     comps, tested, every, left, algo = {}, {}, {}, {}, {}
-    for n, prep in preps.items():
-        log(f"  candidate {n} ...")
-        comps[n], _, swaps = measure(prep, model, output)
+    log(f"  measuring candidates {', '.join(names)} ...")
+    measured = fork_map([lambda prep=prep: measure(prep, model, output)[0::2] for prep in preps.values()], workers)
+    for (n, prep), (comps[n], swaps) in zip(preps.items(), measured):
         algo[n], left[n] = _algorithmic(prep)
         group = _groups(prep, algo[n])
         size = {g: list(group.values()).count(g) for g in group.values()}

@@ -13,6 +13,7 @@ from pathlib import Path
 from compare.config import CompareConfig
 from compare.controls import run_controls
 from compare.hypotheses import rank
+from compare.parallel import fork_map
 from compare.loading import candidates_of, check_writable, load_compiled, load_models
 from compare.pipeline import compare_models, prepare
 from compare.report import HypothesisRun, ReportData, Run, write_report
@@ -22,10 +23,12 @@ from rasp_programs.registry import get_program
 
 def run(program: str, artifacts: Path, reports: Path, seeds: list[int], learned: list[str] | None,
         config: CompareConfig, controls: bool = True, log=print, runs: str = "learned",
-        out: Path | None = None, hypotheses: list[str] | None = None) -> Path:
+        out: Path | None = None, hypotheses: list[str] | None = None, workers: int | None = None) -> Path:
     """The whole ``make compare``; returns the path of report.html (in ``out``, default ``reports/<program>``).
 
     ``hypotheses``: candidate programs of the same task, ranked against every learned model.
+    ``workers``: processes for the independent parts (candidates, controls; ``compare.parallel``); the
+    results do not depend on it.
     """
     spec = get_program(program)
     target = out or reports / program
@@ -40,20 +43,21 @@ def run(program: str, artifacts: Path, reports: Path, seeds: list[int], learned:
     if any(m.output.kind == "lm" for m in models):  # compare language models where their language is well formed
         config = dataclasses.replace(config, well_formed_only=True)
     t0 = time.perf_counter()
-    log("preparing: inputs, live rows, pairs, untrained baselines, the compiled model against itself ...")
-    prep = prepare(spec, compiled, meta, config)
-    preps = {}
-    for c in cands:
-        if c == program:
-            preps[c] = prep
-        else:
-            log(f"preparing candidate {c} ...")
-            preps[c] = prepare(get_program(c), *others[c], config)
+    log("preparing: inputs, live rows, pairs, untrained baselines, each compiled model against itself "
+        f"({', '.join([program] + list(others))}) ...")
+    sources = {program: (compiled, meta), **others}
+
+    def prepared(name: str):  # a ProgramSpec holds functions that do not pickle: it travels by name
+        return lambda: dataclasses.replace(prepare(get_program(name), *sources[name], config), spec=None)
+    done_preps = fork_map([prepared(n) for n in sources], workers)
+    preps = {n: dataclasses.replace(p, spec=get_program(n)) for n, p in zip(sources, done_preps)}
+    prep = preps[program]
+    preps = {c: preps[c] for c in cands}
     done, ranked = [], []
     for m in models:
         log(f"comparing {m.label} ({m.path}) ...")
         if cands:
-            ranking = rank(preps, m.model, m.output, log)
+            ranking = rank(preps, m.model, m.output, log, workers)
             ranked.append(HypothesisRun(m.label, m.path, ranking))
             own = ranking.candidates[program].comparison if program in ranking.candidates else None
             done.append(Run(m.label, m.path, own or compare_models(prep, m.model, m.output)))
@@ -62,7 +66,8 @@ def run(program: str, artifacts: Path, reports: Path, seeds: list[int], learned:
     checks = []
     if controls:
         log("controls: self, disguised copies, untrained, knockout, seed vs seed ...")
-        checks = run_controls(prep, config.seed, [m.model for m in models], outputs=[m.output for m in models])
+        checks = run_controls(prep, config.seed, [m.model for m in models], outputs=[m.output for m in models],
+                              workers=workers)
     data = ReportData(program, str(artifacts / program / "compiled"), done, checks, time.perf_counter() - t0,
                       hypotheses=ranked)
     return write_report(target, spec, data)

@@ -11,6 +11,9 @@ comparison here is between models of different shapes.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 from pathlib import Path
 
 import numpy as np
@@ -175,3 +178,20 @@ def test_report_opens_with_which_algorithm(artifacts, tmp_path):
             "ablation": "ablation.png", "attention": "attention_grids.png", "key_attention": "key_attention.png",
             "graphs": "algorithm_graphs.png", "status_graph": "status_graph.png"}
     assert build_doc(get_program("miu_first"), data, figs, path.parent).markdown() == md
+
+
+def test_forked_workers_give_the_same_report_as_one_process(artifacts, tmp_path):
+    """Candidates and controls run in forked processes (``compare.parallel``); every choice is seeded from
+    the config, so the record is the same with one process as with two."""
+    model, _ = disguise(load(artifacts, "miu_mean")[0], 3, invertible=False)
+    save_artifact(tmp_path / "mine", model.float(), {"kind": "learned"})
+    cfg = dataclasses.replace(HYP, n_inputs=400, n_fit=60, n_val=40, n_test=60, das_steps=3, das_dims=(), n_null=3)
+    records = []
+    for workers in (1, 2):
+        path = cli.run("miu", artifacts, tmp_path / f"r{workers}", [0], [str(tmp_path / "mine")], cfg,
+                       log=lambda s: None, hypotheses=["miu", "miu_mean"], workers=workers)
+        record = json.loads((path.parent / "compare.json").read_text())
+        record.pop("seconds")
+        records.append(record)
+    assert records[0] == records[1]
+    assert records[0]["controls"] and records[0]["hypotheses"]
