@@ -4,14 +4,16 @@ The controls and the candidates' preparation do not depend on each other, and ev
 them is seeded from the configuration, so running them in separate processes gives the same numbers
 as running them one after another. ``fork`` lets each child inherit the prepared state instead of
 pickling it; only the results travel back, pickled, through a pipe. Each child computes with one
-thread (as the comparison does anyway, ``compare.threads``). Where ``fork`` is unavailable, or
-``workers`` is 1, the calls run in this process.
+thread, and so do the calls when they run in this process (``fork`` unavailable, or ``workers`` 1): a
+QR decomposition, for one, rounds differently with more threads, and a disguised copy would differ in
+its last bits.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import pickle
 import traceback
 from typing import Any, Callable, Sequence
 
@@ -27,9 +29,15 @@ def default_workers() -> int:
 def _child(call: Callable[[], Any], conn) -> None:
     try:
         with limit_threads(1):
-            conn.send(("ok", call()))
+            answer = ("ok", call())
     except BaseException as e:  # noqa: BLE001 - reported in the parent, which raises
-        conn.send(("error", f"{type(e).__name__}: {e}", traceback.format_exc()))
+        answer = ("error", f"{type(e).__name__}: {e}", traceback.format_exc())
+    try:  # plain pickle: torch's own reducer would share tensors through fds that die with this process
+        data = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as e:  # noqa: BLE001
+        data = pickle.dumps(("error", f"cannot send the result back: {type(e).__name__}: {e}", ""))
+    try:
+        conn.send_bytes(data)
     finally:
         conn.close()
 
@@ -42,7 +50,8 @@ def fork_map(calls: Sequence[Callable[[], Any]], workers: int | None = None) -> 
     """
     workers = default_workers() if workers is None else workers
     if workers <= 1 or len(calls) <= 1 or "fork" not in mp.get_all_start_methods():
-        return [call() for call in calls]
+        with limit_threads(1):  # as in a child: LAPACK's results (a QR in a disguise) depend on the thread count
+            return [call() for call in calls]
     ctx = mp.get_context("fork")
     results: list[Any] = [None] * len(calls)
     running: list[tuple[int, Any, Any]] = []
@@ -50,7 +59,7 @@ def fork_map(calls: Sequence[Callable[[], Any]], workers: int | None = None) -> 
 
     def collect(i: int, proc, conn) -> None:
         try:
-            msg = conn.recv()
+            msg = pickle.loads(conn.recv_bytes())
         except EOFError:
             msg = ("error", f"worker for task {i} died without an answer (exit code {proc.exitcode})", "")
         proc.join()

@@ -187,7 +187,7 @@ def test_forked_workers_give_the_same_report_as_one_process(artifacts, tmp_path)
     cfg = dataclasses.replace(HYP, n_inputs=400, n_fit=60, n_val=40, n_test=60, das_steps=3, das_dims=(), n_null=3)
     records = []
     for workers in (1, 2):
-        path = cli.run("miu", artifacts, tmp_path / f"r{workers}", [0], [str(tmp_path / "mine")], cfg,
+        path = cli.run("miu_mean", artifacts, tmp_path / f"r{workers}", [0], [str(tmp_path / "mine")], cfg,
                        log=lambda s: None, hypotheses=["miu", "miu_mean"], workers=workers)
         record = json.loads((path.parent / "compare.json").read_text())
         record.pop("seconds")
