@@ -99,13 +99,21 @@ def execute(jobs: list[JobSpec], folders: Folders, device: str = "auto", progres
     job_remote = ray.remote(runner.run_job)
     gpus = gpus_per_job()
     compiles, refs = {}, {}
+    crashed = 0
     for j in todo:
-        need = (runner.adapter.task_of(j.language, j.objective), runner.max_len_of(j))
+        try:
+            need = (runner.adapter.task_of(j.language, j.objective), runner.max_len_of(j))
+        except Exception as e:  # e.g. an external model.json without a config: recorded, the sweep goes on
+            crashed += 1
+            _record_crash(j, folders, e)
+            continue
         if need not in compiles:
             compiles[need] = compile_remote.remote(*need, folders.artifacts)
         options = job_remote.options(num_cpus=1, num_gpus=0 if j.external else gpus, max_retries=0)
         refs[options.remote(j, folders, compiles[need], device)] = j
-    bar = tqdm(total=len(jobs), initial=state.skipped, desc="benchmark jobs", unit="job", disable=not progress)
+    state = dataclasses.replace(state, finished=crashed, failed=crashed)
+    bar = tqdm(total=len(jobs), initial=state.skipped + crashed, desc="benchmark jobs", unit="job",
+               disable=not progress)
     cpus = ray.cluster_resources().get("CPU", 1)
     try:
         while refs:

@@ -24,6 +24,8 @@ from compare.report import Doc
 from learned.artifact import write_json
 
 NONE = "none"
+# The derived constructions, in table order (last reset and fractions are not derived yet).
+CONSTRUCTIONS = ("counts", "window", "parallel prefix", "last reset", "fractions")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,7 +159,8 @@ def document(b: Benchmark, figs: dict[str, str]) -> Doc:
           f"Score: null-corrected IIA on distinguishing pairs, 95% CI; a candidate is supported when its lower bound "
           f"is at least 0.9 and no rival beats it head to head.")
     doc.h(2, "Which construction wins, across languages")
-    cons = sorted({c for w in b.wins for c in (*w.wins, *w.first)} - {NONE})
+    seen = {c for cols in b.heatmap.values() for c in cols} | {c for w in b.wins for c in (*w.wins, *w.first)}
+    cons = [c for c in CONSTRUCTIONS if c in seen] + sorted(seen - set(CONSTRUCTIONS) - {NONE})
     doc.table(["objective", "shape", "jobs", *[f"{c}: supported (first)" for c in cons], "none supported"],
               [[w.objective, w.shape, w.jobs, *[f"{w.wins.get(c, 0)} ({w.first.get(c, 0)})" for c in cons],
                 f"{w.wins.get(NONE, 0)} ({_pct(w.wins.get(NONE, 0) / w.jobs)})"] for w in b.wins])
