@@ -281,3 +281,13 @@ def _wait_port(port: int, timeout: float = 60) -> None:
         except OSError:
             time.sleep(0.5)
     raise TimeoutError(f"ray head did not listen on {port}")
+
+
+def test_benchmark_imports_no_jax():
+    code = ("import pkgutil, importlib, sys, benchmark\n"
+            "for m in pkgutil.iter_modules(benchmark.__path__):\n"
+            "    importlib.import_module('benchmark.' + m.name)\n"
+            "print(sorted(k for k in sys.modules if k.split('.')[0] in ('jax', 'haiku', 'tracr', 'ray')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"  # ray too is imported only when a sweep connects
