@@ -118,9 +118,9 @@ def train_config(program: str, objective: str, shape: Shape, seed: int, steps: i
         raise ToolkitError(f"learned does not provide the objective {objective!r} yet "
                            f"(it trains {', '.join(TRAINED_OBJECTIVES)})")
     arch = "tracr" if shape.kind == "compiled" else "gpt2"
-    cfg = TrainConfig(program=program, max_len=max_len, seed=seed, arch=arch, steps=steps,
+    cfg = TrainConfig(program=program, max_len=max_len, seed=seed, arch=arch, steps=steps, objective=objective,
                       **({"lr": ARCH_LR[arch]} if arch in ARCH_LR else {}))
-    if objective == "lm":
+    if objective == "lm":  # a new objective with a preset of its own (legal-next) needs its line here
         cfg = dataclasses.replace(mugpt_preset(cfg, LMConfig().check(max_len)), steps=steps)
     return cfg
 

@@ -24,7 +24,7 @@ from benchmark.__main__ import main
 from benchmark.jobs import Budget, Folders, JobSpec, Shape, expand, parse_shapes
 from benchmark.record import CandidateScore, JobRecord, JobStatus, Score, Training, read_record
 from benchmark.runner import is_done
-from learned.artifact import write_json
+from learned.artifact import FORMAT, write_json
 from rasp_programs.errors import ToolkitError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,8 +172,8 @@ def first(tmp_path_factory):
     broken.mkdir()
     manifest = tmp / "manifest.json"
     manifest.write_text(json.dumps([{"folder": "broken_model", "language": "parity"}]))
-    # model.json of a length-4 model without weights: the job raises when it loads them
-    (broken / "model.json").write_text(json.dumps({"format": 1, "config": {"n_ctx": 5}}))
+    # a length-4 model whose config is incomplete: the job raises in its worker when it loads the model
+    (broken / "model.json").write_text(json.dumps({"format": FORMAT, "config": {"n_ctx": 5}}))
     done = _sweep(art, rep, "--workers", "2", "--external", str(manifest))
     return tmp, art, rep, manifest, done
 
@@ -204,7 +204,8 @@ def test_failed_job_is_recorded_and_the_others_finish(first):
     b = json.loads((rep / "benchmark" / "benchmark.json").read_text())
     failed = [JobRecord.from_json(j) for j in b["jobs"] if j["status"] == "failed"]
     assert len(failed) == 1 and failed[0].spec.external is not None
-    assert "\n" not in failed[0].error and "model.safetensors" in failed[0].error
+    assert "\n" not in failed[0].error and failed[0].error.startswith("ToolkitError: bad config in ")
+    assert failed[0].seconds > 0  # written by the job in its worker, not by the driver
     assert failed[0].error in (rep / "benchmark" / "benchmark.md").read_text()
     assert "4 finished, 1 failed" in (rep / "benchmark" / "benchmark.md").read_text()
 
