@@ -28,6 +28,7 @@ from learned.artifact import FORMAT, write_json
 from rasp_programs.errors import ToolkitError
 
 ROOT = Path(__file__).resolve().parents[1]
+RAY = str(Path(sys.executable).parent / "ray")  # the venv's ray CLI
 TINY = ["--languages", "parity aa", "--objectives", "classifier", "--seeds", "0 1", "--steps", "200",
         "--max-len", "4", "--dynamics", "none", "--no-progress"]
 
@@ -251,12 +252,12 @@ def test_two_node_cluster_through_ray_address(first, tmp_path):
     env = _env()
     procs = []
     try:
-        procs.append(subprocess.Popen(["ray", "start", "--head", "--block", f"--port={port}", "--num-cpus=1",
+        procs.append(subprocess.Popen([RAY, "start", "--head", "--block", f"--port={port}", "--num-cpus=1",
                                        "--include-dashboard=false", "--disable-usage-stats"],
                                       env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL))
         _wait_port(port)
-        procs.append(subprocess.Popen(["ray", "start", "--block", f"--address=127.0.0.1:{port}", "--num-cpus=1",
+        procs.append(subprocess.Popen([RAY, "start", "--block", f"--address=127.0.0.1:{port}", "--num-cpus=1",
                                        "--disable-usage-stats"], env=env, start_new_session=True,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(5)
