@@ -249,7 +249,9 @@ def test_one_worker_and_two_give_identical_results(first, tmp_path):
 def test_two_node_cluster_through_ray_address(first, tmp_path):
     tmp, art, rep, manifest, done = first
     port = _free_port()
-    env = _env()
+    # Ray 2.60 starts clusters with token authentication: every node and the driver share this token
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": os.urandom(16).hex()}
+    env = _env(**auth)
     procs = []
     try:
         procs.append(subprocess.Popen([RAY, "start", "--head", "--block", f"--port={port}", "--num-cpus=1",
@@ -264,7 +266,7 @@ def test_two_node_cluster_through_ray_address(first, tmp_path):
         c_art, c_rep = tmp_path / "artifacts", tmp_path / "reports"
         for c in art.glob("*/compiled"):
             shutil.copytree(c, c_art / c.parent.name / "compiled")
-        _sweep(c_art, c_rep, env=_env(RAY_ADDRESS=f"127.0.0.1:{port}"))
+        _sweep(c_art, c_rep, env=_env(RAY_ADDRESS=f"127.0.0.1:{port}", **auth))
     finally:
         for p in reversed(procs):  # only the processes this test started (their own sessions)
             os.killpg(p.pid, signal.SIGTERM)
