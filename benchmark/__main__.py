@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--artifacts", default="artifacts", type=Path)
     ap.add_argument("--reports", default="reports", type=Path)
     ap.add_argument("--device", default="auto", help="training device on each worker (auto: a GPU if it has one)")
-    ap.add_argument("--workers", default="", help="CPUs of the local Ray (default: all cores; ignored with RAY_ADDRESS)")
+    ap.add_argument("--workers", default="",
+                    help="CPUs of the local Ray (default: all cores; ignored with RAY_ADDRESS)")
     ap.add_argument("--dynamics", default="",
                     help="language whose first job's candidate scores are tracked over training (default: the first "
                          "language; none: skip)")

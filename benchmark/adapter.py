@@ -73,7 +73,8 @@ def compile_missing(programs: list[str], max_len: int, artifacts: Path) -> None:
         ToolkitError: a compile failed (its last error line), or an artifact exists at another length.
     """
     root = Path(importlib.util.find_spec("compiled").origin).parents[1]  # where workers import the stages from
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    path = os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env = {**os.environ, "PYTHONPATH": path}
     for p in programs:
         meta = compiled_meta(p, artifacts)
         if meta is not None and int(meta.get("max_len", -1)) == max_len:
