@@ -49,7 +49,7 @@ def over_training(dyn: dict, path: Path) -> dict[str, str]:
     for name, values in dyn["scores"].items():
         ax.plot([max(s, 1) for s in steps], values, marker="o", label=name)
     ax.set_xscale("log")
-    ax.set_ylim(-0.05, 1.05)
+    ax.set_ylim(-0.15, 1.05)  # scores are null-corrected, so slightly negative values occur
     ax.set_xlabel("training step (step 0 drawn at 1)")
     ax.set_ylabel("score")
     spec = dyn["spec"]
