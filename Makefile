@@ -6,6 +6,9 @@
 #            SEEDS ("0 1": two seeds give the seed-vs-seed ceiling), LEARNED (checkpoint folder(s) for compare), TRAIN_ARGS (extra
 #            `python -m learned` flags, e.g. "--train-max-len 6"), HYPOTHESES (candidate programs of the
 #            same task to rank against each learned model, e.g. "miu miu_mean miu_first"), ARTIFACTS, REPORTS.
+# `make benchmark` (the sweep on Ray): LANGUAGES (all), OBJECTIVES (all), SEEDS, SHAPES ("gpt2:2x2x64 ..."),
+#            EXTERNAL (manifest.json), STEPS, MAX_LEN, WORKERS (local CPUs), DYNAMICS (a language, or none);
+#            RAY_ADDRESS=host:port runs it on a cluster (ARTIFACTS and REPORTS on a shared folder).
 
 PYTHON    ?= python3.11
 VENV      ?= .venv
@@ -17,13 +20,20 @@ LEARNED   ?=
 TRAIN_ARGS ?=
 HYPOTHESES ?=
 BENCH_HYPOTHESES ?= miu miu_mean miu_first
+LANGUAGES ?=
+OBJECTIVES ?=
+SHAPES    ?=
+EXTERNAL  ?=
+STEPS     ?= 2000
+WORKERS   ?=
+DYNAMICS  ?=
 ARTIFACTS ?= artifacts
 REPORTS   ?= reports
 
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all compile compile-candidates train mugpt compare dynamics bench test test-slow clean import
+.PHONY: all compile compile-candidates train mugpt compare dynamics benchmark bench test test-slow clean import
 
 # Stages run in order; each one alone reads the previous stage's artifacts.
 all: $(STAMP)
@@ -69,6 +79,12 @@ dynamics: $(STAMP) compile-candidates
 	$(PY) -m compare.dynamics --program $(PROGRAM) --artifacts $(ARTIFACTS) --reports $(REPORTS) --seeds "$(SEEDS)" \
 		$(if $(RUNS),--runs $(RUNS)) $(if $(HYPOTHESES),--hypotheses $(HYPOTHESES))
 
+# The sweep: every (language, objective, shape, seed) job a Ray task; tables in $(REPORTS)/benchmark/.
+benchmark: $(STAMP)
+	$(PY) -m benchmark --languages "$(LANGUAGES)" --objectives "$(OBJECTIVES)" --seeds "$(SEEDS)" \
+		--shapes "$(SHAPES)" --external "$(EXTERNAL)" --steps "$(STEPS)" --max-len "$(or $(MAX_LEN),0)" \
+		--workers "$(WORKERS)" --dynamics "$(DYNAMICS)" --device $(DEVICE) --artifacts $(ARTIFACTS) --reports $(REPORTS)
+
 # Speed targets live here as ratios and wall times, never in unit tests.
 bench: $(STAMP)
 	$(PY) -m compiled.bench --program $(PROGRAM) --artifacts $(ARTIFACTS)
@@ -80,6 +96,7 @@ bench: $(STAMP)
 	$(MAKE) --no-print-directory compile-candidates HYPOTHESES="$(BENCH_HYPOTHESES)"
 	$(PY) -m compare.bench --program $(PROGRAM) --artifacts $(ARTIFACTS) --reports $(REPORTS) \
 		--hypotheses $(BENCH_HYPOTHESES)
+	$(PY) -m benchmark.bench --out $(REPORTS)/benchmark-bench
 
 # One test file per worker (--dist loadfile): a file's session fixtures are built once.
 test: $(STAMP)

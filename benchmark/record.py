@@ -1,0 +1,105 @@
+"""Typed records: what one job wrote (``JobRecord``), with JSON only at the edge.
+
+A job's record is the last thing it writes (atomically), after its artifact
+and report; the driver builds every table from these files alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from benchmark.jobs import JobSpec
+
+# Bump when what a job computes changes: records of another version are rerun, never reused.
+VERSION = 1
+
+
+class JobStatus(enum.Enum):
+    OK = "ok"
+    FAILED = "failed"
+
+
+@dataclasses.dataclass(frozen=True)
+class Score:
+    """A candidate's score (null-corrected IIA on distinguishing pairs) with its 95% CI."""
+
+    value: float
+    lo: float
+    hi: float
+
+    def fmt(self) -> str:
+        if not math.isfinite(self.value):
+            return "n/a"
+        ci = f" [{self.lo:.2f}, {self.hi:.2f}]" if math.isfinite(self.lo) and math.isfinite(self.hi) else ""
+        return f"{self.value:.2f}{ci}"
+
+
+@dataclasses.dataclass(frozen=True)
+class CandidateScore:
+    program: str
+    construction: str
+    score: Score
+    support: str  # compare.hypotheses.Support's value: supported, undecided, not supported, not testable
+
+
+@dataclasses.dataclass(frozen=True)
+class Training:
+    """The trained model's run: whether the early-stop check reached 100%, where, and the final evaluation."""
+
+    steps: int                     # steps run
+    reached_100_step: int | None   # the early stop (None: not reached within the budget)
+    sequence_accuracy: float       # exhaustive, every position
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class JobRecord:
+    """What one job did. ``candidates`` are in ranking order (the first is the top-ranked)."""
+
+    spec: JobSpec
+    status: JobStatus
+    error: str | None = None
+    version: int = VERSION
+    program: str | None = None            # the candidate whose shape it trained at (or compared first)
+    run: str | None = None                # artifact folder
+    report: str | None = None             # report folder
+    trained: bool = False                 # this execution trained the model
+    training: Training | None = None
+    candidates: tuple[CandidateScore, ...] = ()
+    told_apart: int = 0                   # candidate pairs the data tells apart
+    pairs: int = 0                        # candidate pairs
+    seconds: float = 0.0
+
+    @property
+    def top(self) -> CandidateScore | None:
+        return self.candidates[0] if self.candidates else None
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["status"] = self.status.value
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "JobRecord":
+        t = d.get("training")
+        return cls(spec=JobSpec.from_dict(d["spec"]), status=JobStatus(d["status"]), error=d.get("error"),
+                   version=int(d.get("version", 0)), program=d.get("program"), run=d.get("run"),
+                   report=d.get("report"), trained=bool(d.get("trained")),
+                   training=Training(**t) if t else None,
+                   candidates=tuple(CandidateScore(c["program"], c["construction"], Score(**c["score"]),
+                                                   c["support"]) for c in d.get("candidates", ())),
+                   told_apart=int(d.get("told_apart", 0)), pairs=int(d.get("pairs", 0)),
+                   seconds=float(d.get("seconds", 0.0)))
+
+
+def read_record(path: Path) -> JobRecord | None:
+    """The record at ``path``; ``None`` if it is missing or unreadable (the job is then run again)."""
+    try:
+        return JobRecord.from_json(json.loads(Path(path).read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
