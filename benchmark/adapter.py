@@ -22,7 +22,9 @@ import torch
 
 from compare.hypotheses import rank
 from compare.outputs import readout_for
-from compare.pipeline import CompareConfig, check_finite, prepare
+from compare.config import CompareConfig
+from compare.context import check_finite
+from compare.pipeline import prepare
 from compare.report import HypothesisRun, ReportData, Run, write_report
 from learned.artifact import load_artifact, read_meta
 from learned.lm_data import LMConfig
@@ -155,7 +157,7 @@ def compare_run(task: str, program: str, run: Path, artifacts: Path, out: Path, 
                            f"{program}'s {list(ref.vocab)} / {ref.n_ctx}")
     config = dataclasses.replace(CompareConfig.fast(seed), well_formed_only=output.kind == "lm")
     preps = {c: prepare(get_program(c), m, meta_c, config) for c, (m, meta_c) in compiled.items()}
-    ranking = rank(preps, model, output, log=lambda s: None)
+    ranking = rank(preps, model, output, log=lambda s: None, workers=1)  # Ray gives each job one CPU
     data = ReportData(program, str(artifacts / program / "compiled"),
                       [Run(run.name, str(run), ranking.candidates[program].comparison)], [],
                       hypotheses=[HypothesisRun(run.name, str(run), ranking)])
@@ -181,4 +183,4 @@ def candidate_dynamics(task: str, program: str, run: Path, artifacts: Path, seed
     spec = get_program(program)
     eval_set = build_eval_set(spec, compiled[program][0].cfg, int(compiled[program][1]["max_len"]))
     out = analyse_run(spec, preps[program], eval_set, run, log=lambda s: None, preps=preps)
-    return {"steps": out["steps"], "scores": {c: v["score"] for c, v in out.get("candidates", {}).items()}}
+    return {"steps": out.steps, "scores": {c: v.score for c, v in out.candidates.items()}}

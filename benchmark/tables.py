@@ -20,7 +20,7 @@ from typing import Any
 from benchmark import figures
 from benchmark.jobs import Folders, JobSpec
 from benchmark.record import JobRecord, JobStatus, read_record
-from compare.report import Doc
+from compare.document import Doc
 from learned.artifact import write_json
 
 NONE = "none"
