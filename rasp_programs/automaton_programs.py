@@ -48,10 +48,12 @@ from typing import Callable
 
 from rasp_programs.automata import TASK_DFA, TASKS
 from rasp_programs.automaton import Dfa
+from rasp_programs.automaton_fractions import fractions_program
+from rasp_programs.automaton_reset import reset_program
 from rasp_programs.errors import ToolkitError
 from rasp_programs.spec import ProgramSpec, Task, Variable
 
-CONSTRUCTIONS = ("counts", "window", "prefix")
+CONSTRUCTIONS = ("counts", "window", "reset", "fractions", "prefix")  # the first that applies is `<task>`
 MONOID_LIMIT = 64  # largest transition monoid the parallel prefix is derived for (see README for compiled sizes)
 SELECTOR_WIDTH_MAX_LEN = 24  # SelectorWidth with mlp_exactness=1000 is exact to 24 (as for miu)
 
@@ -373,7 +375,16 @@ def _window(task: Task, dfa: Dfa) -> ProgramSpec | str:
 
 # -- derivation --------------------------------------------------------------------
 
-_BUILDERS = {"counts": _counts, "window": _window, "prefix": _prefix}
+def _fractions(task: Task, dfa: Dfa) -> ProgramSpec | str:
+    scheme = _counting(dfa)
+    return scheme if isinstance(scheme, str) else fractions_program(task, dfa, scheme, output_of(task, dfa))
+
+
+def _reset(task: Task, dfa: Dfa) -> ProgramSpec | str:
+    return reset_program(task, dfa, output_of(task, dfa), SELECTOR_WIDTH_MAX_LEN)
+
+
+_BUILDERS = {"counts": _counts, "window": _window, "reset": _reset, "fractions": _fractions, "prefix": _prefix}
 
 
 def derive_from(task: Task, dfa: Dfa) -> Derived:
