@@ -31,7 +31,7 @@ from compare.report import HypothesisRun, ReportData, Run, write_report
 from learned.artifact import check_compatible, load_artifact
 from learned.model import Transformer
 from rasp_programs.errors import ToolkitError, cli_main
-from rasp_programs.registry import get_program
+from rasp_programs.registry import expand_hypotheses, get_program
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -130,9 +130,10 @@ def run(program: str, artifacts: Path, reports: Path, seeds: list[int], learned:
     ``hypotheses``: candidate programs of the same task, ranked against every learned model.
     """
     spec = get_program(program)
+    hypotheses = expand_hypotheses(program, hypotheses or [])  # "auto": derived from the automaton
     target = out or reports / program
     check_writable(target.parent)
-    cands = candidates_of(program, hypotheses or [])
+    cands = candidates_of(program, hypotheses)
     compiled, meta, models = load_models(program, artifacts, seeds, learned, runs)
     others = {c: load_compiled(c, artifacts) for c in cands if c != program}
     for c, (_, other) in others.items():  # every candidate must see the inputs the learned model is compared on
@@ -184,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", default="learned", help="runs folder under <artifacts>/<program>/ (learned, mugpt)")
     ap.add_argument("--out", default=None, type=Path, help="report folder (default <reports>/<program>)")
     ap.add_argument("--hypotheses", nargs="*", default=None, metavar="PROGRAM",
-                    help="candidate programs of the same task to rank against each learned model")
+                    help="candidate programs of the same task to rank against each learned model "
+                         "(auto: every candidate derived from the task's automaton)")
     args = ap.parse_args(argv)
     seeds = parse_seeds(args.seeds)
     config = CompareConfig.fast(args.seed) if args.fast else CompareConfig(seed=args.seed)

@@ -96,7 +96,13 @@ def reset_program(task: Task, dfa: Dfa, out, selector_width_max_len: int) -> Pro
             return dfa.step(dfa.start, t)
         return resets.get(t, NOT_RESET)
 
+    def real(state):
+        # Tracr infers value sets over every combination of inputs, so it also asks about NOT_RESET, which an
+        # attention to the last reset never reads on a real input; any state serves there.
+        return dfa.start if state == NOT_RESET else state
+
     def advance(state, n):
+        state = real(state)
         for _ in range(n):
             state = dfa.step(state, rest[0])
         return state
@@ -106,10 +112,10 @@ def reset_program(task: Task, dfa: Dfa, out, selector_width_max_len: int) -> Pro
 
     def kill(prev, here):
         t, i = here
-        return i if (dfa.step(dfa.start, t) if i == 0 else dfa.step(prev, t)) == dead else -1
+        return i if (dfa.step(dfa.start, t) if i == 0 else dfa.step(real(prev), t)) == dead else -1
 
     def verdict(kills, state):
-        return out(dead if kills else state)
+        return out(dead if kills else real(state))
 
     reset_at = lambda t, i: i if i == 0 or t in resets else -1  # noqa: E731
     reset_key = lambda n, at: n if at >= 0 else 0  # noqa: E731
@@ -134,7 +140,7 @@ def reset_program(task: Task, dfa: Dfa, out, selector_width_max_len: int) -> Pro
             gap = rasp.categorical(rasp.SequenceMap(since, count, then)).named(f"since_{counted}")
             state = rasp.categorical(rasp.SequenceMap(advance, state, gap)).named("state")
         if dead is None:
-            return rasp.categorical(rasp.Map(out, state)).named(task.output)
+            return rasp.categorical(rasp.Map(lambda s: out(real(s)), state)).named(task.output)
         prev = rasp.categorical(rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices, _back).named("select_prev"),
                                                state)).named("prev_state")
         here = rasp.categorical(rasp.SequenceMap(lambda t, i: (t, i), rasp.tokens, rasp.indices)).named("here")
@@ -180,7 +186,7 @@ def reset_program(task: Task, dfa: Dfa, out, selector_width_max_len: int) -> Pro
                      "the state, provided no step so far went to the dead state"),
         ]
     if dead is None:
-        variables.append(Variable(task.output, ("state",), lambda ss: [out(s) for s in ss],
+        variables.append(Variable(task.output, ("state",), lambda ss: [out(real(s)) for s in ss],
                                   f"{task.output} of the prefix, from the state"))
     else:
         variables += [
