@@ -4,7 +4,18 @@ As ``tests/test_hypotheses.py`` does for the MIU programs: every derived
 candidate of a language is compiled, and each compiled model is ranked against
 all of them (plain and disguised); it must come first, told apart from every
 rival. An untrained network supports none. The candidates are compiled here
-at length 8 (``MAX_LEN`` >= 8 keeps every construction's depth).
+at the tasks' default length (10).
+
+Measured 2026-12-02 at length 10, plain copies, with the ranking as it stands
+(``/tmp`` script, the ``HYP`` setting of ``test_hypotheses``): compiled
+``tomita5.prefix`` ranks itself first, supported (0.99 [0.98, 1.00]).
+Compiled ``tomita5.counts`` scores 1.00 [1.00, 1.00] but loses head to head
+to ``tomita5.fractions`` (287 pairs), so fractions ranks first; compiled
+``tomita5.fractions`` has ``tomita5.counts`` ranked first (0.99, supported).
+Count and fraction are in one-to-one correspondence at each position, the
+same defect as compiled ``miu`` vs ``miu_mean`` (strict xfail in
+``test_hypotheses``), so those two are expected failures here (not strict:
+the disguised copies and Tomita 4 were not run this session).
 """
 
 from __future__ import annotations
@@ -19,7 +30,10 @@ from test_hypotheses import HYP, check_identifies
 
 pytestmark = pytest.mark.slow
 LANGUAGES = ("tomita5", "tomita4")
-MAX_LEN = 8
+COUNT_VS_FRACTION = pytest.mark.xfail(strict=False, reason=(
+    "measured 2026-12-02 at length 10: compiled tomita5.counts loses head to head to tomita5.fractions, and "
+    "compiled tomita5.fractions has tomita5.counts ranked first (supported): count and fraction are one-to-one at "
+    "each position (see test_hypotheses' miu xfail)"))
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +46,14 @@ def preps():
     for language in LANGUAGES:
         out[language] = {}
         for name in derived_candidates(language):
-            model, meta = to_torch(compile_program(get_program(name), MAX_LEN))
-            out[language][name] = prepare(get_program(name), model, meta, HYP)
+            spec = get_program(name)
+            model, meta = to_torch(compile_program(spec, spec.default_max_len))
+            out[language][name] = prepare(spec, model, meta, HYP)
     return out
 
 
-CASES = [(lang, name) for lang in LANGUAGES for name in derived_candidates(lang)]
+CASES = [pytest.param(lang, name, marks=COUNT_VS_FRACTION) if name in ("tomita5.counts", "tomita5.fractions")
+         else (lang, name) for lang in LANGUAGES for name in derived_candidates(lang)]
 
 
 @pytest.mark.parametrize("disguised", [False, True], ids=["plain", "disguised"])
