@@ -28,6 +28,10 @@ next tokens as one categorical string).
       ``here = (token, position)``), one MLP gives ``local_state`` and
       ``kill_at`` (the window reaches the dead state), a ``SelectorWidth``
       head counts ``kills`` over the prefix, and one MLP decides.
+  ``reset``   (``automaton_reset``) one head attends to the last position of
+      a letter that resets the automaton, plus a count of what follows.
+  ``fractions``  (``automaton_fractions``) where ``counts`` applies: mean
+      attention and position give the counts (``miu_mean`` for ``miu_dfa``).
   ``prefix``  the general construction: Hillis–Steele parallel prefix over the
       transition monoid. ``prefix_0`` holds each letter's transformation
       (``f:<a shortest word>``), except at position 0 where it is already the
