@@ -14,8 +14,12 @@ to ``tomita5.fractions`` (287 pairs), so fractions ranks first; compiled
 ``tomita5.fractions`` has ``tomita5.counts`` ranked first (0.99, supported).
 Count and fraction are in one-to-one correspondence at each position, the
 same defect as compiled ``miu`` vs ``miu_mean`` (strict xfail in
-``test_hypotheses``), so those two are expected failures here (not strict:
-the disguised copies and Tomita 4 were not run this session).
+``test_hypotheses``), so those two are expected failures here. Tomita 4:
+compiled ``tomita4.window`` ranks itself first, supported (1.00 [0.98,
+1.00]); compiled ``tomita4.reset`` scores 0.76 [0.65, 0.85], not supported,
+and loses head to head to ``tomita4.window`` (expected failure);
+``tomita4.prefix`` was not run to the end. Not strict: the disguised copies
+were not run this session.
 """
 
 from __future__ import annotations
@@ -52,8 +56,12 @@ def preps():
     return out
 
 
-CASES = [pytest.param(lang, name, marks=COUNT_VS_FRACTION) if name in ("tomita5.counts", "tomita5.fractions")
-         else (lang, name) for lang in LANGUAGES for name in derived_candidates(lang)]
+RESET_SCORE = pytest.mark.xfail(strict=False, reason=(
+    "measured 2026-12-02 at length 10: compiled tomita4.reset scores 0.76 [0.65, 0.85] on its own variables (not "
+    "supported) and loses head to head to tomita4.window on 25 pairs (prev_1, prev_2 ~ prev_state)"))
+MARKS = {"tomita5.counts": COUNT_VS_FRACTION, "tomita5.fractions": COUNT_VS_FRACTION, "tomita4.reset": RESET_SCORE}
+CASES = [pytest.param(lang, name, marks=MARKS[name]) if name in MARKS else (lang, name)
+         for lang in LANGUAGES for name in derived_candidates(lang)]
 
 
 @pytest.mark.parametrize("disguised", [False, True], ids=["plain", "disguised"])
