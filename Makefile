@@ -5,7 +5,8 @@
 # Variables: PROGRAM (miu), MAX_LEN (the program's default), DEVICE (auto),
 #            SEEDS ("0 1": two seeds give the seed-vs-seed ceiling), LEARNED (checkpoint folder(s) for compare), TRAIN_ARGS (extra
 #            `python -m learned` flags, e.g. "--train-max-len 6"), HYPOTHESES (candidate programs of the
-#            same task to rank against each learned model, e.g. "miu miu_mean miu_first"), ARTIFACTS, REPORTS.
+#            same task to rank against each learned model, e.g. "miu miu_mean miu_first"; "auto": every candidate
+#            derived from the task's automaton, e.g. PROGRAM=tomita5 HYPOTHESES=auto), ARTIFACTS, REPORTS.
 # `make benchmark` (the sweep on Ray): LANGUAGES (all), OBJECTIVES (all), SEEDS, SHAPES ("gpt2:2x2x64 ..."),
 #            EXTERNAL (manifest.json), STEPS, MAX_LEN, WORKERS (local CPUs), DYNAMICS (a language, or none);
 #            RAY_ADDRESS=host:port runs it on a cluster (ARTIFACTS and REPORTS on a shared folder).
@@ -32,6 +33,8 @@ REPORTS   ?= reports
 
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Shell: $$hyps = HYPOTHESES, with "auto" expanded to the derived candidates (one-line error for a task without automaton).
+HYPS  := hyps="$(HYPOTHESES)"; if [ "$$hyps" = auto ]; then hyps=$$($(PY) -m rasp_programs candidates $(PROGRAM)) || exit 2; fi
 
 .PHONY: all compile compile-candidates train mugpt compare dynamics benchmark bench test test-slow clean import
 
@@ -72,12 +75,12 @@ compare: $(STAMP) compile-candidates
 		$(if $(LEARNED),--learned $(LEARNED)) $(if $(HYPOTHESES),--hypotheses $(HYPOTHESES))
 
 compile-candidates: $(STAMP)
-	@for p in $(HYPOTHESES); do test -f $(ARTIFACTS)/$$p/compiled/model.json || \
+	@$(HYPS); for p in $${hyps:+$(PROGRAM)} $$hyps; do test -f $(ARTIFACTS)/$$p/compiled/model.json || \
 		$(PY) -m compiled --program $$p --max-len "$(MAX_LEN)" --artifacts $(ARTIFACTS) || exit 1; done
 
 dynamics: $(STAMP) compile-candidates
-	$(PY) -m compare.dynamics --program $(PROGRAM) --artifacts $(ARTIFACTS) --reports $(REPORTS) --seeds "$(SEEDS)" \
-		$(if $(RUNS),--runs $(RUNS)) $(if $(HYPOTHESES),--hypotheses $(HYPOTHESES))
+	@$(HYPS); set -x; $(PY) -m compare.dynamics --program $(PROGRAM) --artifacts $(ARTIFACTS) --reports $(REPORTS) \
+		--seeds "$(SEEDS)" $(if $(RUNS),--runs $(RUNS)) $${hyps:+--hypotheses $$hyps}
 
 # The sweep: every (language, objective, shape, seed) job a Ray task; tables in $(REPORTS)/benchmark/.
 benchmark: $(STAMP)

@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", default="learned", help="runs folder under <artifacts>/<program>/ (learned, mugpt)")
     ap.add_argument("--out", default=None, type=Path, help="report folder (default <reports>/<program>)")
     ap.add_argument("--hypotheses", nargs="*", default=None, metavar="PROGRAM",
-                    help="candidate programs of the same task to rank against each learned model")
+                    help="candidate programs of the same task to rank against each learned model "
+                         "(auto: every candidate derived from the task's automaton)")
     ap.add_argument("--workers", type=lambda t: non_negative_int(t, "--workers"), default=None,
                     help="processes for candidates and controls (default: every CPU; 1: none); results do not "
                          "depend on it")

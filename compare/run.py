@@ -18,7 +18,7 @@ from compare.loading import candidates_of, check_writable, load_compiled, load_m
 from compare.pipeline import compare_models, prepare
 from compare.report import HypothesisRun, ReportData, Run, write_report
 from rasp_programs.errors import ToolkitError
-from rasp_programs.registry import get_program
+from rasp_programs.registry import expand_hypotheses, get_program
 
 
 def run(program: str, artifacts: Path, reports: Path, seeds: list[int], learned: list[str] | None,
@@ -30,6 +30,7 @@ def run(program: str, artifacts: Path, reports: Path, seeds: list[int], learned:
     ``workers``: processes for the independent parts (candidates, controls; ``compare.parallel``); the
     results do not depend on it.
     """
+    hypotheses = expand_hypotheses(program, hypotheses or [])  # "auto": derived from the task's automaton
     spec = get_program(program)
     target = out or reports / program
     check_writable(target.parent)

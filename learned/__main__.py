@@ -1,13 +1,15 @@
 """``python -m learned``: train same-shape transformers on a program's outputs.
 
     python -m learned --program miu --device auto --seeds "0 1 2" --artifacts artifacts
-        [--objective classifier|lm] [--arch tracr|gpt2] [--steps N] [--resume] [--d-model N] [--train-max-len N]
+        [--objective classifier|lm|legal-next] [--arch tracr|gpt2] [--steps N] [--resume] [--d-model N] [--train-max-len N]
         [--grokking [--train-size N]] [--batch-size N] [--checkpoints N] [--compile]
         [--out-name NAME] [--no-progress] [language-model flags, see --help]
 
 ``--objective lm`` trains MU-GPT (``learned.mugpt``): next-token prediction
 on theorems only, written to ``<artifacts>/<program>/mugpt/seed<k>/`` with
-the readout in ``model.json``.
+the readout in ``model.json``. ``--objective legal-next`` (``learned.legal_next``):
+BCE on the legal next tokens, members only, into ``<artifacts>/<program>/legalnext/seed<k>/``
+with the ``legal-next`` readout.
 
 Reads ``<artifacts>/<program>/compiled/model.json`` for the shape and the
 vocabularies only, then writes ``<artifacts>/<program>/learned/seed<k>/``
@@ -55,7 +57,7 @@ def check_existing(folder: Path, expected: ModelConfig) -> None:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m learned", description=__doc__.splitlines()[0])
     ap.add_argument("--program", default="miu")
-    ap.add_argument("--objective", default="classifier", help="classifier (default) or lm (MU-GPT)")
+    ap.add_argument("--objective", default="classifier", help="classifier (default), lm (MU-GPT) or legal-next")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
     ap.add_argument("--seeds", default="0", help='space-separated, e.g. "0 1 2"')
     ap.add_argument("--artifacts", default="artifacts", type=Path)
@@ -71,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--out-name", default=None,
-                    help="folder under <artifacts>/<program>/ (default learned; mugpt for --objective lm)")
+                    help="folder under <artifacts>/<program>/ (default learned; mugpt for --objective lm; "
+                         "legalnext for --objective legal-next)")
     mugpt.add_arguments(ap)
     return ap
 
@@ -88,7 +91,9 @@ def config_from_args(args, compiled: ModelConfig, seed: int) -> TrainConfig:
     lr = {"lr": ARCH_LR[args.arch]} if args.arch in ARCH_LR else {}
     cfg = TrainConfig(program=args.program, max_len=compiled.n_ctx - 1, seed=seed, compile=args.compile, arch=args.arch,
                       **lr, **overrides)
-    if check_objective(args.objective) == "lm":
+    if check_objective(args.objective) == "legal-next":
+        cfg = dataclasses.replace(cfg, objective="legal-next", check_every=cfg.log_every)
+    elif args.objective == "lm":
         cfg = mugpt_preset(cfg, mugpt.lm_config(args, cfg.max_len), args.grokking)
         cfg = dataclasses.replace(cfg, **overrides)
     elif args.grokking:
@@ -112,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     compiled, _ = compiled_config(args.artifacts, spec.name)
     device = get_device(args.device)
     configs = {s: config_from_args(args, compiled, s) for s in seeds}
-    out_name = args.out_name or ("mugpt" if args.objective == "lm" else "learned")
+    out_name = args.out_name or {"lm": "mugpt", "legal-next": "legalnext"}.get(args.objective, "learned")
     if not re.fullmatch(r"[A-Za-z0-9_-]+", out_name) or out_name == "compiled":
         raise ToolkitError(f"--out-name must be a plain folder name other than 'compiled', got {out_name!r}")
     root = args.artifacts / spec.name / out_name
@@ -137,10 +142,12 @@ def main(argv: list[str] | None = None) -> int:
             return 130
         m = r.metrics
         if cfg.objective == "lm":
-            print(f"  seed {s}: {mugpt.summary_line(m, ''.join(spec.language.impossible))}; wrote {r.folder}/",
+            print(f"  seed {s}: {mugpt.summary_line(m)}; wrote {r.folder}/",
                   flush=True)
             results.append(r)
             continue
+        if cfg.objective == "legal-next":
+            print(f"  legal sets right on {100 * m['train_sets_exact']:.2f}% of the training prefixes", flush=True)
         reached = (f"100% at step {r.reached_100_step} ({r.reached_100_seconds:.1f} s)"
                    if r.reached_100_step is not None else "did not reach 100% on the early-stop check")
         print(f"  seed {s}: {reached}; {summary_line(m['evaluation'])}; "

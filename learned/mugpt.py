@@ -214,7 +214,7 @@ def _auroc(labels: torch.Tensor, scores: torch.Tensor) -> float | None:
     return float(roc_auc_score(labels.numpy(), scores.double().numpy()))
 
 
-def summary_line(m: dict[str, Any], impossible: str) -> str:
+def summary_line(m: dict[str, Any]) -> str:
     """One line per seed for the terminal."""
     mo = m["moments"]
 
@@ -223,7 +223,7 @@ def summary_line(m: dict[str, Any], impossible: str) -> str:
         return f"step {x['step']} ({x['seconds']:.1f} s)" if x else "never"
 
     ev = m["evaluation"]
-    impossible = m.get("impossible", impossible).replace(" ", "")
+    impossible = m["impossible"].replace(" ", "")  # the language's declared string (MIU: MU)
     return (f"stop rule {at('stop')}; P(END|{impossible}) < eps first at {at('mu_below')}; "
             f"P({impossible}) {m['p_impossible']:.2e}, P(END|{impossible}) {m['p_end_impossible']:.2e}; "
             f"recogniser all-prefix {100 * ev['sequence_accuracy']:.2f}% of {ev['inputs']} "
@@ -246,7 +246,8 @@ def add_arguments(ap) -> None:
     g.add_argument("--derive-walks", default=None, help="random derivations (sampler derivations)")
     g.add_argument("--derive-steps", default=None, help="rewrites per derivation")
     g.add_argument("--stop-when-mu-below", default=None,
-                   help="stop when P(END | MU) < this and every held-out theorem is accepted (default 1e-3)")
+                   help="stop when P(END | the language's impossible string, MU for MIU) < this and every held-out "
+                        "member is accepted (default 1e-3)")
     g.add_argument("--no-mask-held-out", action="store_true",
                    help="train at positions whose prefix is a held-out theorem (implicit 'no END here')")
     g.add_argument("--no-stop-fit", action="store_true",

@@ -1,10 +1,12 @@
-"""Training: a same-shape transformer learns the program, by one of two objectives.
+"""Training: a same-shape transformer learns the program, by one of three objectives.
 
 ``objective="classifier"`` (``make train``): the loss is cross-entropy over
 every position against the program's own output there (``spec.reference``;
 for MIU the verdict of each prefix). ``objective="lm"`` (``make mugpt``):
 next-token cross-entropy on the program's positive strings only, with the
-verdicts read from the model's probabilities (``learned.mugpt``). Both run
+verdicts read from the model's probabilities (``learned.mugpt``).
+``objective="legal-next"``: binary cross-entropy on the set of legal next
+tokens, on the positive strings only (``learned.legal_next``). All run
 through the same loop (``learned.loop.Trainer``); what differs is an
 ``learned.objective.Objective``. This module holds the settings, the
 schedule and the driver that builds the pieces and writes the run. The
@@ -49,13 +51,14 @@ from learned.evaluate import EvalSet, build_eval_set
 from learned.lm_data import LMConfig, lm_model_config
 from learned.loop import LoopState, Trainer
 from learned.model import ModelConfig, Transformer
+from learned.legal_next import LegalNextObjective
 from learned.mugpt import LanguageModel
 from learned.objective import Classifier, Objective
 from learned.runtime import limit_threads, seed_everything
 from rasp_programs.errors import ToolkitError
 from rasp_programs.registry import get_program
 
-OBJECTIVES = ("classifier", "lm")
+OBJECTIVES = ("classifier", "lm", "legal-next")
 # --arch: the compiled architecture, or GPT-2 blocks (pre-LayerNorm, gelu_new) at the compiled shape.
 ARCHS = {"tracr": {}, "gpt2": {"normalization_type": "LN", "act_fn": "gelu_new"}}
 # The learning rate per architecture (TrainConfig's lr is the Tracr one). MIU classifier, seed 0, 2-core CPU:
@@ -69,7 +72,7 @@ class TrainConfig:
 
     Attributes:
         program, max_len: the task (inputs of length 1..max_len).
-        objective: ``classifier`` or ``lm`` (module docstring).
+        objective: ``classifier``, ``lm`` or ``legal-next`` (module docstring).
         seed: model initialisation seed.
         data_seed: seed of the data table and batch draws (default ``seed + 1000``).
         steps: step budget; the learning-rate schedule is laid out over it.
@@ -182,11 +185,12 @@ def learned_model_config(compiled: ModelConfig, d_model: int | None, arch: str =
 def trained_model_config(cfg: TrainConfig, compiled: ModelConfig) -> ModelConfig:
     """The config of the model ``cfg`` trains: the compiled shape; for ``lm``, outputs = tokens + END."""
     mcfg = learned_model_config(compiled, cfg.d_model, cfg.arch)
-    if cfg.objective != "lm":
+    if cfg.objective not in ("lm", "legal-next"):
         return mcfg
     spec = get_program(cfg.program)
     if spec.language is None:
-        raise ToolkitError(f"program '{spec.name}' has no language (ProgramSpec.language); --objective lm needs one")
+        raise ToolkitError(f"program '{spec.name}' has no language (ProgramSpec.language); "
+                           f"--objective {cfg.objective} needs one")
     return lm_model_config(mcfg, spec.language)
 
 
@@ -259,6 +263,8 @@ def make_objective(cfg: TrainConfig, compiled_cfg: ModelConfig, eval_set: EvalSe
     es = eval_set if eval_set is not None else build_eval_set(spec, mcfg, cfg.max_len, cfg.eval_limit)
     if cfg.objective == "lm":
         return LanguageModel(spec, mcfg, cfg.lm or LMConfig(), cut, cfg.resolved_data_seed, cfg.train_size, es)
+    if cfg.objective == "legal-next":
+        return LegalNextObjective(spec, mcfg, cut, es)
     return Classifier(spec, mcfg, cut, cfg.resolved_data_seed, cfg.pool_size, cfg.train_size, es, cfg.train_max_len)
 
 

@@ -65,7 +65,8 @@ class Dfa:
         accepting: accepting states.
         member: what the membership output is called (``theorem`` for MIU).
         impossible: a short non-member a language model should rule out
-            (default: the shortest non-member, first in alphabet order).
+            (default: the shortest one that looks like a member, first in
+            alphabet order; ``shortest_non_member``). MIU declares ``MU``.
         max_len: the tasks' default length.
     """
 
@@ -193,11 +194,18 @@ class Dfa:
                 if self.accepts(s)]
 
     def shortest_non_member(self) -> Tokens:
-        for n in range(1, 2 * len(self.states) + 2):
-            for s in itertools.product(self.alphabet, repeat=n):
-                if not self.accepts(s):
-                    return s
+        """The shortest non-member that looks like a member (every token legal: its state is live), first in
+        alphabet order; where every live prefix is a member (Tomita 1, 4, 7), the shortest non-member."""
+        for live_only in (True, False):
+            for n in range(1, 2 * len(self.states) + 2):
+                for s in itertools.product(self.alphabet, repeat=n):
+                    if not self.accepts(s) and (self.run(s)[-1] in self.live or not live_only):
+                        return s
         return ()
+
+    def legal_after(self, prefix: Sequence[str]) -> frozenset[str]:
+        """The legal next tokens after ``prefix`` as a set (``END`` when it is a member); the empty prefix too."""
+        return parse_legal(self.legal_next((self.run(prefix) or [self.start])[-1]))
 
 
 def parse_legal(value: str) -> frozenset[str]:
@@ -271,7 +279,8 @@ def data_mix(dfa: Dfa) -> DataMix:
 def language(dfa: Dfa) -> Language:
     """The automaton's members as a ``Language`` (for the length-controlled sampler and MU-GPT)."""
     return Language(alphabet=dfa.alphabet, is_member=dfa.accepts,
-                    impossible=tuple(dfa.impossible) or dfa.shortest_non_member(), member=dfa.member)
+                    impossible=tuple(dfa.impossible) or dfa.shortest_non_member(), member=dfa.member,
+                    end_token=END, legal=dfa.legal_after)
 
 
 def automaton_tasks(dfa: Dfa) -> tuple[Task, Task]:

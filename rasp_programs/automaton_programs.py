@@ -28,6 +28,10 @@ next tokens as one categorical string).
       ``here = (token, position)``), one MLP gives ``local_state`` and
       ``kill_at`` (the window reaches the dead state), a ``SelectorWidth``
       head counts ``kills`` over the prefix, and one MLP decides.
+  ``reset``   (``automaton_reset``) one head attends to the last position of
+      a letter that resets the automaton, plus a count of what follows.
+  ``fractions``  (``automaton_fractions``) where ``counts`` applies: mean
+      attention and position give the counts (``miu_mean`` for ``miu_dfa``).
   ``prefix``  the general construction: Hillis–Steele parallel prefix over the
       transition monoid. ``prefix_0`` holds each letter's transformation
       (``f:<a shortest word>``), except at position 0 where it is already the
@@ -48,10 +52,12 @@ from typing import Callable
 
 from rasp_programs.automata import TASK_DFA, TASKS
 from rasp_programs.automaton import Dfa
+from rasp_programs.automaton_fractions import fractions_program
+from rasp_programs.automaton_reset import reset_program
 from rasp_programs.errors import ToolkitError
 from rasp_programs.spec import ProgramSpec, Task, Variable
 
-CONSTRUCTIONS = ("counts", "window", "prefix")
+CONSTRUCTIONS = ("counts", "window", "reset", "fractions", "prefix")  # the first that applies is `<task>`
 MONOID_LIMIT = 64  # largest transition monoid the parallel prefix is derived for (see README for compiled sizes)
 SELECTOR_WIDTH_MAX_LEN = 24  # SelectorWidth with mlp_exactness=1000 is exact to 24 (as for miu)
 
@@ -373,7 +379,16 @@ def _window(task: Task, dfa: Dfa) -> ProgramSpec | str:
 
 # -- derivation --------------------------------------------------------------------
 
-_BUILDERS = {"counts": _counts, "window": _window, "prefix": _prefix}
+def _fractions(task: Task, dfa: Dfa) -> ProgramSpec | str:
+    scheme = _counting(dfa)
+    return scheme if isinstance(scheme, str) else fractions_program(task, dfa, scheme, output_of(task, dfa))
+
+
+def _reset(task: Task, dfa: Dfa) -> ProgramSpec | str:
+    return reset_program(task, dfa, output_of(task, dfa), SELECTOR_WIDTH_MAX_LEN)
+
+
+_BUILDERS = {"counts": _counts, "window": _window, "reset": _reset, "fractions": _fractions, "prefix": _prefix}
 
 
 def derive_from(task: Task, dfa: Dfa) -> Derived:

@@ -65,6 +65,9 @@ class Language:
             ``M`` first and no other ``M``); where ``P(end)`` is scored.
         member: what a member is called in reports ("theorem").
         end_token: the name of the end-of-string output of a language model.
+        legal: ``prefix -> the legal next tokens`` (``end_token`` included when
+            the prefix is a member), with no length bound; ``None``: the
+            length-controlled sampler's support is used (``legal_next``).
     """
 
     alphabet: tuple[str, ...]
@@ -74,6 +77,7 @@ class Language:
     well_formed: Callable[[Tokens], bool] | None = None
     member: str = "member"
     end_token: str = "END"
+    legal: Callable[[Tokens], frozenset[str]] | None = None
 
     def members(self, max_len: int) -> list[Tokens]:
         """Every member of length 1..max_len, shortest first, then in alphabet order."""
@@ -84,6 +88,20 @@ class Language:
 def _members(language: Language, max_len: int) -> tuple[Tokens, ...]:
     return tuple(s for n in range(1, max_len + 1) for s in itertools.product(language.alphabet, repeat=n)
                  if language.is_member(s))
+
+
+def legal_next(language: Language, prefix: Tokens, max_len: int) -> frozenset[str]:
+    """The tokens (and ``end_token``) legal after ``prefix``: ``language.legal``, else those that can still reach a
+    member of length <= ``max_len`` (the empty set after a prefix that cannot)."""
+    if language.legal is not None:
+        return language.legal(tuple(prefix))
+    sampler = _support(language, max_len)
+    return frozenset(sampler.next_distribution(tuple(prefix))) if tuple(prefix) in sampler.viable else frozenset()
+
+
+@functools.cache
+def _support(language: Language, max_len: int) -> "LengthControlled":
+    return LengthControlled(language, max_len, q=0.5)
 
 
 # -- checks of user settings (one-line errors) ----------------------------------

@@ -64,6 +64,31 @@ def task_programs(task: str | Task) -> tuple[ProgramSpec, ...]:
     return tuple(p for p in _ALL if p.task is task)
 
 
+AUTO = "auto"
+
+
+def derived_candidates(program: str) -> tuple[str, ...]:
+    """``HYPOTHESES=auto``: every candidate derived from the automaton of ``program``'s task, in order.
+
+    Raises:
+        ToolkitError: unknown program, or its task has no automaton.
+    """
+    task = get_program(program).task
+    if automata.TASKS.get(task.name) is not task:
+        raise ToolkitError(f"HYPOTHESES=auto derives candidates from an automaton, and task {task.name!r} (of "
+                           f"program {program!r}) has none; automaton tasks: {', '.join(sorted(automata.TASKS))}")
+    return tuple(p.name for p in automaton_programs.derive(task.name).candidates)
+
+
+def expand_hypotheses(program: str, names: list[str]) -> list[str]:
+    """``["auto"]`` -> ``derived_candidates(program)``; any other list unchanged ("auto" must stand alone)."""
+    if AUTO not in names:
+        return list(names)
+    if names != [AUTO]:
+        raise ToolkitError(f"HYPOTHESES=auto stands alone; got {' '.join(names)!r}")
+    return list(derived_candidates(program))
+
+
 def resolve_max_len(spec: ProgramSpec, max_len: int | str | None) -> int:
     """``MAX_LEN`` from the command line: empty means the program's default."""
     if max_len is None or max_len == "":

@@ -22,7 +22,7 @@ from rasp_programs import automaton_programs, miu
 from rasp_programs.automata import DFAS, TASKS
 from rasp_programs.automaton import Dfa, automaton_tasks, parse_legal
 from rasp_programs.errors import ToolkitError
-from rasp_programs.registry import get_program, get_task, task_programs
+from rasp_programs.registry import derived_candidates, expand_hypotheses, get_program, get_task, task_programs
 
 
 def strings(alphabet, max_len):
@@ -124,7 +124,11 @@ def test_which_constructions_apply():
     assert {t for t, c in made.items() if "counts" in c} == {"tomita1", "tomita5", "tomita6", "aa", "aaaa",
                                                               "parity", "miu_dfa"}
     assert {t for t, c in made.items() if "window" in c} == {"tomita1", "tomita2", "tomita4", "ab"}
+    assert {t for t, c in made.items() if "reset" in c} == {"tomita1", "tomita2", "tomita4", "aa", "aaaa", "ab",
+                                                             "miu_dfa"}
+    assert {t for t, c in made.items() if "fractions" in c} == {t for t, c in made.items() if "counts" in c}
     assert all("prefix" in c for c in made.values())
+    assert "no letter resets it" in dict(automaton_programs.derive("tomita7").skipped)["reset"]
     assert "not a function of the last 2 tokens" in dict(automaton_programs.derive("dyck2").skipped)["window"]
     skipped = dict(automaton_programs.derive("tomita4").skipped)
     assert "do not commute" in skipped["counts"]
@@ -158,6 +162,33 @@ def test_miu_counts_candidate_is_the_hand_written_miu():
         assert gen.run(x) == hand.run(x), x
 
 
+def test_miu_fractions_candidate_is_the_hand_written_miu_mean():
+    """Aligned by name: the same variables with the same encodings and values on every string up to length 7
+    (length 10, all 88,572 strings, under -m slow)."""
+    _same_program(get_program("miu_mean"), get_program("miu_dfa.fractions"), 7)
+
+
+@pytest.mark.slow
+def test_miu_fractions_candidate_is_miu_mean_on_all_88572_strings():
+    _same_program(get_program("miu_mean"), get_program("miu_dfa.fractions"), 10)
+
+
+def _same_program(hand, gen, max_len):
+    assert [(v.name, v.encoding) for v in gen.variables] == [(v.name, v.encoding) for v in hand.variables]
+    sops_hand, sops_gen = named_sops(hand.build()), named_sops(gen.build())
+    assert {n: type(s).__name__ for n, s in sops_gen.items()} == {n: type(s).__name__ for n, s in sops_hand.items()}
+    for x in hand.enumerate_inputs(max_len):
+        assert gen.run(x) == hand.run(x), x
+
+
+def test_last_reset_reads_the_last_reset():
+    """Tomita 4: the last 1 resets, then the 0s since it are counted; 1 0 0 0 1 0 dies at position 3 for good."""
+    values = get_program("tomita4.reset").run(tuple("100010"))
+    assert values["reset_at"] == [0, -1, -1, -1, 4, -1] and values["resets"] == [1, 1, 1, 1, 2, 2]
+    assert values["since_0"] == [0, 1, 2, 3, 0, 1] and values["kill_at"] == [-1, -1, -1, 3, 4, -1]
+    assert values["member"] == [True, True, True, False, False, False]
+
+
 def test_program_names_resolve():
     first = get_program("tomita5")
     assert first.name == "tomita5" and first.task is TASKS["tomita5"] and "tomita5.counts" in first.description
@@ -166,6 +197,8 @@ def test_program_names_resolve():
     assert get_program("dyck2_next.prefix").output == "legal_next"
     with pytest.raises(ToolkitError, match="tomita4.counts: skipped, the actions of '0' and '1' do not commute"):
         get_program("tomita4.counts")
+    with pytest.raises(ToolkitError, match="tomita7.reset: skipped, no letter resets it"):
+        get_program("tomita7.reset")
     with pytest.raises(ToolkitError, match="unknown construction 'nope'"):
         get_program("tomita4.nope")
     with pytest.raises(ToolkitError, match="task 'miu' has no automaton"):
@@ -208,6 +241,28 @@ def test_too_large_monoid_is_refused_with_its_size():
     assert dict(derived.skipped)["prefix"] == "its transition monoid has 256 elements; the limit is 64"
 
 
+def test_auto_hypotheses_are_the_derived_candidates():
+    assert derived_candidates("tomita5") == ("tomita5.counts", "tomita5.fractions", "tomita5.prefix")
+    assert derived_candidates("tomita4.window") == derived_candidates("tomita4")
+    assert expand_hypotheses("dyck2_next", ["auto"]) == ["dyck2_next.prefix"]
+    assert expand_hypotheses("miu", ["miu", "miu_mean"]) == ["miu", "miu_mean"]
+    with pytest.raises(ToolkitError, match="stands alone"):
+        expand_hypotheses("tomita5", ["auto", "tomita5.counts"])
+
+
+def test_auto_hypotheses_for_a_task_without_automaton_is_one_line(tmp_path, capsys):
+    from compare import __main__ as compare_cli
+
+    r = subprocess.run([sys.executable, "-m", "rasp_programs", "candidates", "miu"], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert compare_cli.main(["--program", "miu", "--hypotheses", "auto", "--reports", str(tmp_path / "reports"),
+                             "--artifacts", str(tmp_path / "artifacts")]) == 2
+    err = capsys.readouterr().err
+    for line in (r.stderr, err):
+        assert line.count("\n") == 1 and "HYPOTHESES=auto derives candidates from an automaton, and task 'miu'" in line
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
 def test_cli_refuses_a_skipped_construction_in_one_line():
     r = subprocess.run([sys.executable, "-m", "compiled", "--program", "ab.counts"], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "ab.counts: skipped" in r.stderr
@@ -215,7 +270,7 @@ def test_cli_refuses_a_skipped_construction_in_one_line():
 
 # -- compiled ----------------------------------------------------------------------
 
-FAST_COMPILED = ["tomita5.counts", "tomita4.window", "dyck2_next.prefix"]  # one per construction
+FAST_COMPILED = ["tomita5.counts", "tomita4.window", "dyck2_next.prefix", "parity.fractions"]  # reset: slow only
 
 
 def _compiled_exact(name, max_len=None):
