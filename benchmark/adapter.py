@@ -38,7 +38,7 @@ from rasp_programs.registry import get_program, task_programs
 from benchmark.jobs import Shape
 
 LANGUAGES: tuple[str, ...] = (*DFAS, "miu")
-CONSTRUCTIONS = {"counts": "counts", "window": "window", "prefix": "parallel prefix", "last_reset": "last reset",
+CONSTRUCTIONS = {"counts": "counts", "window": "window", "prefix": "parallel prefix", "reset": "last reset",
                  "fractions": "fractions"}
 
 
