@@ -24,7 +24,7 @@ from compare.document import Doc
 from learned.artifact import write_json
 
 NONE = "none"
-# The derived constructions, in table order (last reset and fractions are not derived yet).
+# The derived constructions, in table order.
 CONSTRUCTIONS = ("counts", "window", "parallel prefix", "last reset", "fractions")
 
 
