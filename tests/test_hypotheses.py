@@ -179,9 +179,11 @@ def test_report_opens_with_which_algorithm(artifacts, tmp_path):
     assert build_doc(get_program("miu_first"), data, figs, path.parent).markdown() == md
 
 
+@pytest.mark.slow
 def test_forked_workers_give_the_same_report_as_one_process(artifacts, tmp_path):
     """Candidates and controls run in forked processes (``compare.parallel``); every choice is seeded from
-    the config, so the record is the same with one process as with two."""
+    the config, so the record is the same with one process as with two (about 2 min: slow; the fast
+    ``tests/test_parallel.py`` checks ``fork_map`` itself)."""
     model, _ = disguise(load(artifacts, "miu_mean")[0], 3, invertible=False)
     save_artifact(tmp_path / "mine", model.float(), {"kind": "learned"})
     cfg = dataclasses.replace(HYP, n_inputs=400, n_fit=60, n_val=40, n_test=60, das_steps=3, das_dims=(), n_null=3)
