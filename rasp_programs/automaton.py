@@ -114,6 +114,17 @@ class Dfa:
     def step(self, state: str, symbol: str) -> str:
         return self.table[(state, symbol)]
 
+    def closure(self, states) -> tuple[str, ...]:
+        """``states`` and every state reachable from them, sorted."""
+        seen, stack = set(states), list(states)
+        while stack:
+            s = stack.pop()
+            for a in self.alphabet:
+                if (t := self.step(s, a)) not in seen:
+                    seen.add(t)
+                    stack.append(t)
+        return tuple(sorted(seen))
+
     def run(self, tokens: Sequence[str], state: str | None = None) -> list[str]:
         """The state after every prefix of ``tokens`` (from ``state``, default the start)."""
         state = self.start if state is None else state

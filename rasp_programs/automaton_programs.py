@@ -112,21 +112,10 @@ def _commutes(dfa: Dfa, domain) -> tuple[str, str] | None:
     return None
 
 
-def _closure(dfa: Dfa, states) -> tuple[str, ...]:
-    seen, stack = set(states), list(states)
-    while stack:
-        s = stack.pop()
-        for a in dfa.alphabet:
-            if (t := dfa.step(s, a)) not in seen:
-                seen.add(t)
-                stack.append(t)
-    return tuple(sorted(seen))
-
-
 def _counting(dfa: Dfa) -> _Counting | str:
     """The counting scheme, or why there is none."""
     reach = tuple(sorted(dfa.reachable))
-    after_first = _closure(dfa, {dfa.step(dfa.start, a) for a in dfa.alphabet})
+    after_first = dfa.closure({dfa.step(dfa.start, a) for a in dfa.alphabet})
     whole = _commutes(dfa, reach) is None  # else only after the first token, which then needs its own marks
     domain = reach if whole else after_first
     if not whole and (pair := _commutes(dfa, after_first)) is not None:

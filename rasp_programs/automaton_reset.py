@@ -51,24 +51,13 @@ def _count_marked_prefix(marked, indices):
     return [sum(1 for k in marked if 0 <= k <= q) for q in indices]
 
 
-def _closure(dfa: Dfa, states) -> tuple[str, ...]:
-    seen, stack = set(states), list(states)
-    while stack:
-        s = stack.pop()
-        for a in dfa.alphabet:
-            if (t := dfa.step(s, a)) not in seen:
-                seen.add(t)
-                stack.append(t)
-    return tuple(sorted(seen))
-
-
 def reset_program(task: Task, dfa: Dfa, out, selector_width_max_len: int) -> ProgramSpec | str:
     """The candidate ``<task>.reset``, or why the construction does not apply."""
     dead_states = sorted(dfa.reachable - dfa.live)
     if any(dfa.step(s, a) != s for s in dead_states for a in dfa.alphabet) or len(dead_states) > 1:
         return "its dead states are not one absorbing sink"
     dead = dead_states[0] if dead_states else None
-    after = _closure(dfa, {dfa.step(dfa.start, a) for a in dfa.alphabet})  # closed: every state after a token
+    after = dfa.closure({dfa.step(dfa.start, a) for a in dfa.alphabet})  # closed: every state after a token
     live = [s for s in after if s != dead]
     if not live:
         return "no live state after the first token"
