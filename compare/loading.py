@@ -16,7 +16,8 @@ import torch
 
 from compare.outputs import OutputReadout, readout_for
 from compare.context import check_finite
-from learned.artifact import check_comparable, load_artifact
+from compare.vocab import align_inputs, check_inputs
+from learned.artifact import load_artifact
 from learned.model import Transformer
 from rasp_programs.errors import ToolkitError
 from rasp_programs.registry import get_program
@@ -76,13 +77,11 @@ def load_models(program: str, artifacts: Path, seeds: list[int], learned: list[s
         make = "make mugpt" if runs == "mugpt" else "make train"
         hint = "" if learned else f"{make} PROGRAM={program} SEEDS=\"{' '.join(map(str, seeds))}\""
         model, model_meta = load_artifact(folder, dtype=torch.float32, make_hint=hint)
+        # its own width, depth, context and token names; inputs aligned to the program's ids by name
+        check_inputs(compiled.cfg, model.cfg, int(meta.get("max_len", compiled.cfg.n_ctx - 1)),
+                     f"learned checkpoint {folder}")
+        model = align_inputs(model, compiled.cfg)
         output = readout_for(model.cfg, model_meta, compiled.cfg.output_vocab, str(folder / "model.json"))
-        if output.kind == "argmax":
-            check_comparable(compiled.cfg, model.cfg, f"learned checkpoint {folder}")
-        else:  # a language model: its outputs are next tokens, read through the declared readout
-            check_comparable(compiled.cfg, dataclasses.replace(model.cfg, d_vocab_out=compiled.cfg.d_vocab_out,
-                                                               output_vocab=compiled.cfg.output_vocab),
-                             f"learned checkpoint {folder}")
         check_finite(model, f"learned checkpoint {folder / 'model.safetensors'}")
         models.append(Learned(label, str(folder), model, output))
     return compiled, meta, models

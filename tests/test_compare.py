@@ -528,12 +528,13 @@ def test_non_finite_weights_are_a_one_line_error(artifacts, tmp_path, capsys):
     assert not (tmp_path / "r" / "miu").exists()
 
 
-def test_bad_checkpoint_shape_is_one_line_error(artifacts, tmp_path, capsys):
-    cfg = ModelConfig.from_dict({**load(artifacts, "miu")[0].cfg.to_dict(), "d_model": 32})
+def test_a_checkpoint_that_cannot_read_the_inputs_is_one_line_error(artifacts, tmp_path, capsys):
+    """Its own width is fine (tests/test_imported_compare.py); a context shorter than the inputs is not."""
+    cfg = ModelConfig.from_dict({**load(artifacts, "miu")[0].cfg.to_dict(), "n_ctx": 6})
     save_artifact(tmp_path / "small", Transformer(cfg), {"kind": "learned"})
     code, err = run_cli(capsys, ["--program", "miu", "--artifacts", str(artifacts), "--reports",
                                  str(tmp_path / "r"), "--learned", str(tmp_path / "small")])
-    assert code == 2 and len(err) == 1 and "d_model is 32, expected 64" in err[0]
+    assert code == 2 and len(err) == 1 and "context holds 5 tokens after BOS" in err[0]
     assert not (tmp_path / "r" / "miu").exists()
 
 
