@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import torch
 
-from compare import heads as heads_lib
+from compare import baseline_cache, heads as heads_lib
 from compare.activations import (Dataset, after_attn, after_mlp, at_rows, embedding_basis, resid_hooks,
                                  run_cached)
 from compare.config import CompareConfig
 from compare.interventions import Pairs, Space, make_space
 from compare.outputs import OutputReadout
+from compare.parallel import fork_map
 from compare.readouts import Fitted, read_out
 from compare.results import Head, HookReadout
 from compare.site import Site
@@ -110,6 +113,8 @@ class Prepared:
     partitions: dict[str, list[list[str]]] = dataclasses.field(default_factory=dict)  # output-relevant partitions
     untrained_sides: dict[tuple, list["ModelSide"]] = dataclasses.field(default_factory=dict)  # shape -> sides
     subspace_untrained: dict[tuple, float | None] = dataclasses.field(default_factory=dict)
+    cache: Path | None = None                    # where untrained baselines are kept (compare.baseline_cache)
+    workers: int | None = None                   # processes for independent pieces (compare.parallel)
 
 
 def max_len_of(meta: dict, spec: ProgramSpec) -> int:
@@ -169,23 +174,40 @@ def model_side(model: Transformer, data: Dataset, cfg: CompareConfig, examples: 
 
 def untrained_baseline(prep: Prepared, like: Transformer,
                        output: OutputReadout | None = None) -> dict[str, dict[str, tuple[float, float]]]:
-    """Live readout scores of ``n_untrained`` untrained networks shaped like ``like``: var -> hook -> (mean, sd)."""
+    """Live readout scores of ``n_untrained`` untrained networks shaped like ``like``: var -> hook -> (mean, sd).
+
+    The scores come from ``prep.cache`` when it holds them for this shape and dataset
+    (``compare.baseline_cache``); otherwise each network's probes run in its own process
+    (``compare.parallel``). The networks' activations (for the subspace baselines) are computed here.
+    """
     key = like.cfg.shape_key()
     if key not in prep.untrained:
         cfg, data = prep.config, prep.data
-        hooks = resid_hooks(like.cfg)
-        scores: dict = {v.name: {h: [] for h in hooks} for v in data.variables}
-        sides = []
-        for k in range(cfg.n_untrained):
-            rand = Transformer(like.cfg).to(like.param("embed.W_E").dtype)
+        dtype = like.param("embed.W_E").dtype
+        max_len = max_len_of(prep.meta, prep.spec)
+        stored = baseline_cache.baseline_key(key, str(dtype), {"seed": cfg.seed, "n_untrained": cfg.n_untrained,
+                                                               "probe_iter": cfg.probe_iter}, data)
+
+        def network(k: int) -> Transformer:
+            rand = Transformer(like.cfg).to(dtype)
             rand.init_weights(torch.Generator().manual_seed(10_000 + k))
-            side = model_side(rand.eval(), data, cfg, [], max_len_of(prep.meta, prep.spec), ci=False, output=output)
-            side.full = {}  # kept for subspace baselines; interventions never run on it
+            return rand.eval()
+
+        def scores_of(k: int) -> dict[str, dict[str, float]]:
+            side = model_side(network(k), data, cfg, [], max_len, ci=False, output=output)
+            return {v: {h: r.live.value for h, r in by_hook.items()} for v, by_hook in side.readouts.items()}
+
+        scores = baseline_cache.load(prep.cache, stored)
+        if scores is None:
+            per_network = fork_map([functools.partial(scores_of, k) for k in range(cfg.n_untrained)], prep.workers)
+            scores = {v.name: {h: (float(np.mean(s := [n[v.name][h] for n in per_network])), float(np.std(s)))
+                               for h in resid_hooks(like.cfg)} for v in data.variables}
+            baseline_cache.save(prep.cache, stored, scores)
+        sides = []
+        for k in range(cfg.n_untrained):  # kept for subspace baselines; interventions never run on them
+            side = model_side(network(k), data, cfg, [], max_len, readouts=False, output=output)
+            side.full = {}
             sides.append(side)
-            for v in data.variables:
-                for h in hooks:
-                    scores[v.name][h].append(side.readouts[v.name][h].live.value)
         prep.untrained_sides[key] = sides
-        prep.untrained[key] = {v: {h: (float(np.mean(s)), float(np.std(s))) for h, s in hs.items()}
-                               for v, hs in scores.items()}
+        prep.untrained[key] = scores
     return prep.untrained[key]

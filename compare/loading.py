@@ -43,6 +43,11 @@ class Learned:
     output: OutputReadout
 
 
+def untrained_cache(program: str, artifacts: Path) -> Path:
+    """Where a program's untrained-network baselines are kept (``compare.baseline_cache``)."""
+    return artifacts / program / "untrained"
+
+
 def load_compiled(program: str, artifacts: Path) -> tuple[Transformer, dict]:
     """A program's compiled model (float64: Tracr's weights are large, and a disguised copy must give the
     same verdicts) and its ``model.json``, checked."""

@@ -49,7 +49,8 @@ def fork_map(calls: Sequence[Callable[[], Any]], workers: int | None = None) -> 
     without answering is an error naming it.
     """
     workers = default_workers() if workers is None else workers
-    if workers <= 1 or len(calls) <= 1 or "fork" not in mp.get_all_start_methods():
+    if workers <= 1 or len(calls) <= 1 or "fork" not in mp.get_all_start_methods() or mp.current_process().daemon:
+        # (a worker is a daemon process, which may not fork workers of its own: its pieces run in it)
         with limit_threads(1):  # as in a child: LAPACK's results (a QR in a disguise) depend on the thread count
             return [call() for call in calls]
     ctx = mp.get_context("fork")

@@ -16,6 +16,7 @@ Everything random is seeded from ``CompareConfig.seed``.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 
@@ -39,8 +40,13 @@ from rasp_programs.spec import ProgramSpec
 __all__ = ["CompareConfig", "Prepared", "ModelSide", "prepare", "compare_models", "measure"]
 
 
-def prepare(spec: ProgramSpec, compiled: Transformer, meta: dict, cfg: CompareConfig) -> Prepared:
-    """Dataset, pairs and the compiled side; then the compiled model against itself (``reference``)."""
+def prepare(spec: ProgramSpec, compiled: Transformer, meta: dict, cfg: CompareConfig, cache: Path | None = None,
+            workers: int | None = None) -> Prepared:
+    """Dataset, pairs and the compiled side; then the compiled model against itself (``reference``).
+
+    ``cache``: the folder of untrained baselines (``compare.baseline_cache``; None: computed every time).
+    ``workers``: processes for independent pieces (``compare.parallel``); no result depends on either.
+    """
     check_finite(compiled, "compiled artifact")
     with frozen(compiled):
         keep = spec.language.well_formed if cfg.well_formed_only and spec.language is not None else None
@@ -64,7 +70,8 @@ def prepare(spec: ProgramSpec, compiled: Transformer, meta: dict, cfg: CompareCo
         pad = compiled.cfg.vocab.index(compiled.cfg.pad_token)
         uniform = heads_lib.uniform_rows(data.ids.cpu(), data.row_input, data.row_pos, compiled.cfg.causal, pad)
     prep = Prepared(spec=spec, meta=meta, config=cfg, data=data, pairs=pairs, examples=examples, uniform=uniform,
-                    compiled=side, sops=sops, empty=heads_lib.empty_heads(compiled), partitions=partitions)
+                    compiled=side, sops=sops, empty=heads_lib.empty_heads(compiled), partitions=partitions,
+                    cache=cache, workers=workers)
     prep.reference = compare_models(prep, compiled)
     return prep
 

@@ -9,9 +9,13 @@ say so in the commit.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
+
+import numpy as np
+import pytest
 
 from compare.pipeline import compare_models, prepare
 from compare.results import to_json
@@ -36,14 +40,47 @@ def differences(a, b, path: str = "") -> list[str]:
     return [] if a == b else [f"{path}: {a!r} vs {b!r}"]
 
 
-def test_comparison_is_unchanged_on_the_same_seeds(artifacts):
+@pytest.fixture(scope="module")
+def golden(artifacts, tmp_path_factory):
+    """The prepared ``miu`` side with a cold cache of untrained baselines, and ``miu_mean`` compared to it."""
     model, meta = load(artifacts, "miu")
-    prep = prepare(get_program("miu"), model, meta, TINY)
+    cache = tmp_path_factory.mktemp("untrained")
+    prep = prepare(get_program("miu"), model, meta, TINY, cache=cache)
     other, _ = load(artifacts, "miu_mean")
-    now = to_json(compare_models(prep, other))
-    golden = json.loads(GOLDEN.read_text())
-    diff = differences(golden, {k: now[k] for k in PARTS})
+    return prep, other, compare_models(prep, other), cache
+
+
+def test_comparison_is_unchanged_on_the_same_seeds(golden):
+    now = to_json(golden[2])
+    golden_json = json.loads(GOLDEN.read_text())
+    diff = differences(golden_json, {k: now[k] for k in PARTS})
     assert not diff, f"{len(diff)} differences, first: {diff[:10]}"
+
+
+def test_untrained_baselines_come_back_from_disk_unchanged(golden, monkeypatch):
+    """Warm: the same scores, no probe fitted; a corrupt file: computed again, the same, and rewritten."""
+    import compare.context as context
+
+    prep, other, _, cache = golden
+    files = sorted(cache.glob("*.json"))
+    assert len(files) == 2  # the compiled shape and miu_mean's
+    for like in (prep.compiled.model, other):
+        key = like.cfg.shape_key()
+
+        def fresh():
+            return dataclasses.replace(prep, untrained={}, untrained_sides={}, subspace_untrained={})
+        monkeypatch.setattr(context, "fork_map", lambda *a, **k: pytest.fail("probes fitted on a warm cache"))
+        warm = fresh()
+        assert context.untrained_baseline(warm, like) == prep.untrained[key]
+        for a, b in zip(warm.untrained_sides[key], prep.untrained_sides[key]):
+            assert all(np.array_equal(a.resid[h], b.resid[h]) for h in a.resid)
+        monkeypatch.undo()
+    files[0].write_text("{not json")
+    again = dataclasses.replace(prep, untrained={}, untrained_sides={}, subspace_untrained={})
+    likes = {m.cfg.shape_key(): m for m in (prep.compiled.model, other)}
+    recomputed = {k: context.untrained_baseline(again, m) for k, m in likes.items()}
+    assert recomputed == {k: prep.untrained[k] for k in likes}
+    assert json.loads(files[0].read_text())["key"] == files[0].stem
 
 
 def test_the_comparison_can_fail():
