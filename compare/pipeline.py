@@ -16,6 +16,7 @@ Everything random is seeded from ``CompareConfig.seed``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +29,11 @@ from compare.context import Prepared, ModelSide, check_finite, frozen, max_len_o
 from compare.identifiability import output_partition
 from compare.interventions import make_pairs
 from compare.locate import Swap, locate
+from compare.parallel import fork_map
 from compare.outputs import OutputReadout
 from compare.readouts import read_out
 from compare.results import (Cka, Comparison, DataSummary, Examples, Head, HookReadout, MapDecoding, Maps,
-                             TaskAccuracy, summarise)
+                             TaskAccuracy, VariableResult, summarise)
 from compare.similarity import cka_matrix, map_decoding
 from learned.model import Transformer
 from rasp_programs.errors import ToolkitError
@@ -103,6 +105,17 @@ def legal_next(prep: Prepared, side: ModelSide) -> dict[str, list[HookReadout]]:
     return out
 
 
+def locate_all(prep: Prepared, side: ModelSide) -> tuple[dict[str, VariableResult], dict[str, Swap]]:
+    """``locate`` for every variable, each in its own process (``compare.parallel``): a variable's search
+    reads nothing another one writes, and every random choice is seeded by the variable's index."""
+    def one(i: int, v: VariableInfo) -> tuple[VariableResult, Swap | None]:
+        swaps: dict[str, Swap] = {}
+        return locate(prep, side, v, i, swaps), swaps.get(v.name)
+    done = fork_map([functools.partial(one, i, v) for i, v in enumerate(prep.data.variables)], prep.workers)
+    variables = {v.name: result for v, (result, _) in zip(prep.data.variables, done)}
+    return variables, {v.name: swap for v, (_, swap) in zip(prep.data.variables, done) if swap is not None}
+
+
 # ---------------------------------------------------------------------- driver --
 
 def compare_models(prep: Prepared, model: Transformer, output: OutputReadout | None = None) -> Comparison:
@@ -130,8 +143,7 @@ def measure(prep: Prepared, model: Transformer, output: OutputReadout | None = N
         for v in data.variables:
             for h, r in side.readouts[v.name].items():
                 r.untrained_live, r.untrained_sd = base[v.name][h]
-        swaps: dict[str, Swap] = {}
-        variables = {v.name: locate(prep, side, v, i, swaps) for i, v in enumerate(data.variables)}
+        variables, swaps = locate_all(prep, side)
         heads = heads_lib.compare_heads(prep, side)
         matched = [m.learned for m in heads.matches if m.is_match]
         names = heads_lib.head_names(model)

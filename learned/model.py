@@ -168,6 +168,14 @@ class ModelConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
 
+# The hooks inside each sublayer of block ``l`` (under ``blocks.{l}.``): an empty sublayer is skipped only when
+# none of them is read.
+SUBLAYER_HOOKS = {
+    "attn": ("ln1.hook_scale", "ln1.hook_normalized", "attn.hook_pattern", "attn.hook_z", "attn.hook_result",
+             "hook_attn_out"),
+    "mlp": ("ln2.hook_scale", "ln2.hook_normalized", "mlp.hook_post", "hook_mlp_out"),
+}
+
 _GPT2_FIELDS = ("normalization_type", "eps", "tied_unembed", "scale_attn_by_inverse_layer_idx")
 
 
@@ -240,13 +248,14 @@ class Transformer(nn.Module):
             hooks: ``{hook name: fn}``, see the module docstring.
             cache: if given, filled with ``{hook name: activation}``.
             cache_names: optional filter on which hook names to cache.
-            skip_empty: without autograd and with no hook or cache attached,
-                skip any attention sublayer whose ``W_O`` is exactly zero and
-                any MLP whose ``W_out`` is (their output is then just the
-                bias). Tracr fills the unused half of each layer this way, so
-                a compiled model does less work; the result is the same for
-                finite activations. ``False`` computes every sublayer, as
-                Tracr does.
+            skip_empty: without autograd, skip any attention sublayer whose
+                ``W_O`` is exactly zero and any MLP whose ``W_out`` is (their
+                output is then just the bias), unless a hook or the cache reads
+                one of its own activations (``SUBLAYER_HOOKS``; the residual
+                hooks around it still fire). Tracr fills the unused half of
+                each layer this way, so a compiled model does less work; the
+                result is the same for finite activations. ``False`` computes
+                every sublayer, as Tracr does.
             start: ``(residual hook name, [B, T, D] residual)``: begin there
                 instead of at the embeddings (the hook fires on the given
                 residual; earlier sublayers are not run). Interventions that
@@ -287,8 +296,11 @@ class Transformer(nn.Module):
             if cfg.causal:
                 tri = torch.ones(T, T, dtype=torch.bool, device=tokens.device).tril()  # [T, T]
                 mask = tri if mask is None else mask & tri
-        # Never under autograd: a zero W_O still has a gradient.
-        skip_empty = skip_empty and not hooks and cache is None and not torch.is_grad_enabled()
+        # Never under autograd (a zero W_O still has a gradient), nor where a hook or the cache reads inside.
+        skip_empty = skip_empty and not torch.is_grad_enabled()
+
+        def inside_wanted(l: int, kind: str) -> bool:
+            return any(want(f"blocks.{l}.{n}") for n in SUBLAYER_HOOKS[kind])
         first, start_name = 0, None  # first sublayer to run: 2l = layer l's attention, 2l + 1 its MLP
         if start is not None:
             start_name, resid = start
@@ -314,13 +326,13 @@ class Transformer(nn.Module):
             p = f"blocks.{l}."
             if 2 * l >= first:
                 resid = fire(p + "hook_resid_pre", resid)
-                if skip_empty and not P[p + "attn.W_O"].any():
-                    resid = resid + P[p + "attn.b_O"]
+                if skip_empty and not P[p + "attn.W_O"].any() and not inside_wanted(l, "attn"):
+                    resid = fire(p + "hook_resid_mid", resid + P[p + "attn.b_O"])
                 else:
                     x = norm(p + "ln1", resid)  # [B, T, D]
                     resid = fire(p + "hook_resid_mid", resid + self._attention(P, l, x, mask, padded, hp, want))
             if 2 * l + 1 >= first:
-                if skip_empty and not P[p + "mlp.W_out"].any():
+                if skip_empty and not P[p + "mlp.W_out"].any() and not inside_wanted(l, "mlp"):
                     resid = resid + P[p + "mlp.b_out"]
                 else:
                     x = norm(p + "ln2", resid)  # [B, T, D]

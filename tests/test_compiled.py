@@ -267,6 +267,28 @@ def test_miu_has_empty_sublayers_to_skip(compiled_programs):
     assert model.param("blocks.1.attn.W_O").grad.abs().sum() > 0
 
 
+
+def test_empty_sublayers_are_skipped_beside_hooks_but_not_under_one(compiled_programs):
+    """A residual hook or cache around an empty sublayer still skips it, exactly; a hook inside it runs it."""
+    model = to_torch(compiled_programs["miu"])[0]  # float64; attention of layers 0 and 2 is empty
+    ids = encode(model.cfg, [tuple("MIUIUIIUMI"), tuple("MUIIIIUIUI"), tuple("MI")])
+    seen = []
+
+    def double(x, name):
+        seen.append(name)
+        return 2 * x
+    resid = {"blocks.1.hook_resid_pre": double}
+    with torch.inference_mode():
+        cache_fast, cache_dense = {}, {}
+        fast = model(ids, hooks=resid, cache=cache_fast, cache_names=lambda n: "resid" in n)
+        dense = model(ids, hooks=resid, cache=cache_dense, cache_names=lambda n: "resid" in n, skip_empty=False)
+        assert torch.equal(fast, dense) and cache_fast.keys() == cache_dense.keys()
+        assert all(torch.equal(cache_fast[n], cache_dense[n]) for n in cache_fast)
+        inside = {"blocks.2.attn.hook_z": double}  # the empty attention of layer 2 must run for its hook
+        assert torch.equal(model(ids, hooks=inside), model(ids, hooks=inside, skip_empty=False))
+    assert seen == ["blocks.1.hook_resid_pre", "blocks.1.hook_resid_pre", "blocks.2.attn.hook_z",
+                    "blocks.2.attn.hook_z"]
+
 # ---------------------------------------------------------------- artifacts --
 
 def run_cli(capsys, argv):
