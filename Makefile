@@ -33,6 +33,7 @@ REPORTS   ?= reports
 
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 # Shell: $$hyps = HYPOTHESES, with "auto" expanded to the derived candidates (one-line error for a task without automaton).
 HYPS  := hyps="$(HYPOTHESES)"; if [ "$$hyps" = auto ]; then hyps=$$($(PY) -m rasp_programs candidates $(PROGRAM)) || exit 2; fi
 
@@ -44,10 +45,16 @@ all: $(STAMP)
 	$(MAKE) --no-print-directory train
 	$(MAKE) --no-print-directory compare
 
+# The pipeline's own dependencies; the test-only extras (pytest, transformers, transformer-lens) come with
+# `make test` ($(TEST_STAMP)), so `make` does not wait for them.
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	$(VENV)/bin/python -m pip install -q torch==2.13.0
+	$(VENV)/bin/python -m pip install -q -e .
+	@touch $@
+
+$(TEST_STAMP): $(STAMP)
 	$(VENV)/bin/python -m pip install -q -e '.[test]'
 	@touch $@
 
@@ -89,7 +96,7 @@ benchmark: $(STAMP)
 		--workers "$(WORKERS)" --dynamics "$(DYNAMICS)" --device $(DEVICE) --artifacts $(ARTIFACTS) --reports $(REPORTS)
 
 # Speed targets live here as ratios and wall times, never in unit tests.
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(PY) -m compiled.bench --program $(PROGRAM) --artifacts $(ARTIFACTS)
 	$(PY) -m learned.bench --program $(PROGRAM) --device $(DEVICE) --artifacts $(ARTIFACTS)
 	$(PY) -m learned.bench_mugpt --program $(PROGRAM) --device $(DEVICE) --artifacts $(ARTIFACTS)
@@ -102,10 +109,10 @@ bench: $(STAMP)
 	$(PY) -m benchmark.bench --out $(REPORTS)/benchmark-bench
 
 # One test file per worker (--dist loadfile): a file's session fixtures are built once.
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(PY) -m pytest -q -m "not slow" -n auto --dist loadfile
 
-test-slow: $(STAMP)
+test-slow: $(TEST_STAMP)
 	$(PY) -m pytest -q -m slow -n auto --dist loadfile
 
 clean:

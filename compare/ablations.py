@@ -71,9 +71,12 @@ def ablation_hooks(heads: list[Head], mode: str, means: dict[int, torch.Tensor],
     return {f"blocks.{l}.attn.hook_z": make(l, hs) for l, hs in by_layer.items()}
 
 
-def metrics(model: Transformer, data: Dataset, seed: int, readout: OutputReadout, hooks: dict | None = None) -> Metrics:
-    """Balanced accuracy, the correct output's margin (``readout.margin``) and plain accuracy over the rows."""
-    logits, _ = run_cached(model, data.ids, [], hooks=hooks)
+def metrics(model: Transformer, data: Dataset, seed: int, readout: OutputReadout, hooks: dict | None = None,
+            start: tuple[str, torch.Tensor] | None = None, keep: tuple[str, ...] = ()
+            ) -> tuple[Metrics, dict[str, torch.Tensor]]:
+    """Balanced accuracy, the correct output's margin (``readout.margin``) and plain accuracy over the rows;
+    and the activations named in ``keep``. ``start``: run from that residual (``Transformer.forward``)."""
+    logits, kept = run_cached(model, data.ids, keep, hooks=hooks, start=start)
     rows = (torch.from_numpy(data.row_input), torch.from_numpy(data.row_pos))
     target = torch.full(data.ids.shape, IGNORE, dtype=torch.long)
     target[rows] = torch.from_numpy(data.outputs)
@@ -81,7 +84,7 @@ def metrics(model: Transformer, data: Dataset, seed: int, readout: OutputReadout
     diff = readout.margin(logits.cpu(), ids, target)[rows].numpy()
     pred = readout.predict(logits.cpu(), ids)[rows].numpy()
     bal = bootstrap(np.zeros(len(pred)), data.group, seed, stat=balanced_accuracy(data.outputs, pred))
-    return Metrics(bal, bootstrap(diff, data.group, seed), float((pred == data.outputs).mean()))
+    return Metrics(bal, bootstrap(diff, data.group, seed), float((pred == data.outputs).mean())), kept
 
 
 def run_ablations(model: Transformer, data: Dataset, heads: list[Head],
@@ -89,11 +92,16 @@ def run_ablations(model: Transformer, data: Dataset, heads: list[Head],
                   modes: tuple[str, ...] = ("zero", "mean", "resample")) -> Ablations:
     """Every head alone and each named group of heads, in each of ``modes``."""
     means, resampled = z_statistics(model, data, seed)
-    clean = metrics(model, data, seed, readout)
+    # The clean run keeps each layer's input, and an ablation starts at its first ablated layer: the layers
+    # before it are the clean run's, computed the same way (bit for bit), so they are not run again.
+    resid_pre = tuple(f"blocks.{l}.hook_resid_pre" for l in range(model.cfg.n_layers))
+    clean, inputs = metrics(model, data, seed, readout, keep=resid_pre)
     chance = 1.0 / len(np.unique(data.outputs))
 
     def one(hs: list[Head], mode: str) -> AblationResult:
-        m = metrics(model, data, seed, readout, ablation_hooks(hs, mode, means, resampled)) if hs else clean
+        first = resid_pre[min(l for l, _ in hs)] if hs else None
+        m = metrics(model, data, seed, readout, ablation_hooks(hs, mode, means, resampled),
+                    start=(first, inputs[first]))[0] if hs else clean
         return AblationResult(heads=list(hs), mode=mode, metrics=m,
                               drop=clean.balanced_accuracy.value - m.balanced_accuracy.value)
 

@@ -307,12 +307,21 @@ def build_dataset(spec: ProgramSpec, meta: dict, cfg: ModelConfig, n_inputs: int
                    live, control, outputs, variables, derived, resid_hooks(cfg), cfg.output_vocab, spec.causal)
 
 
-def run_cached(model: Transformer, ids: torch.Tensor, names: Iterable[str],
-               hooks: dict | None = None, batch: int = 4096) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Logits ``[B, T, O]`` and the named activations, run in batches."""
+def run_cached(model: Transformer, ids: torch.Tensor, names: Iterable[str], hooks: dict | None = None,
+               batch: int = 4096, start: tuple[str, torch.Tensor] | None = None
+               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Logits ``[B, T, O]`` and the named activations, run in batches (``start``: from that residual
+    ``[B, T, D]`` at that hook, ``Transformer.forward``)."""
     wanted = set(names)
-    parts = map_batches(model, ids, lambda chunk: model.run_with_cache(chunk, hooks=hooks, names=wanted.__contains__),
-                        batch)
+    done = [0]  # inputs already run: the start residual's rows are cut like the ids
+
+    def step(chunk: torch.Tensor):
+        at = None
+        if start is not None:
+            at = (start[0], start[1][done[0]:done[0] + len(chunk)].to(chunk.device))
+        done[0] += len(chunk)
+        return model.run_with_cache(chunk, hooks=hooks, names=wanted.__contains__, start=at)
+    parts = map_batches(model, ids, step, batch)
     return torch.cat([lg for lg, _ in parts]), {n: torch.cat([c[n] for _, c in parts]) for n in wanted}
 
 

@@ -382,10 +382,11 @@ class Transformer(nn.Module):
         return hp(p + "hook_attn_out", attn_out)  # [B, T, D]
 
     def run_with_cache(self, tokens: torch.Tensor, hooks: Mapping[str, Hook] | None = None,
-                       names: Callable[[str], bool] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                       names: Callable[[str], bool] | None = None,
+                       start: tuple[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``forward`` that also returns ``{hook name: activation}``."""
         cache: dict[str, torch.Tensor] = {}
-        logits = self.forward(tokens, hooks=hooks, cache=cache, cache_names=names)
+        logits = self.forward(tokens, hooks=hooks, cache=cache, cache_names=names, start=start)
         return logits, cache
 
     def resid_hook_names(self) -> list[str]:

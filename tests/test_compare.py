@@ -105,6 +105,7 @@ def test_control_coarsened_model_is_computed_only_up_to_its_partition(miu, artif
     assert res.variables["count_bad_M"].status is Status.COMPUTED  # the M rule is miu's own
 
 
+@pytest.mark.slow  # 2 min; the fast suite keeps the golden record (test_compare_unchanged) and fork_map's checks
 def test_comparisons_are_deterministic(artifacts):
     """The same model compared alone, or after another one in the same process, with torch's global generator
     in any state, gives the same record bit for bit (DAS seeds a local generator; nothing reads the global)."""
@@ -152,7 +153,8 @@ def test_seed_vs_seed_ceiling(miu):
     assert seed_vs_seed(miu, [compiled]).checks["pairs"] == []
 
 
-@pytest.mark.parametrize("program", ["miu_first", "miu_u", "hist", "sort"])
+@pytest.mark.parametrize("program", [pytest.param("miu_first", marks=pytest.mark.slow),
+                                     pytest.param("miu_u", marks=pytest.mark.slow), "hist", "sort"])
 def test_other_programs_disguised_copy(artifacts, program):
     model, meta = load(artifacts, program)
     prep = prepare(get_program(program), model, meta, TINY)
