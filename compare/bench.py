@@ -13,6 +13,7 @@ Prints one table row per stage. The report it writes goes to
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -49,6 +50,14 @@ def bench_hypotheses(program: str, artifacts: Path, reports: Path, seed: int, hy
     print(f"target < {HYPOTHESES_TARGET_S:.0f} s: {'met' if total < HYPOTHESES_TARGET_S else 'NOT met'}; "
           f"report: {path}")
     return 0
+
+
+def training_seconds(run: Path) -> float | None:
+    """``train_seconds`` from a run's metrics.json (None when it has none)."""
+    try:
+        return float(json.loads((run / "metrics.json").read_text())["train_seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 @cli_main
@@ -95,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     def verdict(x: float, target: float) -> str:
         return f"{x:.1f} s, target <= {target:.0f} s: {'met' if x <= target else 'NOT met'}"
     without = total - times["controls"]
+    trained = training_seconds(args.artifacts / spec.name / "learned" / f"seed{args.seed}")
+    if trained:  # the issue's machine-independent form: against the same seed's training, on this machine
+        controls = "" if args.fast else f", {times['controls'] / trained:.2f}x for the controls"
+        print(f"ratio to the training of seed {args.seed} ({trained:.1f} s, its metrics.json): "
+              f"{without / trained:.2f}x without the controls{controls}")
     if args.fast:
         print(f"fast setting, one model: {verdict(without, FAST_TARGET_S)}")
     else:

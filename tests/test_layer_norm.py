@@ -101,12 +101,9 @@ def test_unembedding_as_read_through_ln_final():
 
 
 @pytest.fixture(scope="module")
-def gpt2_miu(tmp_path_factory):
-    """The compiled MIU model and a GPT-2-block model trained on it with ``--arch gpt2`` (at the compiled
-    model's length: the repository's artifact, else compiled here at length 6)."""
+def compiled_miu(tmp_path_factory):
+    """The compiled MIU model and its model.json: the repository's artifact, else compiled here at length 6."""
     from conftest import ROOT
-    from learned.__main__ import build_parser, config_from_args
-    from learned.train import train
 
     folder = ROOT / "artifacts" / "miu" / "compiled"
     if not (folder / "model.json").is_file():
@@ -118,7 +115,17 @@ def gpt2_miu(tmp_path_factory):
 
         folder = tmp_path_factory.mktemp("compiled") / "miu"
         save_artifact(folder, *to_torch(compile_program(get_program("miu"), 6)))
-    compiled, meta = load_artifact(folder, dtype=torch.float64)
+    return load_artifact(folder, dtype=torch.float64)
+
+
+@pytest.fixture(scope="module")
+def gpt2_miu(compiled_miu, tmp_path_factory):
+    """The compiled MIU model and a GPT-2-block model trained on it with ``--arch gpt2`` (at the compiled
+    model's length)."""
+    from learned.__main__ import build_parser, config_from_args
+    from learned.train import train
+
+    compiled, meta = compiled_miu
     cfg = config_from_args(build_parser().parse_args(["--arch", "gpt2"]), compiled.cfg, 0)
     run = tmp_path_factory.mktemp("gpt2") / "seed0"
     t0 = time.perf_counter()
@@ -163,6 +170,38 @@ def test_control_disguised_gpt2_block_model_gives_the_same_statuses(gpt2_miu):
         doc = Doc()
         _methods(doc, res)
         assert (METHODS_NOTE in doc.markdown()) is note
+
+
+@pytest.mark.slow
+def test_control_disguised_legal_next_gpt2_model_gives_the_same_statuses(compiled_miu, tmp_path):
+    """The issue's control: a GPT-2-block model trained on MIU with the legality objective (``--objective
+    legal-next --arch gpt2``), read through its legal-next readout, and its invertible layer-norm disguise
+    (heads permuted): the same statuses and hooks."""
+    import shutil
+
+    from compare.loading import load_models
+    from compare.pipeline import compare_models, prepare
+    from learned.__main__ import main as train_main
+    from learned.artifact import save_artifact
+    from rasp_programs.registry import get_program
+    from test_compare import SMALL
+
+    save_artifact(tmp_path / "miu" / "compiled", *compiled_miu)
+    t0 = time.perf_counter()
+    assert train_main(["--program", "miu", "--objective", "legal-next", "--arch", "gpt2", "--seeds", "0",
+                       "--artifacts", str(tmp_path), "--no-progress"]) == 0
+    print(f"trained a legal-next GPT-2-block MIU model in {time.perf_counter() - t0:.0f} s")
+    compiled, meta, (learned,) = load_models("miu", tmp_path, [], [str(tmp_path / "miu" / "legalnext" / "seed0")])
+    assert learned.output.kind == "legal-next" and learned.model.cfg.layer_norm
+    prep = prepare(get_program("miu"), compiled, meta, dataclasses.replace(SMALL, ablation_modes=(),
+                                                                           control_task=False))
+    plain = compare_models(prep, learned.model, learned.output)
+    copy, _ = disguise(learned.model, seed=3, invertible=True)
+    res = compare_models(prep, copy.float(), learned.output)
+    print("legal-next GPT-2-block MIU model:", {k: v.status.value for k, v in plain.variables.items()})
+    assert {k: v.status for k, v in res.variables.items()} == {k: v.status for k, v in plain.variables.items()}
+    assert {k: v.found_hook for k, v in res.variables.items()} == {k: v.found_hook for k, v in plain.variables.items()}
+    shutil.rmtree(tmp_path / "miu")
 
 
 def test_a_gpt2_block_model_is_comparable_but_not_another_shape_or_vocabulary():
