@@ -251,16 +251,18 @@ def seed_vs_seed(prep: Prepared, models: list[Transformer], outputs: list[Output
     with frozen(*models):
         sides = [model_side(m, data, prep.config, prep.examples, max_len_of(prep.meta, prep.spec), readouts=False,
                        output=o) for m, o in zip(models, outputs)]
-    names = heads_lib.head_names(models[0])
     pairs = []
     for a in range(len(models)):
         for b in range(a + 1, len(models)):
             sa, sb = sides[a], sides[b]
-            cka = [linear_cka(sa.resid[h], sb.resid[h]) for h in sa.hooks]
-            sim = heads_lib.similarity_matrix(sa.patterns, sb.patterns, names, names)
-            match = heads_lib.match_heads(sim, list(range(len(names))))
+            # Models of their own shapes (imported ones) agree where they share a hook name, and their heads
+            # are matched rectangularly.
+            cka = [linear_cka(sa.resid[h], sb.resid[h]) for h in sa.hooks if h in sb.resid]
+            names_a, names_b = heads_lib.head_names(models[a]), heads_lib.head_names(models[b])
+            sim = heads_lib.similarity_matrix(sa.patterns, sb.patterns, names_a, names_b)
+            match = heads_lib.match_heads(sim, list(range(len(names_a))))
             pairs.append({"a": a, "b": b, "cka_matched": cka, "cka_mean": float(np.mean(cka)),
-                          "head_matches": [[names[i], names[j], s] for i, j, s in match],
+                          "head_matches": [[names_a[i], names_b[j], s] for i, j, s in match],
                           "head_score_mean": float(np.mean([s for _, _, s in match])),
                           "output_agreement": float((sa.pred == sb.pred).mean())})
     found = "; ".join(f"seeds {p['a']} and {p['b']}: CKA {p['cka_mean']:.2f}, heads {p['head_score_mean']:.2f}, "

@@ -17,7 +17,7 @@ import torch
 
 from compare.__main__ import main as compare_main
 from compare.loading import load_models
-from compare.results import Status
+from compare.results import Head, Status
 from compare.vocab import align_inputs, check_inputs
 from learned.artifact import encode, load_artifact, save_artifact
 from learned.hf import export_checkpoint, import_checkpoint
@@ -29,9 +29,9 @@ VOCAB = ("U", "<pad>", "I", "<s>", "M", "<eos>", "<sep>")
 ROLES = dict(bos="<s>", end="<eos>", pad="<pad>")
 
 
-def own_model(compiled: ModelConfig, width: int = 24, n_ctx: int = 16, seed: int = 0) -> Transformer:
+def own_model(compiled: ModelConfig, width: int = 24, n_ctx: int = 16, seed: int = 0, layers: int = 2) -> Transformer:
     """A random causal GPT-2-block model of its own width, depth and context, with every LN away from init."""
-    cfg = ModelConfig(n_layers=2, n_heads=2, d_model=width, d_head=width // 2, d_mlp=2 * width, n_ctx=n_ctx,
+    cfg = ModelConfig(n_layers=layers, n_heads=2, d_model=width, d_head=width // 2, d_mlp=2 * width, n_ctx=n_ctx,
                       d_vocab=len(VOCAB), d_vocab_out=len(VOCAB), vocab=VOCAB, output_vocab=VOCAB, bos_token="<s>",
                       pad_token="<pad>", causal=compiled.causal, act_fn="gelu_new", normalization_type="LN",
                       tied_unembed=True)
@@ -111,3 +111,29 @@ def test_make_compare_on_an_imported_model(artifacts, imported, tmp_path, capsys
     assert set(statuses) == {"I_at", "bad_M_at", "count_I", "count_bad_M", "theorem"}
     assert not any(s.causal for s in statuses.values()), statuses  # random weights: nothing is causal
     assert "Layer norm (this model normalises before every sublayer" in (out / "report.md").read_text()
+
+
+def test_seed_vs_seed_takes_models_of_their_own_shapes(artifacts):
+    """Two imported models of different widths and depths: CKA where they share a hook, heads matched
+    rectangularly (the control reads each model's own heads)."""
+    from types import SimpleNamespace
+
+    from compare.activations import build_dataset
+    from compare.config import CompareConfig
+    from compare.controls import seed_vs_seed
+    from compare.outputs import LegalNextReadout
+    from learned.lm import LegalNext
+    from rasp_programs.registry import get_program
+
+    compiled, meta = load_artifact(artifacts / "miu" / "compiled", dtype=torch.float64)
+    spec, cfg = get_program("miu"), CompareConfig.fast()
+    data = build_dataset(spec, meta, compiled.cfg, 200, cfg.seed, cfg.folds, None)
+    prep = SimpleNamespace(data=data, config=cfg, examples=[0], meta=meta, spec=spec)
+    models = [align_inputs(own_model(compiled.cfg, width=24), compiled.cfg),
+              align_inputs(own_model(compiled.cfg, width=32, seed=1, layers=3), compiled.cfg)]
+    outputs = [LegalNextReadout(m.cfg, compiled.cfg.output_vocab, LegalNext("<eos>")) for m in models]
+    pair = seed_vs_seed(prep, models, outputs).checks["pairs"][0]
+    assert len(pair["cka_matched"]) == 4  # blocks.0 pre/mid and blocks.1 pre/mid; the last post differs
+    assert len(pair["head_matches"]) == 4  # each of the first model's 4 heads, to one of the second's 6
+    assert {m[0] for m in pair["head_matches"]} == {Head(l, h) for l in range(2) for h in range(2)}
+    assert {m[1] for m in pair["head_matches"]} <= {Head(l, h) for l in range(3) for h in range(2)}
