@@ -156,7 +156,7 @@ def compare_run(task: str, program: str, run: Path, artifacts: Path, out: Path, 
     if (model.cfg.vocab, model.cfg.n_ctx) != (ref.vocab, ref.n_ctx):
         raise ToolkitError(f"{run}: vocabulary {list(model.cfg.vocab)} / n_ctx {model.cfg.n_ctx} do not match "
                            f"{program}'s {list(ref.vocab)} / {ref.n_ctx}")
-    config = dataclasses.replace(CompareConfig.fast(seed), well_formed_only=output.kind == "lm")
+    config = dataclasses.replace(CompareConfig.fast(seed), well_formed_only=output.members_only)
     preps = {c: prepare(get_program(c), m, meta_c, config, cache=untrained_cache(c, artifacts), workers=1)
              for c, (m, meta_c) in compiled.items()}
     ranking = rank(preps, model, output, log=lambda s: None, workers=1)  # Ray gives each job one CPU

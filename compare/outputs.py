@@ -39,6 +39,7 @@ class OutputReadout:
     """Base: the argmax of a model whose output vocabulary is the program's."""
 
     kind = "argmax"
+    members_only = False  # trained on members of the task's language only (then compared where it is well formed)
 
     def __init__(self, cfg: ModelConfig, program_vocab: tuple[str, ...]):
         if tuple(cfg.output_vocab) != tuple(program_vocab):
@@ -80,6 +81,7 @@ class LMReadout(OutputReadout):
     """MU-GPT's verdict from next-token probabilities; the program's output must be a boolean."""
 
     kind = "lm"
+    members_only = True
 
     def __init__(self, cfg: ModelConfig, program_vocab: tuple[str, ...], readout: Readout):
         if sorted(program_vocab) != ["False", "True"]:

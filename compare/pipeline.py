@@ -89,9 +89,10 @@ def legal_next(prep: Prepared, side: ModelSide) -> dict[str, list[HookReadout]]:
     if language is None or language.well_formed is None:
         return {}
     prefixes = [data.inputs[i][:p] for i, p in zip(data.row_input, data.row_pos)]
+    end = side.readout.readout.end_token  # the model's own name for the end (an imported model's "<eos>")
     out = {}
     for token in side.model.cfg.output_vocab:
-        if token == language.end_token:
+        if token == end:
             legal = np.array([language.is_member(x) for x in prefixes])
         else:
             legal = np.array([language.well_formed(x + (token,)) for x in prefixes])
@@ -150,7 +151,7 @@ def measure(prep: Prepared, model: Transformer, output: OutputReadout | None = N
         ablation = run_ablations(model, data, names, {"matched": matched,
                                                       "unmatched": [n for n in names if n not in matched]}, cfg.seed,
                                  side.readout, cfg.ablation_modes)
-        legal = legal_next(prep, side) if side.readout.kind == "lm" else {}
+        legal = legal_next(prep, side) if side.readout.members_only else {}
         same_shape = side.hooks == prep.compiled.hooks
         maps = map_decoding(prep.compiled.resid, side.resid, data) if same_shape else {}
         cka = cka_matrix(prep.compiled.resid, side.resid, prep.compiled.hooks, side.hooks)

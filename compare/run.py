@@ -41,7 +41,8 @@ def run(program: str, artifacts: Path, reports: Path, seeds: list[int], learned:
         if other.get("max_len") != meta.get("max_len"):
             raise ToolkitError(f"candidate '{c}' was compiled at MAX_LEN={other.get('max_len')}, '{program}' at "
                                f"{meta.get('max_len')} (run `make compile PROGRAM={c} MAX_LEN={meta.get('max_len')}`)")
-    if any(m.output.kind == "lm" for m in models):  # compare language models where their language is well formed
+    if any(m.output.members_only for m in models):  # models trained on members (MU-GPT, legal-next): compared
+        # where their language is well formed, as make dynamics does
         config = dataclasses.replace(config, well_formed_only=True)
     t0 = time.perf_counter()
     log("preparing: inputs, live rows, pairs, untrained baselines, each compiled model against itself "

@@ -110,6 +110,8 @@ def test_make_compare_on_an_imported_model(artifacts, imported, tmp_path, capsys
     statuses = {k: Status(v["status"]) for k, v in result["variables"].items()}
     assert set(statuses) == {"I_at", "bad_M_at", "count_I", "count_bad_M", "theorem"}
     assert not any(s.causal for s in statuses.values()), statuses  # random weights: nothing is causal
+    assert result["settings"]["well_formed_only"] is True  # trained on members only: compared where well formed
+    assert "<eos>" in result["legal_next"]  # the end's legality, under the model's own name for it
     assert "Layer norm (this model normalises before every sublayer" in (out / "report.md").read_text()
 
 

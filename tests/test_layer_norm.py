@@ -193,8 +193,8 @@ def test_control_disguised_legal_next_gpt2_model_gives_the_same_statuses(compile
     print(f"trained a legal-next GPT-2-block MIU model in {time.perf_counter() - t0:.0f} s")
     compiled, meta, (learned,) = load_models("miu", tmp_path, [], [str(tmp_path / "miu" / "legalnext" / "seed0")])
     assert learned.output.kind == "legal-next" and learned.model.cfg.layer_norm
-    prep = prepare(get_program("miu"), compiled, meta, dataclasses.replace(SMALL, ablation_modes=(),
-                                                                           control_task=False))
+    prep = prepare(get_program("miu"), compiled, meta, dataclasses.replace(  # where it is well formed, as run() does
+        SMALL, ablation_modes=(), control_task=False, well_formed_only=learned.output.members_only))
     plain = compare_models(prep, learned.model, learned.output)
     copy, _ = disguise(learned.model, seed=3, invertible=True)
     res = compare_models(prep, copy.float(), learned.output)
