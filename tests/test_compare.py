@@ -362,7 +362,7 @@ def test_ablation_metrics_do_not_saturate(miu):
     sd["unembed.b_U"] = torch.tensor([1.0, 0.0])  # always "False"
     const = Transformer(model.cfg)
     const.load_tl_state_dict(sd)
-    m = metrics(const, miu.data, 0, OutputReadout(const.cfg, miu.data.output_vocab))
+    m, _ = metrics(const, miu.data, 0, OutputReadout(const.cfg, miu.data.output_vocab))
     assert m.balanced_accuracy.value == pytest.approx(0.5)
     assert m.accuracy == pytest.approx(float((miu.data.outputs == 0).mean()))
     assert m.logit_diff.value < 0 or m.accuracy < 1
