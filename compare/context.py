@@ -200,8 +200,10 @@ def untrained_baseline(prep: Prepared, like: Transformer,
         scores = baseline_cache.load(prep.cache, stored)
         if scores is None:
             per_network = fork_map([functools.partial(scores_of, k) for k in range(cfg.n_untrained)], prep.workers)
-            scores = {v.name: {h: (float(np.mean(s := [n[v.name][h] for n in per_network])), float(np.std(s)))
-                               for h in resid_hooks(like.cfg)} for v in data.variables}
+            def spread(values: list[float]) -> tuple[float, float]:
+                return float(np.mean(values)), float(np.std(values))
+            scores = {v.name: {h: spread([n[v.name][h] for n in per_network]) for h in resid_hooks(like.cfg)}
+                      for v in data.variables}
             baseline_cache.save(prep.cache, stored, scores)
         sides = []
         for k in range(cfg.n_untrained):  # kept for subspace baselines; interventions never run on them
