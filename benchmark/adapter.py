@@ -24,7 +24,7 @@ from compare.hypotheses import rank
 from compare.outputs import readout_for
 from compare.config import CompareConfig
 from compare.context import check_finite
-from compare.loading import untrained_cache
+from compare.loading import cache_folder
 from compare.pipeline import prepare
 from compare.report import HypothesisRun, ReportData, Run, write_report
 from learned.artifact import load_artifact, read_meta
@@ -157,7 +157,7 @@ def compare_run(task: str, program: str, run: Path, artifacts: Path, out: Path, 
         raise ToolkitError(f"{run}: vocabulary {list(model.cfg.vocab)} / n_ctx {model.cfg.n_ctx} do not match "
                            f"{program}'s {list(ref.vocab)} / {ref.n_ctx}")
     config = dataclasses.replace(CompareConfig.fast(seed), well_formed_only=output.members_only)
-    preps = {c: prepare(get_program(c), m, meta_c, config, cache=untrained_cache(c, artifacts), workers=1)
+    preps = {c: prepare(get_program(c), m, meta_c, config, cache=cache_folder(c, artifacts), workers=1)
              for c, (m, meta_c) in compiled.items()}
     ranking = rank(preps, model, output, log=lambda s: None, workers=1)  # Ray gives each job one CPU
     data = ReportData(program, str(artifacts / program / "compiled"),
@@ -181,7 +181,7 @@ def candidate_dynamics(task: str, program: str, run: Path, artifacts: Path, seed
     compiled = {c: load_artifact(artifacts / c / "compiled", dtype=torch.float64) for c in candidates(task)}
     lm = "readout" in read_meta(checkpoint_folders(run)[-1][1])
     config = dataclasses.replace(CompareConfig.fast(seed), well_formed_only=lm)
-    preps = {c: prepare(get_program(c), m, meta, config, cache=untrained_cache(c, artifacts), workers=1)
+    preps = {c: prepare(get_program(c), m, meta, config, cache=cache_folder(c, artifacts), workers=1)
              for c, (m, meta) in compiled.items()}
     spec = get_program(program)
     eval_set = build_eval_set(spec, compiled[program][0].cfg, int(compiled[program][1]["max_len"]))

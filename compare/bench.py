@@ -20,7 +20,7 @@ from pathlib import Path
 
 from compare.config import CompareConfig
 from compare.controls import run_controls
-from compare.loading import check_writable, load_models, untrained_cache
+from compare.loading import check_writable, load_models, cache_folder
 from compare.pipeline import compare_models, prepare
 from compare.report import ReportData, Run, write_report
 from compare.run import run
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     compiled, meta, models = load_models(spec.name, args.artifacts, [args.seed], None)
     times["load"] = time.perf_counter() - t
     t = time.perf_counter()
-    prep = prepare(spec, compiled, meta, config, cache=untrained_cache(spec.name, args.artifacts))
+    prep = prepare(spec, compiled, meta, config, cache=cache_folder(spec.name, args.artifacts))
     times["prepare (compiled side)"] = time.perf_counter() - t
     t = time.perf_counter()
     result = compare_models(prep, models[0].model, models[0].output)

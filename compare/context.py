@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Iterator
 import numpy as np
 import torch
 
-from compare import baseline_cache, heads as heads_lib
+from compare import disk_cache, heads as heads_lib
 from compare.activations import (Dataset, after_attn, after_mlp, at_rows, embedding_basis, resid_hooks,
                                  run_cached)
 from compare.config import CompareConfig
@@ -113,7 +113,7 @@ class Prepared:
     partitions: dict[str, list[list[str]]] = dataclasses.field(default_factory=dict)  # output-relevant partitions
     untrained_sides: dict[tuple, list["ModelSide"]] = dataclasses.field(default_factory=dict)  # shape -> sides
     subspace_untrained: dict[tuple, float | None] = dataclasses.field(default_factory=dict)
-    cache: Path | None = None                    # where untrained baselines are kept (compare.baseline_cache)
+    cache: Path | None = None                    # records kept between runs (compare.disk_cache)
     workers: int | None = None                   # processes for independent pieces (compare.parallel)
 
 
@@ -177,7 +177,7 @@ def untrained_baseline(prep: Prepared, like: Transformer,
     """Live readout scores of ``n_untrained`` untrained networks shaped like ``like``: var -> hook -> (mean, sd).
 
     The scores come from ``prep.cache`` when it holds them for this shape and dataset
-    (``compare.baseline_cache``); otherwise each network's probes run in its own process
+    (``compare.disk_cache``); otherwise each network's probes run in its own process
     (``compare.parallel``). The networks' activations (for the subspace baselines) are computed here.
     """
     key = like.cfg.shape_key()
@@ -185,7 +185,7 @@ def untrained_baseline(prep: Prepared, like: Transformer,
         cfg, data = prep.config, prep.data
         dtype = like.param("embed.W_E").dtype
         max_len = max_len_of(prep.meta, prep.spec)
-        stored = baseline_cache.baseline_key(key, str(dtype), {"seed": cfg.seed, "n_untrained": cfg.n_untrained,
+        stored = disk_cache.baseline_key(key, str(dtype), {"seed": cfg.seed, "n_untrained": cfg.n_untrained,
                                                                "probe_iter": cfg.probe_iter}, data)
 
         def network(k: int) -> Transformer:
@@ -197,14 +197,14 @@ def untrained_baseline(prep: Prepared, like: Transformer,
             side = model_side(network(k), data, cfg, [], max_len, ci=False, output=output)
             return {v: {h: r.live.value for h, r in by_hook.items()} for v, by_hook in side.readouts.items()}
 
-        scores = baseline_cache.load(prep.cache, stored)
+        scores = disk_cache.load_baseline(prep.cache, stored)
         if scores is None:
             per_network = fork_map([functools.partial(scores_of, k) for k in range(cfg.n_untrained)], prep.workers)
             def spread(values: list[float]) -> tuple[float, float]:
                 return float(np.mean(values)), float(np.std(values))
             scores = {v.name: {h: spread([n[v.name][h] for n in per_network]) for h in resid_hooks(like.cfg)}
                       for v in data.variables}
-            baseline_cache.save(prep.cache, stored, scores)
+            disk_cache.save_baseline(prep.cache, stored, scores)
         sides = []
         for k in range(cfg.n_untrained):  # kept for subspace baselines; interventions never run on them
             side = model_side(network(k), data, cfg, [], max_len, readouts=False, output=output)

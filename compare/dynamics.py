@@ -47,7 +47,7 @@ from compare.config import CompareConfig
 from compare.curves import (LM_EPS, MEASURES, READABLE, REJECT, Analysis, CandidateCurve, Curves, HeadCurve, Skipped,
                             VariableCurve, across_seeds, analyse_curves, normalised)
 from compare.hypotheses import rank
-from compare.loading import candidates_of, load_compiled, untrained_cache
+from compare.loading import candidates_of, load_compiled, cache_folder
 from compare.outputs import readout_for
 from compare.pipeline import compare_models, prepare
 from compare.report import read_report, write_report
@@ -306,10 +306,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     lm = "readout" in read_meta(checkpoint_folders(folders[0])[-1][1])
     config = dataclasses.replace(CompareConfig.fast(args.compare_seed), well_formed_only=lm)
-    prep = prepare(spec, compiled, meta, config, cache=untrained_cache(spec.name, args.artifacts))
+    prep = prepare(spec, compiled, meta, config, cache=cache_folder(spec.name, args.artifacts))
     cands = candidates_of(spec.name, [h for x in args.hypotheses or [] for h in x.split()])
     preps = {c: prep if c == spec.name else prepare(get_program(c), *load_compiled(c, args.artifacts), config,
-                                                    cache=untrained_cache(c, args.artifacts))
+                                                    cache=cache_folder(c, args.artifacts))
              for c in cands}
     eval_set = build_eval_set(spec, compiled.cfg, int(meta["max_len"]))
     runs = {}

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from compare import disk_cache
 from compare.outputs import OutputReadout, readout_for
 from compare.context import check_finite
 from compare.vocab import align_inputs, check_inputs
@@ -43,9 +44,9 @@ class Learned:
     output: OutputReadout
 
 
-def untrained_cache(program: str, artifacts: Path) -> Path:
-    """Where a program's untrained-network baselines are kept (``compare.baseline_cache``)."""
-    return artifacts / program / "untrained"
+def cache_folder(program: str, artifacts: Path) -> Path:
+    """Where a program's comparison records are kept between runs (``compare.disk_cache``)."""
+    return disk_cache.folder_of(program, artifacts)
 
 
 def load_compiled(program: str, artifacts: Path) -> tuple[Transformer, dict]:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compare import heads as heads_lib
+from compare import disk_cache, heads as heads_lib
 from compare.ablations import run_ablations
 from compare.activations import VariableInfo, build_dataset
 from compare.config import CompareConfig
@@ -33,7 +33,7 @@ from compare.parallel import fork_map
 from compare.outputs import OutputReadout
 from compare.readouts import read_out
 from compare.results import (Cka, Comparison, DataSummary, Examples, Head, HookReadout, MapDecoding, Maps,
-                             TaskAccuracy, VariableResult, summarise)
+                             TaskAccuracy, VariableResult, from_json, summarise, to_json)
 from compare.similarity import cka_matrix, map_decoding
 from learned.model import Transformer
 from rasp_programs.errors import ToolkitError
@@ -46,7 +46,8 @@ def prepare(spec: ProgramSpec, compiled: Transformer, meta: dict, cfg: CompareCo
             workers: int | None = None) -> Prepared:
     """Dataset, pairs and the compiled side; then the compiled model against itself (``reference``).
 
-    ``cache``: the folder of untrained baselines (``compare.baseline_cache``; None: computed every time).
+    ``cache``: the folder of records kept between runs (``compare.disk_cache``: untrained baselines and the
+    reference with the compiled side's readouts; None: computed every time).
     ``workers``: processes for independent pieces (``compare.parallel``); no result depends on either.
     """
     check_finite(compiled, "compiled artifact")
@@ -66,7 +67,9 @@ def prepare(spec: ProgramSpec, compiled: Transformer, meta: dict, cfg: CompareCo
                              for s, n, share in (("fit", cfg.n_fit, 0.0), ("val", cfg.n_val, 0.0),
                                                  ("test", cfg.n_test, 0.5))}
         partitions = {v.name: output_partition(spec, data, v.name, cfg.seed) for v in data.variables}
-        side = model_side(compiled, data, cfg, examples, max_len_of(meta, spec))
+        key = disk_cache.reference_key(compiled.tl_state_dict(), meta, cfg.to_dict(), data)
+        stored = disk_cache.load_reference(cache, key)
+        side = model_side(compiled, data, cfg, examples, max_len_of(meta, spec), readouts=stored is None)
         sops = {Head(b["layer"], b["head"]): entry for entry in meta["block_map"] for b in entry["blocks"]
                 if b["kind"] == "attn"}
         pad = compiled.cfg.vocab.index(compiled.cfg.pad_token)
@@ -74,7 +77,15 @@ def prepare(spec: ProgramSpec, compiled: Transformer, meta: dict, cfg: CompareCo
     prep = Prepared(spec=spec, meta=meta, config=cfg, data=data, pairs=pairs, examples=examples, uniform=uniform,
                     compiled=side, sops=sops, empty=heads_lib.empty_heads(compiled), partitions=partitions,
                     cache=cache, workers=workers)
-    prep.reference = compare_models(prep, compiled)
+    if stored is not None:  # computed by an earlier run on the same weights, data, settings and code
+        side.readouts = {v: {h: from_json(HookReadout, r) for h, r in by_hook.items()}
+                         for v, by_hook in stored["readouts"].items()}
+        prep.reference = from_json(Comparison, stored["comparison"])
+        with frozen(compiled):
+            untrained_baseline(prep, compiled, side.readout)  # the baselines (and their networks) it would build
+    else:
+        prep.reference = compare_models(prep, compiled)
+        disk_cache.save_reference(cache, key, to_json(prep.reference), to_json(side.readouts))
     return prep
 
 

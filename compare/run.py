@@ -14,7 +14,7 @@ from compare.config import CompareConfig
 from compare.controls import run_controls
 from compare.hypotheses import rank
 from compare.parallel import fork_map
-from compare.loading import candidates_of, check_writable, load_compiled, load_models, untrained_cache
+from compare.loading import candidates_of, check_writable, load_compiled, load_models, cache_folder
 from compare.pipeline import compare_models, prepare
 from compare.report import HypothesisRun, ReportData, Run, write_report
 from rasp_programs.errors import ToolkitError
@@ -51,7 +51,7 @@ def run(program: str, artifacts: Path, reports: Path, seeds: list[int], learned:
 
     def prepared(name: str):  # a ProgramSpec holds functions that do not pickle: it travels by name
         return lambda: dataclasses.replace(prepare(get_program(name), *sources[name], config,
-                                                   cache=untrained_cache(name, artifacts), workers=workers), spec=None)
+                                                   cache=cache_folder(name, artifacts), workers=workers), spec=None)
     done_preps = fork_map([prepared(n) for n in sources], workers)
     preps = {n: dataclasses.replace(p, spec=get_program(n)) for n, p in zip(sources, done_preps)}
     prep = preps[program]

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from compare import disk_cache
 from compare.pipeline import compare_models, prepare
 from compare.results import to_json
 from rasp_programs.registry import get_program
@@ -62,7 +63,7 @@ def test_untrained_baselines_come_back_from_disk_unchanged(golden, monkeypatch):
     import compare.context as context
 
     prep, other, _, cache = golden
-    files = sorted(cache.glob("*.json"))
+    files = sorted(cache.glob("untrained-*.json"))
     assert len(files) == 2  # the compiled shape and miu_mean's
     for like in (prep.compiled.model, other):
         key = like.cfg.shape_key()
@@ -80,7 +81,33 @@ def test_untrained_baselines_come_back_from_disk_unchanged(golden, monkeypatch):
     likes = {m.cfg.shape_key(): m for m in (prep.compiled.model, other)}
     recomputed = {k: context.untrained_baseline(again, m) for k, m in likes.items()}
     assert recomputed == {k: prep.untrained[k] for k in likes}
-    assert json.loads(files[0].read_text())["key"] == files[0].stem
+    assert json.loads(files[0].read_text())["key"] == files[0].stem.removeprefix("untrained-")
+
+
+def test_reference_comes_back_from_disk_unchanged(artifacts, golden, monkeypatch):
+    """Warm: the compiled model is not compared with itself again, and the reference, the compiled side's
+    readouts and a comparison made on them are the cold run's to the last bit. A corrupt record is not
+    read; other weights or settings give another key."""
+    import compare.pipeline as pipeline
+
+    prep, other, cold, cache = golden
+    (record,) = cache.glob("reference-*.json")
+    model, meta = load(artifacts, "miu")
+    monkeypatch.setattr(pipeline, "compare_models", lambda *a, **k: pytest.fail("reference computed again"))
+    warm = prepare(get_program("miu"), model, meta, TINY, cache=cache)
+    monkeypatch.undo()
+    assert to_json(warm.reference) == to_json(prep.reference)
+    assert to_json(warm.compiled.readouts) == to_json(prep.compiled.readouts)
+    assert to_json(compare_models(warm, other)) == to_json(cold)
+    key = record.stem.removeprefix("reference-")
+    data = prep.data
+    state, settings = model.tl_state_dict(), TINY.to_dict()
+    assert disk_cache.reference_key(state, meta, settings, data) == key
+    assert disk_cache.reference_key(state, meta, {**settings, "n_null": TINY.n_null + 1}, data) != key
+    moved = {**state, "unembed.W_U": state["unembed.W_U"] + 1e-12}
+    assert disk_cache.reference_key(moved, meta, settings, data) != key
+    record.write_text('{"key": "' + key + '", "value": [1]}')
+    assert disk_cache.load_reference(cache, key) is None
 
 
 def test_the_comparison_can_fail():
