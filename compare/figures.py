@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import matplotlib
 
@@ -12,6 +14,7 @@ import networkx as nx  # noqa: E402
 import numpy as np  # noqa: E402
 
 from compare.hypotheses import Ranking  # noqa: E402
+from compare.parallel import fork_map  # noqa: E402
 from compare.results import IIA_OK, Comparison, KeyAttention, Status  # noqa: E402
 
 STATUS_COLOURS = {
@@ -160,31 +163,39 @@ def ablation_bars(res: Comparison, path: Path) -> str:
     return _save(fig, path)
 
 
-def draw_all(res: Comparison, folder: Path) -> dict[str, str]:
-    """Writes every figure for one comparison into ``folder``; returns ``{kind: file name}``."""
+Job = Callable[[], "str | None"]
+
+
+def comparison_jobs(res: Comparison, folder: Path) -> dict[str, Job]:
+    """Every figure of one comparison, as ``{kind: job}``; a job draws its PNG into ``folder`` and returns its
+    file name (None: nothing to draw)."""
     hooks = [_short(h) for h in res.cka.hooks]
     cols = [_short(h) for h in model_hooks(res)]
     hd = res.heads
     boxes = [(hd.compiled_names.index(m.compiled), hd.learned_names.index(m.learned)) for m in hd.matches]
-    out = {
-        "readouts": readout_heatmap(res, folder / "readout_heatmap.png"),
-        "cka": matrix(np.array(res.cka.matrix), hooks, cols, "linear CKA, compiled (rows) x model (columns)",
-                      folder / "cka.png", boxes=[(i, i) for i in range(len(hooks)) if hooks == cols], xlabel="model",
-                      ylabel="compiled"),
-        "heads": matrix(np.array(hd.similarity), [str(n) for n in hd.compiled_names], [str(n) for n in hd.learned_names],
-                        "attention-pattern agreement (BOS column dropped)\ncyan: optimal matching; grey: empty "
-                        "compiled head", folder / "head_similarity.png", boxes=boxes,
-                        grey_rows=[hd.compiled_names.index(n) for n in hd.empty_compiled], xlabel="model",
-                        ylabel="compiled"),
-        "iia": iia_bars(res, folder / "iia.png"),
-        "ablation": ablation_bars(res, folder / "ablation.png"),
+    jobs: dict[str, Job] = {
+        "readouts": partial(readout_heatmap, res, folder / "readout_heatmap.png"),
+        "cka": partial(matrix, np.array(res.cka.matrix), hooks, cols, "linear CKA, compiled (rows) x model (columns)",
+                       folder / "cka.png", boxes=[(i, i) for i in range(len(hooks)) if hooks == cols],
+                       xlabel="model", ylabel="compiled"),
+        "heads": partial(matrix, np.array(hd.similarity), [str(n) for n in hd.compiled_names],
+                         [str(n) for n in hd.learned_names], "attention-pattern agreement (BOS column dropped)\n"
+                         "cyan: optimal matching; grey: empty compiled head", folder / "head_similarity.png",
+                         boxes=boxes, grey_rows=[hd.compiled_names.index(n) for n in hd.empty_compiled],
+                         xlabel="model", ylabel="compiled"),
+        "iia": partial(iia_bars, res, folder / "iia.png"),
+        "ablation": partial(ablation_bars, res, folder / "ablation.png"),
+        "attention": partial(attention_grids, res, folder / "attention_grids.png"),
     }
-    grid = attention_grids(res, folder / "attention_grids.png")
-    if grid:
-        out["attention"] = grid
     if res.attention:
-        out["key_attention"] = key_attention(res.attention, folder / "key_attention.png")
-    return out
+        jobs["key_attention"] = partial(key_attention, res.attention, folder / "key_attention.png")
+    return jobs
+
+
+def draw_all(jobs: dict[str, Job], workers: int | None = None) -> dict[str, str]:
+    """Runs the figure jobs, each in its own process (``compare.parallel``); returns ``{kind: file name}``."""
+    names = fork_map(list(jobs.values()), workers)
+    return {kind: name for kind, name in zip(jobs, names) if name}
 
 
 def key_attention(att: KeyAttention, path: Path) -> str:
@@ -274,6 +285,6 @@ def status_graph(edges: list[list[str]], res: Comparison, title: str, path: Path
     return _save(fig, path)
 
 
-def draw_ranking(ranking: Ranking, folder: Path) -> dict[str, str]:
-    """The figures of the "Which algorithm?" section (what each head looks at is drawn by ``draw_all``)."""
-    return {"graphs": algorithm_graphs(ranking, folder / "algorithm_graphs.png")}
+def ranking_jobs(ranking: Ranking, folder: Path) -> dict[str, Job]:
+    """The figures of the "Which algorithm?" section (what each head looks at is a comparison's figure)."""
+    return {"graphs": partial(algorithm_graphs, ranking, folder / "algorithm_graphs.png")}

@@ -9,6 +9,7 @@ leaves the previous report in place.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import shutil
@@ -421,17 +422,16 @@ def write_report(target: Path, spec: ProgramSpec, data: ReportData) -> Path:
         if (target / "dynamics").is_dir():
             shutil.copytree(target / "dynamics", tmp / "dynamics")
         main = data.runs[0].result
-        figs = figures.draw_all(main, tmp)
+        jobs = figures.comparison_jobs(main, tmp)
         if data.hypotheses:
             ranking = data.hypotheses[0].ranking
-            figs.update(figures.draw_ranking(ranking, tmp))
+            jobs.update(figures.ranking_jobs(ranking, tmp))
             best = ranking.candidates[ranking.order[0]]
-            figs["status_graph"] = figures.status_graph(best.edges, best.comparison, f"{best.program} in "
-                                                        f"{data.runs[0].label}", tmp / "status_graph.png")
+            graph = (best.edges, best.comparison, f"{best.program} in {data.runs[0].label}")
         else:
-            edges = [list(e) for e in spec.graph.edges]
-            figs["status_graph"] = figures.status_graph(edges, main, f"{spec.name} in {data.runs[0].label}",
-                                                        tmp / "status_graph.png")
+            graph = ([list(e) for e in spec.graph.edges], main, f"{spec.name} in {data.runs[0].label}")
+        jobs["status_graph"] = functools.partial(figures.status_graph, *graph, tmp / "status_graph.png")
+        figs = figures.draw_all(jobs)
         doc = build_doc(spec, data, figs, tmp)
         (tmp / "report.md").write_text(doc.markdown())
         (tmp / "report.html").write_text(doc.html(tmp, f"Compiled vs learned: {spec.name}"))
