@@ -36,7 +36,7 @@ from compare import heads as heads_lib
 from compare.layer_norm import commuting_map, remap_layer_norm
 from compare.context import Prepared, frozen, max_len_of, model_side
 from compare.parallel import fork_map
-from compare.pipeline import compare_models
+from compare.pipeline import compare_fixed
 from compare.results import Comparison, Head, Status
 from compare.outputs import OutputReadout
 from compare.similarity import linear_cka
@@ -163,7 +163,7 @@ def check_self(ref: Comparison) -> ControlResult:
 def check_disguised(prep: Prepared, seed: int, invertible: bool) -> ControlResult:
     ref = prep.reference
     copy, perms = disguise(prep.compiled.model, seed, invertible)
-    res = compare_models(prep, copy)
+    res = compare_fixed(prep, copy)
     expected = {m.compiled: Head(m.compiled.layer, perms[m.compiled.layer][m.compiled.head])
                 for m in ref.heads.matches}
     got = {m.compiled: m.learned for m in res.heads.matches if m.is_match}
@@ -180,7 +180,7 @@ def check_disguised(prep: Prepared, seed: int, invertible: bool) -> ControlResul
 
 
 def check_untrained(prep: Prepared, seed: int) -> ControlResult:
-    res = compare_models(prep, random_model(prep.compiled.model, seed))
+    res = compare_fixed(prep, random_model(prep.compiled.model, seed))
     causal = [k for k, v in res.variables.items() if v.status.causal]
     return ControlResult("untrained", res.summary.verdict == "no match" and not causal,
                          {"verdict": res.summary.verdict, "causal": causal, "statuses": _statuses(res)}, res,
@@ -202,7 +202,7 @@ def check_knockout(prep: Prepared) -> ControlResult:
         return ControlResult("knockout", None, {"note": "no live compiled head"}, expected="(not run)",
                              found="no live compiled head")
     head, sop = target
-    res = compare_models(prep, knockout(prep.compiled.model, head.layer, head.head))
+    res = compare_fixed(prep, knockout(prep.compiled.model, head.layer, head.head))
     lost = {sop} | prep.spec.descendants(sop)
     still = [k for k in lost if res.variables[k].status in (Status.COMPUTED, Status.COMPUTED_UP_TO)]
     ref_bal = prep.reference.ablation.clean.balanced_accuracy
@@ -228,7 +228,7 @@ def check_distributed(prep: Prepared, seed: int) -> ControlResult:
                              expected="(not run)", found="no variable found by its pattern in the compiled model")
     own = list(target.dims)
     rest = [i for v in data.variables if v.name != target.name for i in v.dims]
-    res = compare_models(prep, distribute(prep.compiled.model, own, rest, seed))
+    res = compare_fixed(prep, distribute(prep.compiled.model, own, rest, seed))
     got, want = res.variables[target.name], ref.variables[target.name]
     dim = got.intervention.dim if got.intervention else None
     close = dim is not None and abs(dim - want.intervention.dim) <= max(1, want.intervention.dim // 4)

@@ -1,14 +1,18 @@
 """What a comparison keeps on disk between runs, next to the compiled artifact: ``artifacts/<program>/cache/``.
 
-Two kinds of record, each a JSON file named by a SHA-256 of everything its numbers depend on:
+Three kinds of record, each a JSON file named by a SHA-256 of everything its numbers depend on:
 
 * ``untrained-<key>.json``: the readout scores of ``n_untrained`` random networks shaped like a compared
   model (``compare.context.untrained_baseline``), about a hundred cross-validated probes per shape. The key
   covers the shape, dtype, probe settings and the dataset's rows and labels (``baseline_key``).
-* ``reference-<key>.json``: the compiled model compared with itself (``Prepared.reference``) and the compiled
-  side's readouts, a third to a half of a run's time. The key covers the compiled weights and ``model.json``,
-  the ``CompareConfig``, the dataset, the versions of the numerical libraries and the source of the packages
-  that compute it (``compare``, ``learned``, ``rasp_programs``), so any change of code recomputes it.
+* ``comparison-<key>.json``: the comparison of a model fixed by the compiled artifact: the compiled model
+  against itself (``Prepared.reference``, a third to a half of a run's time) and the controls' disguised,
+  untrained and knocked-out copies (``compare.pipeline.compare_fixed``). Never a learned model's.
+* ``readouts-<key>.json``: the compiled side's readouts at every hook.
+
+  The key of these two covers the weights of the compiled and compared models, ``model.json``, the
+  ``CompareConfig``, the dataset, the versions of the numerical libraries and the source of the packages
+  that compute them (``compare``, ``learned``, ``rasp_programs``), so any change of code recomputes them.
 
 A file that is missing, unreadable or for another key is recomputed and rewritten atomically; a record never
 changes a number, only whether it is computed again (``tests/test_compare_unchanged.py`` runs cold and
@@ -76,14 +80,16 @@ def code_digest() -> str:
     return h.hexdigest()
 
 
-def reference_key(state: dict, meta: dict, settings: dict, data) -> str:
-    """SHA-256 over what the compiled model against itself depends on (see the module's docstring)."""
+def comparison_key(states: list[dict], meta: dict, settings: dict, data) -> str:
+    """SHA-256 over what a comparison of a model fixed by the compiled artifact depends on: the weights of
+    the compiled model and of the compared one (``states``), and everything in the module's docstring."""
     h = hashlib.sha256(json.dumps({"version": VERSION, "code": code_digest(), "settings": settings,
                                    "meta": meta}, sort_keys=True, default=str).encode())
-    for name in sorted(state):
-        h.update(name.encode())
-        h.update(str(state[name].dtype).encode())
-        h.update(state[name].detach().cpu().contiguous().numpy().tobytes())
+    for state in states:
+        for name in sorted(state):
+            h.update(name.encode())
+            h.update(str(state[name].dtype).encode())
+            h.update(state[name].detach().cpu().contiguous().numpy().tobytes())
     _dataset(h, data)
     return h.hexdigest()
 
@@ -123,12 +129,21 @@ def save_baseline(folder: Path | None, key: str, scores: Scores) -> None:
     _save(folder, "untrained", key, {v: {h: list(ms) for h, ms in hooks.items()} for v, hooks in scores.items()})
 
 
-def load_reference(folder: Path | None, key: str) -> Any:
-    """The stored reference record (JSON: ``comparison`` and ``readouts``), or None."""
-    value = _load(folder, "reference", key)
-    return value if isinstance(value, dict) and {"comparison", "readouts"} <= set(value) else None
+def load_comparison(folder: Path | None, key: str) -> Any:
+    """A stored comparison (JSON, from ``compare.results.to_json``), or None."""
+    value = _load(folder, "comparison", key)
+    return value if isinstance(value, dict) else None
 
 
-def save_reference(folder: Path | None, key: str, comparison: Any, readouts: Any) -> None:
-    """Stores the reference (already JSON, from ``compare.results.to_json``)."""
-    _save(folder, "reference", key, {"comparison": comparison, "readouts": readouts})
+def save_comparison(folder: Path | None, key: str, comparison: Any) -> None:
+    _save(folder, "comparison", key, comparison)
+
+
+def load_readouts(folder: Path | None, key: str) -> Any:
+    """A model side's stored readouts (JSON: variable -> hook -> ``HookReadout``), or None."""
+    value = _load(folder, "readouts", key)
+    return value if isinstance(value, dict) else None
+
+
+def save_readouts(folder: Path | None, key: str, readouts: Any) -> None:
+    _save(folder, "readouts", key, readouts)

@@ -67,9 +67,10 @@ def prepare(spec: ProgramSpec, compiled: Transformer, meta: dict, cfg: CompareCo
                              for s, n, share in (("fit", cfg.n_fit, 0.0), ("val", cfg.n_val, 0.0),
                                                  ("test", cfg.n_test, 0.5))}
         partitions = {v.name: output_partition(spec, data, v.name, cfg.seed) for v in data.variables}
-        key = disk_cache.reference_key(compiled.tl_state_dict(), meta, cfg.to_dict(), data)
-        stored = disk_cache.load_reference(cache, key)
-        side = model_side(compiled, data, cfg, examples, max_len_of(meta, spec), readouts=stored is None)
+        key = disk_cache.comparison_key([compiled.tl_state_dict()], meta, cfg.to_dict(), data)
+        stored = disk_cache.load_comparison(cache, key), disk_cache.load_readouts(cache, key)
+        warm = None not in stored
+        side = model_side(compiled, data, cfg, examples, max_len_of(meta, spec), readouts=not warm)
         sops = {Head(b["layer"], b["head"]): entry for entry in meta["block_map"] for b in entry["blocks"]
                 if b["kind"] == "attn"}
         pad = compiled.cfg.vocab.index(compiled.cfg.pad_token)
@@ -77,16 +78,30 @@ def prepare(spec: ProgramSpec, compiled: Transformer, meta: dict, cfg: CompareCo
     prep = Prepared(spec=spec, meta=meta, config=cfg, data=data, pairs=pairs, examples=examples, uniform=uniform,
                     compiled=side, sops=sops, empty=heads_lib.empty_heads(compiled), partitions=partitions,
                     cache=cache, workers=workers)
-    if stored is not None:  # computed by an earlier run on the same weights, data, settings and code
+    if warm:  # computed by an earlier run on the same weights, data, settings and code
         side.readouts = {v: {h: from_json(HookReadout, r) for h, r in by_hook.items()}
-                         for v, by_hook in stored["readouts"].items()}
-        prep.reference = from_json(Comparison, stored["comparison"])
+                         for v, by_hook in stored[1].items()}
+        prep.reference = from_json(Comparison, stored[0])
         with frozen(compiled):
             untrained_baseline(prep, compiled, side.readout)  # the baselines (and their networks) it would build
     else:
         prep.reference = compare_models(prep, compiled)
-        disk_cache.save_reference(cache, key, to_json(prep.reference), to_json(side.readouts))
+        disk_cache.save_comparison(cache, key, to_json(prep.reference))
+        disk_cache.save_readouts(cache, key, to_json(side.readouts))
     return prep
+
+
+def compare_fixed(prep: Prepared, model: Transformer) -> Comparison:
+    """``compare_models`` for a model fixed by the compiled artifact (a control's disguised, untrained or
+    knocked-out copy), read back from ``prep.cache`` when an earlier run made it (``compare.disk_cache``)."""
+    key = disk_cache.comparison_key([prep.compiled.model.tl_state_dict(), model.tl_state_dict()], prep.meta,
+                                    prep.config.to_dict(), prep.data)
+    stored = disk_cache.load_comparison(prep.cache, key)
+    if stored is not None:
+        return from_json(Comparison, stored)
+    result = compare_models(prep, model)
+    disk_cache.save_comparison(prep.cache, key, to_json(result))
+    return result
 
 
 def legal_next(prep: Prepared, side: ModelSide) -> dict[str, list[HookReadout]]:

@@ -91,7 +91,7 @@ def test_reference_comes_back_from_disk_unchanged(artifacts, golden, monkeypatch
     import compare.pipeline as pipeline
 
     prep, other, cold, cache = golden
-    (record,) = cache.glob("reference-*.json")
+    (record,) = cache.glob("comparison-*.json")
     model, meta = load(artifacts, "miu")
     monkeypatch.setattr(pipeline, "compare_models", lambda *a, **k: pytest.fail("reference computed again"))
     warm = prepare(get_program("miu"), model, meta, TINY, cache=cache)
@@ -99,15 +99,30 @@ def test_reference_comes_back_from_disk_unchanged(artifacts, golden, monkeypatch
     assert to_json(warm.reference) == to_json(prep.reference)
     assert to_json(warm.compiled.readouts) == to_json(prep.compiled.readouts)
     assert to_json(compare_models(warm, other)) == to_json(cold)
-    key = record.stem.removeprefix("reference-")
+    key = record.stem.removeprefix("comparison-")
     data = prep.data
     state, settings = model.tl_state_dict(), TINY.to_dict()
-    assert disk_cache.reference_key(state, meta, settings, data) == key
-    assert disk_cache.reference_key(state, meta, {**settings, "n_null": TINY.n_null + 1}, data) != key
+    assert disk_cache.comparison_key([state], meta, settings, data) == key
+    assert disk_cache.comparison_key([state], meta, {**settings, "n_null": TINY.n_null + 1}, data) != key
     moved = {**state, "unembed.W_U": state["unembed.W_U"] + 1e-12}
-    assert disk_cache.reference_key(moved, meta, settings, data) != key
+    assert disk_cache.comparison_key([moved], meta, settings, data) != key
     record.write_text('{"key": "' + key + '", "value": [1]}')
-    assert disk_cache.load_reference(cache, key) is None
+    assert disk_cache.load_comparison(cache, key) is None
+
+
+def test_a_control_comes_back_from_disk_unchanged(golden, monkeypatch):
+    """A disguised copy of the compiled model is compared once; the second time it is read back, the same."""
+    import compare.pipeline as pipeline
+    from compare.controls import disguise
+
+    prep = golden[0]
+    copy, _ = disguise(prep.compiled.model, 0, invertible=True)
+    cold = pipeline.compare_fixed(prep, copy)
+    monkeypatch.setattr(pipeline, "compare_models", lambda *a, **k: pytest.fail("control computed again"))
+    assert to_json(pipeline.compare_fixed(prep, copy)) == to_json(cold)
+    other, _ = disguise(prep.compiled.model, 1, invertible=True)  # another copy is another record
+    with pytest.raises(pytest.fail.Exception, match="control computed again"):
+        pipeline.compare_fixed(prep, other)
 
 
 def test_the_comparison_can_fail():
