@@ -23,12 +23,14 @@ from rasp_programs.registry import expand_hypotheses, get_program
 
 def run(program: str, artifacts: Path, reports: Path, seeds: list[int], learned: list[str] | None,
         config: CompareConfig, controls: bool = True, log=print, runs: str = "learned",
-        out: Path | None = None, hypotheses: list[str] | None = None, workers: int | None = None) -> Path:
+        out: Path | None = None, hypotheses: list[str] | None = None, workers: int | None = None,
+        cache_root: Path | None = None) -> Path:
     """The whole ``make compare``; returns the path of report.html (in ``out``, default ``reports/<program>``).
 
     ``hypotheses``: candidate programs of the same task, ranked against every learned model.
     ``workers``: processes for the independent parts (candidates, controls; ``compare.parallel``); the
-    results do not depend on it.
+    results do not depend on it. ``cache_root``: where each program's records are kept between runs
+    (``compare.disk_cache``; default ``<artifacts>/<program>/cache``); they never change a number.
     """
     hypotheses = expand_hypotheses(program, hypotheses or [])  # "auto": derived from the task's automaton
     spec = get_program(program)
@@ -50,8 +52,9 @@ def run(program: str, artifacts: Path, reports: Path, seeds: list[int], learned:
     sources = {program: (compiled, meta), **others}
 
     def prepared(name: str):  # a ProgramSpec holds functions that do not pickle: it travels by name
-        return lambda: dataclasses.replace(prepare(get_program(name), *sources[name], config,
-                                                   cache=cache_folder(name, artifacts), workers=workers), spec=None)
+        cache = cache_folder(name, artifacts) if cache_root is None else cache_root / name
+        return lambda: dataclasses.replace(prepare(get_program(name), *sources[name], config, cache=cache,
+                                                   workers=workers), spec=None)
     done_preps = fork_map([prepared(n) for n in sources], workers)
     preps = {n: dataclasses.replace(p, spec=get_program(n)) for n, p in zip(sources, done_preps)}
     prep = preps[program]
