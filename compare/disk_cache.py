@@ -130,7 +130,7 @@ def save_baseline(folder: Path | None, key: str, scores: Scores) -> None:
 
 
 def load_comparison(folder: Path | None, key: str) -> Any:
-    """A stored comparison (JSON, from ``compare.results.to_json``), or None."""
+    """A stored comparison (JSON, from ``compare.json_edge.to_json``), or None."""
     value = _load(folder, "comparison", key)
     return value if isinstance(value, dict) else None
 

@@ -29,7 +29,7 @@ For one variable ``v`` of the program and one model side (``compare.pipeline``):
 5. The full value read *inside* the chosen subspace, against untrained
    networks' readout in a subspace of the same kind and size; the
    variable's output partition (``compare.identifiability``); the status
-   (``compare.results.decide_status``).
+   (``compare.status.decide_status``).
 
 Everything random is seeded from ``CompareConfig.seed`` and the variable's,
 hook's, dimension's and restart's indices; nothing reads a global generator.
@@ -50,7 +50,8 @@ from compare.interventions import (Pairs, agrees, dependent, design, embed_overl
                                    seeded, stratified, _orth)
 from compare.readouts import cross_fit, read_out
 from compare.site import Site
-from compare.results import (IIA_OK, READ_OK, Coarsening, HookTrial, Intervention, VariableResult, decide_status)
+from compare.results import IIA_OK, READ_OK, Coarsening, HookTrial, Intervention, VariableResult
+from compare.status import decide_status
 from compare.stats import Estimate, bootstrap, r2
 
 if TYPE_CHECKING:

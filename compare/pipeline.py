@@ -28,12 +28,14 @@ from compare.config import CompareConfig
 from compare.context import Prepared, ModelSide, check_finite, frozen, max_len_of, model_side, untrained_baseline
 from compare.identifiability import output_partition
 from compare.interventions import make_pairs
+from compare.json_edge import from_json, to_json
 from compare.locate import Swap, locate
 from compare.parallel import fork_map
 from compare.outputs import OutputReadout
 from compare.readouts import read_out
 from compare.results import (Cka, Comparison, DataSummary, Examples, Head, HookReadout, MapDecoding, Maps,
-                             TaskAccuracy, VariableResult, from_json, summarise, to_json)
+                             TaskAccuracy, VariableResult)
+from compare.status import summarise
 from compare.similarity import cka_matrix, map_decoding
 from learned.model import Transformer
 from rasp_programs.errors import ToolkitError

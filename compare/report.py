@@ -24,8 +24,8 @@ from compare.controls import SEED_VS_SEED, ControlResult
 from compare.hypotheses import Ranking
 from compare.answer import answer
 from compare.report_ranking import ranking_table, section_attention, section_which_algorithm
-from compare.results import (IIA_OK, MARGIN, MATCH_OK, MIN_DISTINGUISHING, READ_OK, Comparison, Status, VariableResult,
-                             from_json, to_json)
+from compare.json_edge import from_json, to_json
+from compare.results import (IIA_OK, MARGIN, MATCH_OK, MIN_DISTINGUISHING, READ_OK, Comparison, Status, VariableResult)
 from learned.artifact import atomic_dir, write_json
 from rasp_programs.errors import ToolkitError
 from rasp_programs.spec import ProgramSpec

@@ -1,13 +1,13 @@
 """The result schema of one comparison: typed records, JSON only at the edge.
 
 ``compare_models`` returns a ``Comparison``; ``report``, ``figures``,
-``controls`` and ``dynamics`` read its attributes. ``to_json`` /
-``from_json`` convert any record here to and from plain JSON (NaN becomes
-``null``), so ``compare.json`` is the complete record and a report can be
-rebuilt from it alone.
+``controls`` and ``dynamics`` read its attributes. ``compare.json_edge``
+converts any record here to and from plain JSON, so ``compare.json`` is the
+complete record and a report can be rebuilt from it alone.
 
 The status of a compiled variable in the learned model (``Status``) is
-decided in one place, ``decide_status``, from confidence-interval bounds.
+decided in one place, ``compare.status.decide_status``, from
+confidence-interval bounds, and the verdict in ``compare.status.summarise``.
 """
 
 from __future__ import annotations
@@ -15,12 +15,10 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
-import types
-import typing
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from compare.config import CompareConfig
-from compare.stats import Estimate, Tri, at_least
+from compare.stats import Estimate, Tri
 
 READ_OK = 0.95    # readable: accuracy (or R²) on live rows at or above this, on the CI's lower bound
 IIA_OK = 0.9      # causal: interchange-intervention accuracy at or above this, on the CI's lower bound
@@ -247,71 +245,6 @@ class VariableResult:
         return f"{n} sublayer{'s' if n > 1 else ''} {'earlier' if self.offset < 0 else 'later'} than compiled"
 
 
-def decide_status(readout: HookReadout | None, intervention: Intervention | None,
-                  coarsenings: list[Coarsening], testable: bool = True,
-                  coarser: bool = False) -> tuple[Tri, Tri, Tri, Status]:
-    """The one place a status is decided; returns (readable, beyond_untrained, causal, status).
-
-    * causal: IIA on the deciding test pairs (the *distinguishing* ones for a variable other than the
-      output) >= IIA_OK and above the random-subspace null's 95th percentile, both on the CI's lower
-      bound (``NO`` when the upper bound is below IIA_OK or the point estimate is within the null). With
-      fewer than ``MIN_DISTINGUISHING`` distinguishing pairs the variable is *not identifiable from the
-      output here*: a swap of the output alone would pass its other pairs.
-    * computed: causal, and the full value readable *inside the causal subspace* (live rows, lower bound
-      >= READ_OK) and beyond untrained networks' readout in a subspace of the same kind and size (lower
-      bound >= their mean + MARGIN, or 1.0 where that is above 1: a position-wise variable is read
-      perfectly from any embedding).
-    * computed up to its output partition (``coarser``: the output cannot tell some values apart): causal,
-      but the full value is not shown to be there; interventions on the output cannot show more.
-    * readable / beyond (the whole residual at the hook) only tell the non-causal statuses apart.
-
-    ``testable``: there are live rows and effective pairs. Then a variable with no subspace to swap
-    anywhere (no linear footprint) is not causal, rather than not testable.
-    """
-    if not testable or readout is None or not readout.live.defined:
-        return Tri.NO, Tri.NO, Tri.NO, Status.NOT_TESTABLE
-    readable = at_least(readout.live, READ_OK)
-    base = readout.untrained_live if readout.untrained_live is not None else readout.majority_live
-    beyond = at_least(readout.live, min(base + MARGIN, 1.0 + 1e-9))
-    if (intervention is not None and intervention.decides_on == "distinguishing"
-            and intervention.n_distinguishing < MIN_DISTINGUISHING):
-        return readable, beyond, Tri.UNDECIDED, Status.NOT_IDENTIFIABLE
-    if intervention is None or not intervention.deciding.defined:
-        causal = Tri.NO
-    else:
-        iia, null = intervention.deciding, intervention.null_p95  # null: nan when the subspace is the whole space
-        causal = at_least(iia, IIA_OK)
-        if causal is Tri.YES and math.isfinite(null) and iia.lo <= null:
-            causal = Tri.UNDECIDED
-        if math.isfinite(null) and iia.value <= null:
-            causal = Tri.NO
-    if causal is Tri.YES:
-        sub, sub_base = intervention.subspace_readout, intervention.subspace_untrained
-        full = at_least(sub, READ_OK)
-        if full is Tri.YES and sub_base is not None:  # beyond untrained: by MARGIN, or perfect where that is out of reach
-            full = at_least(sub, min(sub_base + MARGIN, 1.0))
-        if full is Tri.YES:
-            status = Status.COMPUTED
-        elif coarser:
-            status = Status.COMPUTED_UP_TO
-        elif full is Tri.NO:
-            status = Status.CAUSAL_PARTIAL
-        else:
-            status = Status.UNDECIDED
-    elif causal is Tri.NO:  # readability only tells the non-causal statuses apart
-        if readable is Tri.NO:
-            status = Status.NOT_REPRESENTED
-        elif beyond is Tri.NO:
-            status = Status.UNTRAINED_LEVEL
-        elif beyond is Tri.YES and readable is Tri.YES:
-            status = Status.CORRELATIONAL
-        else:
-            status = Status.UNDECIDED
-    else:
-        status = Status.UNDECIDED
-    return readable, beyond, causal, status
-
-
 @dataclasses.dataclass
 class HeadMatch:
     """One compiled head and the learned head matched to it."""
@@ -483,75 +416,3 @@ class Comparison:
     legal_next: dict[str, list[HookReadout]] = dataclasses.field(default_factory=dict)  # language models only
     attention: KeyAttention | None = None  # the compared model's heads: mass per key token type
     layer_norm: bool = False  # the compared model has pre-LayerNorm (ModelConfig.layer_norm); the report says what changes
-
-
-def summarise(variables: dict[str, VariableResult], heads: Heads) -> Summary:
-    """The verdict: ``match`` (every testable variable computed, every live head matched), ``no match``
-    (nothing causal, no head matched) or ``partial match``."""
-    by = {s: [k for k, v in variables.items() if v.status is s] for s in Status}
-    live = len(heads.matches)
-    causal = [k for k, v in variables.items() if v.status.causal]
-    testable = [k for k in variables if variables[k].status is not Status.NOT_TESTABLE]
-    if testable and len(by[Status.COMPUTED]) == len(testable) and heads.matched == live:
-        verdict = "match"
-    elif not causal and not heads.matched:
-        verdict = "no match"
-    else:
-        verdict = "partial match"
-    return Summary(verdict, by[Status.COMPUTED], by[Status.CAUSAL_PARTIAL], by[Status.UNDECIDED],
-                   by[Status.CORRELATIONAL], by[Status.UNTRAINED_LEVEL], by[Status.NOT_REPRESENTED],
-                   by[Status.NOT_TESTABLE], heads.matched, live, by[Status.COMPUTED_UP_TO],
-                   by[Status.NOT_IDENTIFIABLE])
-
-
-# ------------------------------------------------------------------ JSON edge --
-
-def to_json(x: Any) -> Any:
-    """Records, enums, numpy values and containers to strict JSON (NaN and inf become ``None``)."""
-    if dataclasses.is_dataclass(x) and not isinstance(x, type):
-        return {f.name: to_json(getattr(x, f.name)) for f in dataclasses.fields(x)}
-    if isinstance(x, enum.Enum):
-        return x.value
-    if isinstance(x, Head):
-        return str(x)
-    if isinstance(x, dict):
-        return {str(k): to_json(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [to_json(v) for v in x]
-    if hasattr(x, "tolist"):  # numpy arrays and scalars
-        return to_json(x.tolist())
-    if isinstance(x, bool) or x is None or isinstance(x, (int, str)):
-        return x
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    raise TypeError(f"cannot write {type(x).__name__} to JSON")
-
-
-def from_json(cls: Any, data: Any) -> Any:
-    """The inverse of ``to_json`` for the type ``cls`` (a record class or a typing annotation)."""
-    origin = typing.get_origin(cls)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(cls) if a is not type(None)]
-        return None if data is None else from_json(args[0], data)
-    if origin is list:
-        (item,) = typing.get_args(cls)
-        return [from_json(item, v) for v in data]
-    if origin is tuple:
-        item = typing.get_args(cls)[0]
-        return tuple(from_json(item, v) for v in data)
-    if origin is dict:
-        key, item = typing.get_args(cls)
-        return {(Head.parse(k) if key is Head else k): from_json(item, v) for k, v in data.items()}
-    if cls is Any:
-        return data
-    if cls is Head:
-        return Head.parse(data)
-    if isinstance(cls, type) and issubclass(cls, enum.Enum):
-        return cls(data)
-    if dataclasses.is_dataclass(cls):
-        hints = typing.get_type_hints(cls)
-        return cls(**{f.name: from_json(hints[f.name], data[f.name]) for f in dataclasses.fields(cls)
-                      if f.name in data})
-    if cls is float:
-        return math.nan if data is None else float(data)
-    return data

@@ -28,7 +28,9 @@ from compare.locate import locate, output_ready
 from compare.pipeline import CompareConfig, compare_models, prepare
 from compare.readouts import read_out
 from compare.report import build_doc, read_report
-from compare.results import (Comparison, HookReadout, Intervention, Status, decide_status, from_json, to_json)
+from compare.json_edge import from_json, to_json
+from compare.results import Comparison, HookReadout, Intervention, Status
+from compare.status import decide_status
 from compare.similarity import linear_cka
 from compare.stats import Estimate, Tri, at_least, bootstrap
 from learned.artifact import encode, load_artifact, save_artifact

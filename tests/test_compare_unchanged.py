@@ -19,7 +19,7 @@ import pytest
 
 from compare import disk_cache
 from compare.pipeline import compare_models, prepare
-from compare.results import to_json
+from compare.json_edge import to_json
 from rasp_programs.registry import get_program
 from test_compare import TINY, load
 

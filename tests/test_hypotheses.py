@@ -24,7 +24,7 @@ from compare.controls import disguise, random_model
 from compare.hypotheses import Support, _one_to_one, positionwise, rank
 from compare.pipeline import CompareConfig, compare_models, prepare
 from compare.report import build_doc, read_report
-from compare.results import to_json
+from compare.json_edge import to_json
 from learned.artifact import load_artifact, save_artifact
 from rasp_programs.registry import get_program
 
