@@ -83,9 +83,7 @@ def prepare(spec: ProgramSpec, compiled: Transformer, meta: dict, cfg: CompareCo
     if warm:  # computed by an earlier run on the same weights, data, settings and code
         side.readouts = {v: {h: from_json(HookReadout, r) for h, r in by_hook.items()}
                          for v, by_hook in stored[1].items()}
-        prep.reference = from_json(Comparison, stored[0])
-        with frozen(compiled):
-            untrained_baseline(prep, compiled, side.readout)  # the baselines (and their networks) it would build
+        prep.reference = from_json(Comparison, stored[0])  # untrained baselines: built when a model is measured
     else:
         prep.reference = compare_models(prep, compiled)
         disk_cache.save_comparison(cache, key, to_json(prep.reference))
