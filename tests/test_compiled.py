@@ -59,8 +59,22 @@ def test_tracr_check_catches_a_broken_port(compiled_programs):
     model, _ = to_torch(cp)
     with torch.no_grad():
         model.param("blocks.1.mlp.W_in")[0, 0] += 1e-3
-    r = verify.against_tracr(cp, model, [tuple("MIIU"), tuple("MIUI")])
+    r = verify.against_tracr(cp, model, [tuple("MIIU"), tuple("MIUIUI")])  # two lengths: one padded batch
     assert not r["passed"]
+
+
+def test_one_padded_batch_is_each_length_alone(compiled_programs):
+    """A causal model runs as one batch padded at the end: it must measure what each length alone measures."""
+    cp = compiled_programs["miu"]
+    model, _ = to_torch(cp)
+    with torch.no_grad():
+        model.param("blocks.1.mlp.W_in")[0, 0] += 1e-3  # a difference to measure
+    inputs = [tuple("MIIU"), tuple("MU"), tuple("MIUIUIIUI")]
+    whole = verify.against_tracr(cp, model, inputs)
+    alone = [verify.against_tracr(cp, model, [x]) for x in inputs]
+    for key in ("max_resid_abs_diff", "max_pattern_abs_diff"):
+        assert whole[key] == max(r[key] for r in alone), key
+    assert whole["max_resid_abs_diff"] > 1e-5
 
 
 @pytest.mark.parametrize("name", sorted(PROGRAMS))
