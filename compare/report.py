@@ -191,7 +191,8 @@ def _methods(doc: Doc, res: Comparison) -> None:
         "its interval, not a test of one global claim; a claim resting on several statuses at once should use "
         "the intervals at the Bonferroni level.",
     ])
-    doc.p(f"Settings: {json.dumps(res.settings.to_dict())}.")
+    settings = "; ".join(f"{k}={tuple(v) if isinstance(v, list) else v}" for k, v in res.settings.to_dict().items())
+    doc.p(f"Settings (compare.config.CompareConfig): {settings}.")
 
 
 def _section_variables(doc: Doc, res: Comparison, figs: dict[str, str]) -> None:
