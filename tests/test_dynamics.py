@@ -93,7 +93,9 @@ def short_run(tmp_path_factory):
 
     arts, reports = tmp_path_factory.mktemp("arts"), tmp_path_factory.mktemp("reports")
     assert compile_cli.main(["--program", "miu", "--max-len", "4", "--artifacts", str(arts)]) == 0
-    assert train_cli.main(["--program", "miu", "--artifacts", str(arts), "--seeds", "0", "--no-progress"]) == 0
+    # six log-spaced checkpoints (0, 1, 3, 10, 32, 100): the curves' mechanics, at a third of the default's cost
+    assert train_cli.main(["--program", "miu", "--artifacts", str(arts), "--seeds", "0", "--no-progress",
+                           "--checkpoints", "6"]) == 0
     run = arts / "miu" / "learned" / "seed0"
     # A checkpoint of the wrong shape among the good ones: named, skipped, the rest analysed.
     import dataclasses
