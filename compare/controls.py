@@ -271,6 +271,12 @@ def seed_vs_seed(prep: Prepared, models: list[Transformer], outputs: list[Output
                                                 "pairs": pairs}, expected="(a ceiling, not a check)", found=found)
 
 
+def checks_only(prep: Prepared) -> Prepared:
+    """The prepared state the controls run on: without the per-head ablations and the control-task readout,
+    which no check and no status reads (the same methods otherwise)."""
+    return dataclasses.replace(prep, config=dataclasses.replace(prep.config, ablation_modes=(), control_task=False))
+
+
 def run_controls(prep: Prepared, seed: int, learned: list[Transformer] | None = None,
                  which: tuple[str, ...] = ("self", "rotation", "invertible", "untrained", "knockout"),
                  outputs: list[OutputReadout | None] | None = None, workers: int | None = None
@@ -282,7 +288,7 @@ def run_controls(prep: Prepared, seed: int, learned: list[Transformer] | None = 
     and seeded, so they run side by side in forked processes (``workers``: default every CPU) with the
     same results as one after another.
     """
-    prep = dataclasses.replace(prep, config=dataclasses.replace(prep.config, ablation_modes=(), control_task=False))
+    prep = checks_only(prep)
     makers = {"self": lambda: check_self(prep.reference),
               "rotation": lambda: check_disguised(prep, seed, invertible=False),
               "invertible": lambda: check_disguised(prep, seed, invertible=True),

@@ -20,7 +20,7 @@ from compare import __main__ as cli
 from compare.ablations import metrics, z_statistics
 from compare.activations import build_dataset, resid_hooks
 from compare.controls import (check_disguised, check_distributed, check_knockout, check_self, check_untrained,
-                              disguise, random_model, seed_vs_seed)
+                              checks_only, disguise, random_model, seed_vs_seed)
 from compare.heads import match_heads, normalised_rows, row_agreement
 from compare.interventions import agrees, design, patched_outputs, pattern_swap
 from compare.outputs import OutputReadout
@@ -51,6 +51,12 @@ def miu(artifacts):
     return prepare(get_program("miu"), model, meta, SMALL)
 
 
+@pytest.fixture(scope="session")
+def miu_checks(miu):
+    """What the controls run on (``run_controls``): no per-head ablations or control task, which no check reads."""
+    return checks_only(miu)
+
+
 # ------------------------------------------------------------ the controls --
 
 def test_control_self(miu):
@@ -72,8 +78,8 @@ def test_control_self(miu):
 
 
 @pytest.mark.parametrize("invertible", [False, True], ids=["rotation", "invertible"])
-def test_control_disguised_copy(miu, invertible):
-    c = check_disguised(miu, seed=3, invertible=invertible)
+def test_control_disguised_copy(miu_checks, invertible):
+    c = check_disguised(miu_checks, seed=3, invertible=invertible)
     assert c.passed, c.checks
     assert c.checks["statuses"] == c.checks["reference_statuses"]
     assert c.checks["heads"] == c.checks["expected_heads"]
@@ -92,13 +98,14 @@ def test_disguised_copies_compute_the_same_function(artifacts):
     assert not torch.allclose(gram, model.param("embed.W_E").double().T @ model.param("embed.W_E").double(), atol=1e-2)
 
 
-def test_control_coarsened_model_is_computed_only_up_to_its_partition(miu, artifacts):
+def test_control_coarsened_model_is_computed_only_up_to_its_partition(miu, miu_checks, artifacts):
     """miu_mod3 tracks I mod 3 with a prefix scan and never holds the count. Compared as if learned against
     miu, count_I is causal on distinguishing pairs but may only be "computed up to {0 mod 3} vs {1, 2 mod 3}":
     its full value is not readable inside the causal subspace. The compiled miu against itself reads it in
     full (``test_control_self``): the positive half of this pair."""
     coarse, _ = load(artifacts, "miu_mod3")
-    res = compare_models(miu, coarse)
+    # ablations and the control task play no part in a variable's status (as in check_distributed)
+    res = compare_models(miu_checks, coarse)  # ablations and the control task play no part in a status
     count_i = res.variables["count_I"]
     assert count_i.status is Status.COMPUTED_UP_TO, (count_i.status, count_i.intervention.subspace_readout)
     assert count_i.partition_text == "{0 mod 3} vs {1, 2 mod 3}"
@@ -126,22 +133,22 @@ def test_comparisons_are_deterministic(artifacts):
                for v in again.reference.variables.values() if v.intervention)
 
 
-def test_control_untrained_is_no_match(miu):
-    c = check_untrained(miu, seed=0)
+def test_control_untrained_is_no_match(miu_checks):
+    c = check_untrained(miu_checks, seed=0)
     assert c.passed, c.checks
     assert not any(m.is_match for m in c.result.heads.matches)
 
 
-def test_control_knockout(miu):
-    c = check_knockout(miu)
+def test_control_knockout(miu_checks):
+    c = check_knockout(miu_checks)
     assert c.passed, c.checks
     assert str(c.checks["head"]) == "L1H0" and c.checks["variable"] == "count_I"
     assert set(c.checks["must_lose"]) == {"count_I", "theorem"}
     assert c.result.variables["count_bad_M"].iia.value > 0.85  # the other head's variable still acts
 
 
-def test_control_distributed_code(miu):
-    c = check_distributed(miu, seed=2)
+def test_control_distributed_code(miu_checks):
+    c = check_distributed(miu_checks, seed=2)
     assert c.passed, c.checks
     assert c.checks["mixed_dims"] > c.checks["compiled_block_dim"]
 
@@ -159,7 +166,7 @@ def test_seed_vs_seed_ceiling(miu):
                                      pytest.param("miu_u", marks=pytest.mark.slow), "hist", "sort"])
 def test_other_programs_disguised_copy(artifacts, program):
     model, meta = load(artifacts, program)
-    prep = prepare(get_program(program), model, meta, TINY)
+    prep = checks_only(prepare(get_program(program), model, meta, TINY))
     c = check_disguised(prep, seed=1, invertible=True)
     assert c.passed, c.checks
 
