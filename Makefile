@@ -37,7 +37,7 @@ TEST_STAMP := $(VENV)/.installed-test
 # Shell: $$hyps = HYPOTHESES, with "auto" expanded to the derived candidates (one-line error for a task without automaton).
 HYPS  := hyps="$(HYPOTHESES)"; if [ "$$hyps" = auto ]; then hyps=$$($(PY) -m rasp_programs candidates $(PROGRAM)) || exit 2; fi
 
-.PHONY: all compile compile-candidates train mugpt compare dynamics benchmark bench test test-slow clean import
+.PHONY: all compile compile-candidates train mugpt compare dynamics benchmark bench bench-languages test test-slow clean import
 
 # Stages run in order; each one alone reads the previous stage's artifacts.
 all: $(STAMP)
@@ -107,6 +107,14 @@ bench: $(TEST_STAMP)
 	$(PY) -m compare.bench --program $(PROGRAM) --artifacts $(ARTIFACTS) --reports $(REPORTS) \
 		--hypotheses $(BENCH_HYPOTHESES)
 	$(PY) -m benchmark.bench --out $(REPORTS)/benchmark-bench
+
+# Time to 100% per registered language (or LANGUAGES), median of BENCH_SEEDS; compiles what is missing.
+BENCH_SEEDS ?= 0 1 2
+bench-languages: $(STAMP)
+	@langs="$(LANGUAGES)"; test -n "$$langs" || langs=$$($(PY) -c "from rasp_programs.automata import LANGUAGES; \
+		print(' '.join(d.name for d in LANGUAGES))"); for l in $$langs; do \
+		test -f $(ARTIFACTS)/$$l/compiled/model.json || $(PY) -m compiled --program $$l --artifacts $(ARTIFACTS) || exit 1; \
+		$(PY) -m learned.bench --program $$l --device $(DEVICE) --artifacts $(ARTIFACTS) --seeds "$(BENCH_SEEDS)" || exit 1; done
 
 # One test file per worker (--dist loadfile): a file's session fixtures are built once.
 test: $(TEST_STAMP)
