@@ -116,7 +116,7 @@ def train_config(program: str, objective: str, shape: Shape, seed: int, steps: i
     """What ``python -m learned --objective O --arch A --steps N`` trains.
 
     Raises:
-        ToolkitError: an objective ``learned`` does not provide (``legal-next`` until issue 19 lands).
+        ToolkitError: an objective ``learned`` does not provide.
     """
     if objective not in TRAINED_OBJECTIVES:
         raise ToolkitError(f"learned does not provide the objective {objective!r} yet "

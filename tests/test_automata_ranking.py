@@ -33,7 +33,7 @@ from rasp_programs.registry import derived_candidates, get_program
 from test_hypotheses import HYP, check_identifies
 
 pytestmark = pytest.mark.slow
-LANGUAGES = ("tomita5", "tomita4")
+LANGUAGES = ("tomita5", "tomita4", "dyck2")
 COUNT_VS_FRACTION = pytest.mark.xfail(strict=False, reason=(
     "measured 2026-12-02 at length 10: compiled tomita5.counts loses head to head to tomita5.fractions, and "
     "compiled tomita5.fractions has tomita5.counts ranked first (supported): count and fraction are one-to-one at "
