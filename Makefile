@@ -116,9 +116,10 @@ bench-languages: $(STAMP)
 		test -f $(ARTIFACTS)/$$l/compiled/model.json || $(PY) -m compiled --program $$l --artifacts $(ARTIFACTS) || exit 1; \
 		$(PY) -m learned.bench --program $$l --device $(DEVICE) --artifacts $(ARTIFACTS) --seeds "$(BENCH_SEEDS)" || exit 1; done
 
-# One test file per worker (--dist loadfile): a file's session fixtures are built once.
+# One test file per worker (--dist loadfile): a file's session fixtures are built once. The 15 slowest are listed,
+# to keep the suite's time in view.
 test: $(TEST_STAMP)
-	$(PY) -m pytest -q -m "not slow" -n auto --dist loadfile
+	$(PY) -m pytest -q -m "not slow" -n auto --dist loadfile --durations=15
 
 test-slow: $(TEST_STAMP)
 	$(PY) -m pytest -q -m slow -n auto --dist loadfile
