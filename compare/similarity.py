@@ -67,13 +67,24 @@ def decoding_score(x: np.ndarray, info: VariableInfo, truth: np.ndarray) -> floa
     return float(r2_score(truth, dec))
 
 
+def procrustes(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, float]:
+    """``scipy.linalg.orthogonal_procrustes(a, b)``: the rotation ``r`` [d, d] minimising ``|a @ r - b|`` and the
+    sum of the singular values of ``a.T @ b``. Where LAPACK's default SVD (gesdd) does not converge, which it
+    did on compiled ``miu_dfa.fractions``' residuals at one benchmark seed, the same SVD by gesvd instead."""
+    try:
+        return orthogonal_procrustes(a, b)
+    except np.linalg.LinAlgError:
+        u, s, vt = scipy.linalg.svd((b.T @ a).T, lapack_driver="gesvd")  # as orthogonal_procrustes does
+        return u @ vt, float(s.sum())
+
+
 def _fit_map(src: np.ndarray, dst: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """Affine map ``src @ w + b ≈ dst``: least squares, or an orthogonal Procrustes rotation with one scale."""
     mu_s, mu_d = src.mean(0), dst.mean(0)
     if kind == "lstsq":
         w = scipy.linalg.lstsq(src - mu_s, dst - mu_d, cond=1e-10, lapack_driver="gelsy")[0]  # gelsd's SVD can fail here
     else:
-        w, s = orthogonal_procrustes(src - mu_s, dst - mu_d)
+        w, s = procrustes(src - mu_s, dst - mu_d)
         w = w * (s / max(float(((src - mu_s) ** 2).sum()), 1e-300))
     return w, mu_d - mu_s @ w
 

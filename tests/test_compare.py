@@ -31,6 +31,7 @@ from compare.report import build_doc, read_report
 from compare.json_edge import from_json, to_json
 from compare.results import Comparison, HookReadout, Intervention, Status
 from compare.status import decide_status
+from compare import similarity
 from compare.similarity import linear_cka
 from compare.stats import Estimate, Tri, at_least, bootstrap
 from learned.artifact import encode, load_artifact, save_artifact
@@ -462,6 +463,25 @@ def test_results_round_trip_through_json(miu):
     again = from_json(Comparison, json.loads(json.dumps(to_json(res))))
     assert to_json(again) == to_json(res)
     assert again.variables["count_I"].status is res.variables["count_I"].status
+
+
+def test_procrustes_recovers_a_rotation_and_falls_back_where_gesdd_fails(monkeypatch):
+    """The Procrustes map finds a known rotation; where scipy's SVD does not converge (it did on compiled
+    miu_dfa.fractions at one benchmark seed) the gesvd fallback gives the same rotation and scale."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((100, 6))
+    q, _ = np.linalg.qr(rng.standard_normal((6, 6)))
+    r, scale = similarity.procrustes(a, a @ q)
+    np.testing.assert_allclose(r, q, atol=1e-10)
+    assert scale == pytest.approx(float((a ** 2).sum()))
+
+    def no_convergence(*args, **kwargs):
+        raise np.linalg.LinAlgError("SVD did not converge")
+
+    monkeypatch.setattr(similarity, "orthogonal_procrustes", no_convergence)
+    r2, scale2 = similarity.procrustes(a, a @ q)
+    np.testing.assert_allclose(r2, q, atol=1e-10)
+    assert scale2 == pytest.approx(scale)
 
 
 def test_cka_and_head_agreement_reference_values():
