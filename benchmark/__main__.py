@@ -20,9 +20,10 @@ import sys
 from pathlib import Path
 
 from benchmark import adapter, cluster, tables
-from benchmark.jobs import OBJECTIVES, Budget, Folders, expand, parse_choice, parse_seeds, parse_shapes, read_manifest
+from benchmark.jobs import OBJECTIVES, Budget, Folders, expand, parse_choice, parse_shapes, read_manifest
 from benchmark.record import read_record
 from benchmark.runner import is_done
+from rasp_programs.cli import parse_seeds
 from rasp_programs.errors import ToolkitError, cli_main
 
 

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from benchmark import adapter, cluster, runner
-from benchmark.jobs import Budget, Folders, Shape, expand, parse_choice, parse_seeds
+from benchmark.jobs import Budget, Folders, Shape, expand, parse_choice
+from rasp_programs.cli import parse_seeds
 from rasp_programs.errors import cli_main
 
 

@@ -120,17 +120,6 @@ def words(text: str) -> list[str]:
     return text.replace(",", " ").split()
 
 
-def parse_seeds(text: str) -> list[int]:
-    seeds = []
-    for w in words(text):
-        if not w.isdigit():
-            raise ToolkitError(f"SEEDS must be non-negative integers separated by spaces, got {text!r}")
-        seeds.append(int(w))
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ToolkitError(f"SEEDS must be distinct non-negative integers, got {text!r}")
-    return seeds
-
-
 def parse_choice(text: str, known: tuple[str, ...], what: str) -> list[str]:
     """Names from ``text`` (empty: all of ``known``); an unknown one is a one-line error listing ``known``."""
     chosen = list(dict.fromkeys(words(text))) or list(known)
