@@ -108,10 +108,11 @@ class Prepared:
     compiled: ModelSide
     sops: dict[Head, dict]                       # head -> block_map entry of its SOp
     empty: set[Head]                             # compiled heads that write nothing (Tracr padding)
+    # untrained networks' scores and sides, by ``untrained_key`` of the model they are the baseline of
     untrained: dict[str, dict[str, dict[str, tuple[float, float]]]] = dataclasses.field(default_factory=dict)
     reference: Comparison | None = None          # the compiled model against itself
     partitions: dict[str, list[list[str]]] = dataclasses.field(default_factory=dict)  # output-relevant partitions
-    untrained_sides: dict[tuple, list["ModelSide"]] = dataclasses.field(default_factory=dict)  # shape -> sides
+    untrained_sides: dict[str, list["ModelSide"]] = dataclasses.field(default_factory=dict)
     subspace_untrained: dict[tuple, float | None] = dataclasses.field(default_factory=dict)
     cache: Path | None = None                    # records kept between runs (compare.disk_cache)
     workers: int | None = None                   # processes for independent pieces (compare.parallel)
@@ -172,6 +173,12 @@ def model_side(model: Transformer, data: Dataset, cfg: CompareConfig, examples: 
                      alias=alias)
 
 
+def untrained_key(model: Transformer) -> str:
+    """What an untrained baseline depends on in the model it is compared with: its shape and its dtype (the
+    untrained networks are built in it; a float64 baseline is not a float32 model's)."""
+    return f"{model.cfg.shape_key()}|{model.param('embed.W_E').dtype}"
+
+
 def untrained_baseline(prep: Prepared, like: Transformer,
                        output: OutputReadout | None = None) -> dict[str, dict[str, tuple[float, float]]]:
     """Live readout scores of ``n_untrained`` untrained networks shaped like ``like``: var -> hook -> (mean, sd).
@@ -180,13 +187,13 @@ def untrained_baseline(prep: Prepared, like: Transformer,
     (``compare.disk_cache``); otherwise each network's probes run in its own process
     (``compare.parallel``). The networks' activations (for the subspace baselines) are computed here.
     """
-    key = like.cfg.shape_key()
+    key = untrained_key(like)
     if key not in prep.untrained:
         cfg, data = prep.config, prep.data
         dtype = like.param("embed.W_E").dtype
         max_len = max_len_of(prep.meta, prep.spec)
-        stored = disk_cache.baseline_key(key, str(dtype), {"seed": cfg.seed, "n_untrained": cfg.n_untrained,
-                                                               "probe_iter": cfg.probe_iter}, data)
+        settings = {"seed": cfg.seed, "n_untrained": cfg.n_untrained, "probe_iter": cfg.probe_iter}
+        stored = disk_cache.baseline_key(like.cfg.shape_key(), str(dtype), settings, data)
 
         def network(k: int) -> Transformer:
             rand = Transformer(like.cfg).to(dtype)

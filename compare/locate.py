@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from compare.activations import VariableInfo
+from compare.context import untrained_key
 from compare.identifiability import describe, is_coarser
 from compare.interventions import (Pairs, agrees, dependent, design, embed_overlap, pattern_swap, probe_directions,
                                    seeded, stratified, _orth)
@@ -392,13 +393,13 @@ def _subspace_readout(prep: "Prepared", side: "ModelSide", v: VariableInfo, hook
 def _subspace_untrained(prep: "Prepared", side: "ModelSide", v: VariableInfo, hook: str, dim: int) -> float | None:
     """Mean over untrained networks shaped like ``side``'s model of the same readout in ``v``'s pattern subspace
     of ``dim`` dimensions at the same hook (the subspace of the same kind and size)."""
-    key = (side.model.cfg.shape_key(), v.name, hook, dim)
+    key = (untrained_key(side.model), v.name, hook, dim)
     if key not in prep.subspace_untrained:
         data = prep.data
         rows = np.flatnonzero(train_rows(prep, v))
         g, cols = design(data, rows, [v.name])
         scores = []
-        for u in prep.untrained_sides.get(side.model.cfg.shape_key(), []):
+        for u in prep.untrained_sides.get(untrained_key(side.model), []):
             own, _ = pattern_swap(u.space(data, hook), u.xt(hook)[rows], g, cols, v.name)
             est = _subspace_readout(prep, u, v, hook, own[:, :dim], ci=False)
             scores.append(est.value if est.defined else 0.0)

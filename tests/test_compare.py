@@ -7,9 +7,11 @@ missing (skipped where JAX is not installed). MIU runs at the default length
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import re
+import types
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ import torch
 from compare import __main__ as cli
 from compare.ablations import metrics, z_statistics
 from compare.activations import build_dataset, resid_hooks
+from compare.context import untrained_baseline, untrained_key
 from compare.controls import (check_disguised, check_distributed, check_knockout, check_self, check_untrained,
                               checks_only, disguise, random_model, seed_vs_seed)
 from compare.heads import match_heads, normalised_rows, row_agreement
@@ -227,6 +230,32 @@ def test_probe_is_multinomial_logistic_and_reads_many_classes():
         fold, group = np.arange(2000) % 3, np.arange(2000)
     r, fitted = read_out(Data, x, info, "h", 0, 200)
     assert r.live.lo > 0.95 and type(fitted.models[0][-1]).__name__ == "LogisticRegression"
+
+
+def test_untrained_baseline_is_kept_per_dtype(miu, monkeypatch):
+    """A float32 model of the compiled shape is measured against float32 untrained networks, not the float64
+    baseline the compiled reference left in memory: keyed by shape alone, a cold run (reference first) and a
+    warm one (reference from the disk cache) gave different untrained levels and statuses. The networks'
+    readouts are stubbed to say which dtype they ran in (the real ones take minutes)."""
+    from compare import context
+    from compare.activations import resid_hooks
+
+    def side_in_its_dtype(model, data, *args, **kwargs):
+        level = 1.0 if model.param("embed.W_E").dtype == torch.float32 else 0.0
+        hooks = resid_hooks(model.cfg)
+        return types.SimpleNamespace(full={}, readouts={v.name: {h: types.SimpleNamespace(
+            live=types.SimpleNamespace(value=level)) for h in hooks} for v in data.variables})
+
+    monkeypatch.setattr(context, "model_side", side_in_its_dtype)
+    prep = dataclasses.replace(miu, untrained={}, untrained_sides={}, subspace_untrained={}, cache=None, workers=1)
+    compiled = prep.compiled.model
+    single = copy.deepcopy(compiled).float()
+    assert untrained_key(single) != untrained_key(compiled)
+    for model, level in ((compiled, 0.0), (single, 1.0), (compiled, 0.0)):
+        scores = untrained_baseline(prep, model)
+        assert {m for by_hook in scores.values() for m, _ in by_hook.values()} == {level}
+        assert len(prep.untrained_sides[untrained_key(model)]) == prep.config.n_untrained
+    assert len(prep.untrained) == 2
 
 
 def test_untrained_and_control_task_baselines(miu):

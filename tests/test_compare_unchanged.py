@@ -66,7 +66,7 @@ def test_untrained_baselines_come_back_from_disk_unchanged(golden, monkeypatch):
     files = sorted(cache.glob("untrained-*.json"))
     assert len(files) == 2  # the compiled shape and miu_mean's
     for like in (prep.compiled.model, other):
-        key = like.cfg.shape_key()
+        key = context.untrained_key(like)
 
         def fresh():
             return dataclasses.replace(prep, untrained={}, untrained_sides={}, subspace_untrained={})
@@ -78,7 +78,7 @@ def test_untrained_baselines_come_back_from_disk_unchanged(golden, monkeypatch):
         monkeypatch.undo()
     files[0].write_text("{not json")
     again = dataclasses.replace(prep, untrained={}, untrained_sides={}, subspace_untrained={})
-    likes = {m.cfg.shape_key(): m for m in (prep.compiled.model, other)}
+    likes = {context.untrained_key(m): m for m in (prep.compiled.model, other)}
     recomputed = {k: context.untrained_baseline(again, m) for k, m in likes.items()}
     assert recomputed == {k: prep.untrained[k] for k in likes}
     assert json.loads(files[0].read_text())["key"] == files[0].stem.removeprefix("untrained-")
