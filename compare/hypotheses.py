@@ -39,9 +39,17 @@ which one does the model follow?
 * **Head to head**: on the test pairs of ``v`` whose source is a live row of
   ``v`` (where the counterparts correspond) and where A's counterfactual (via
   ``v``) and B's (via ``w``) are different outputs, the model's output after
-  the swap follows A, B or neither (following means the swap moved the
-  output there: a swap that changes nothing follows neither). ``HeadToHead`` gives both shares and
-  their difference with a bootstrap CI; a CI clear of 0 names a winner.
+  the swap follows A, B or neither. An output the swap left unchanged
+  follows the candidate that predicts no change only when the swap is shown
+  to be *effective*: on ``v``'s same-position distinguishing pairs, where A
+  and B predict the same change, it moves the output as predicted (IIA lower
+  bound at least ``IIA_OK`` on at least ``MIN_PAIRS`` pairs). A swap not
+  shown to be effective might change nothing at all, so with it only a
+  changed output follows anyone. (With a one-position verdict, one of two
+  different predictions is always "no change": without the gate the duel
+  would only count the candidate predicting a change, and a compiled count
+  lost to the fraction.) ``HeadToHead`` gives both shares and their
+  difference with a bootstrap CI; a CI clear of 0 names a winner.
 * **Support** (from CI bounds): *supported* when the score's lower bound is at
   least ``IIA_OK`` and no rival beats it head to head; *not supported* when
   the upper bound is below ``IIA_OK`` or a rival beats it; else *undecided*.
@@ -354,7 +362,7 @@ def rank(preps: dict[str, Prepared], model: Transformer, output: OutputReadout |
     counterparts = {(a, v): {b: w for b in names if b != a
                              for w in [_counterpart(preps[a], runs[b], algo[b], v)] if w}
                     for a in names for v in algo[a]}
-    duels = [dataclasses.replace(_duel(a, b, preps, runs, every, counterparts, seed),
+    duels = [dataclasses.replace(_duel(a, b, preps, runs, every, tested, counterparts, seed),
                                  score_diff=_score_difference(tested[a], tested[b], seed))
              for a, b in itertools.combinations(names, 2)]
     beaten = {d.b if d.winner == d.a else d.a for d in duels if d.winner}
@@ -424,9 +432,21 @@ def _counterpart(prep: Prepared, rival: _Runs, rival_algo: list[str], name: str)
     return None
 
 
-def _duel(a: str, b: str, preps: dict[str, Prepared], runs: dict[str, _Runs], tested: dict,
+def _effective(t: _Tested, seed: int) -> bool:
+    """The swap moves the output as predicted on the variable's same-position distinguishing pairs (where a
+    variable and its counterparts predict the same change): IIA lower bound at least ``IIA_OK``, on at least
+    ``MIN_PAIRS`` pairs."""
+    same = ~t.cross
+    if t.outputs is None or same.sum() < MIN_PAIRS:
+        return False
+    return bootstrap(_hits(t)[same].astype(float), t.groups[same], seed, groups2=t.sources[same]).lo >= IIA_OK
+
+
+def _duel(a: str, b: str, preps: dict[str, Prepared], runs: dict[str, _Runs], tested: dict, scored: dict,
           counterparts: dict, seed: int) -> HeadToHead:
-    """Which of ``a`` and ``b`` the model follows on the pairs where their counterfactuals differ."""
+    """Which of ``a`` and ``b`` the model follows on the pairs where their counterfactuals differ (``tested``:
+    every test pair of each variable; ``scored``: its distinguishing ones, which say whether the swap is
+    effective)."""
     follow_a, follow_b, groups, sources, via = [], [], [], [], []
     for mine, other in ((a, b), (b, a)):
         for v, t in tested[mine].items():
@@ -447,9 +467,10 @@ def _duel(a: str, b: str, preps: dict[str, Prepared], runs: dict[str, _Runs], te
                 continue
             label = f"{v} ~ {w}" if mine == a else f"{w} ~ {v}"
             via += [] if label in via else [label]
-            # following a candidate means the swap moved the output to its prediction: a swap that changes
-            # nothing would otherwise "follow" whichever candidate predicts the model's own output
-            h_mine, h_theirs = (_hits(t) & t.changed)[differ], (_hits(t, theirs_t) & t.changed)[differ]
+            # an unchanged output follows the candidate predicting no change only if the swap is effective: a
+            # swap that changes nothing would otherwise "follow" whichever candidate predicts the model's own output
+            counts = t.changed | _effective(scored[mine][v], seed)
+            h_mine, h_theirs = (_hits(t) & counts)[differ], (_hits(t, theirs_t) & counts)[differ]
             follow_a.append(h_mine if mine == a else h_theirs)
             follow_b.append(h_theirs if mine == a else h_mine)
             groups.append(t.groups[differ])
