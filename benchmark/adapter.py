@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -135,6 +136,23 @@ def train_run(cfg: TrainConfig, mcfg: ModelConfig, folder: Path, device: str = "
     if r.interrupted:
         raise ToolkitError(f"training was interrupted at step {r.step}")
     return r.metrics
+
+
+def finished_training(cfg: TrainConfig, folder: Path) -> dict | None:
+    """The ``metrics.json`` of a training that finished in ``folder`` with exactly ``cfg``, else ``None``.
+
+    A job whose report is missing or stale (a record of an older ``VERSION``: the method changed) compares
+    the model it already trained instead of training it again.
+    """
+    want = json.loads(json.dumps(cfg.to_dict()))  # as saved: tuples are lists
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text())
+        meta = read_meta(folder)
+    except (OSError, ValueError, ToolkitError):
+        return None
+    if not isinstance(metrics, dict) or metrics.get("interrupted") or metrics.get("training") != want:
+        return None
+    return metrics if meta.get("training") == want else None
 
 
 def compare_run(task: str, program: str, run: Path, artifacts: Path, out: Path, seed: int) -> ReportData:

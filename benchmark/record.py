@@ -15,8 +15,10 @@ from typing import Any
 
 from benchmark.jobs import JobSpec
 
-# Bump when what a job computes changes: records of another version are rerun, never reused.
-VERSION = 1
+# Bump when what a job computes changes: records of another version are rerun (their trained models are
+# reused when the training config matches), never reused. 2: the head-to-head's effectiveness gate, untrained
+# baselines kept per dtype (compare.hypotheses, compare.context).
+VERSION = 2
 
 
 class JobStatus(enum.Enum):

@@ -1,5 +1,8 @@
 """One job, start to end, as a worker runs it: train (or take the external model), compare, record.
 
+A model whose training already finished with the job's config is not trained again (a job rerun for its
+comparison alone, after a method change or a deleted report).
+
 ``run_job`` never raises: a failure becomes a ``JobRecord`` with the
 exception's message on one line, so the sweep goes on. ``is_done`` is the
 resume rule: a job is skipped when its record says it finished with this
@@ -58,7 +61,7 @@ def run_job(job: JobSpec, folders: Folders, compiled_error: str | None = None, d
         if job.external is None:
             cfg = adapter.train_config(program, job.objective, job.shape, job.seed, job.budget.steps, max_len_of(job))
             mcfg = adapter.model_config(program, folders.artifacts, job.shape)
-            metrics = adapter.train_run(cfg, mcfg, run, device)
+            metrics = adapter.finished_training(cfg, run) or adapter.train_run(cfg, mcfg, run, device)
             reached = metrics.get("reached_100") or (metrics.get("moments") or {}).get("stop")
             training = Training(int(metrics["step"]), reached and int(reached["step"]),
                                 float(metrics["evaluation"]["sequence_accuracy"]),
