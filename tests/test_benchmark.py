@@ -233,7 +233,7 @@ def test_second_run_skips_every_job_and_a_deleted_job_reruns_alone(first):
     assert _results(rep)[1] == trained_jobs  # the rerun job gives the same result
     # a job whose report is gone but whose training finished with its config is compared again, not retrained
     shutil.rmtree(folders.report(job))
-    trained = {p: v for p, v in _fingerprints(art).items()}
+    trained = _fingerprints(art)
     fourth = _sweep(art, rep, "--workers", "2")
     assert "3 already done, 1 run" in fourth.stderr
     assert _fingerprints(art) == trained and (folders.report(job) / "compare.json").is_file()

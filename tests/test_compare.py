@@ -238,7 +238,6 @@ def test_untrained_baseline_is_kept_per_dtype(miu, monkeypatch):
     warm one (reference from the disk cache) gave different untrained levels and statuses. The networks'
     readouts are stubbed to say which dtype they ran in (the real ones take minutes)."""
     from compare import context
-    from compare.activations import resid_hooks
 
     def side_in_its_dtype(model, data, *args, **kwargs):
         level = 1.0 if model.param("embed.W_E").dtype == torch.float32 else 0.0
