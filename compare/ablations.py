@@ -29,11 +29,13 @@ from compare.stats import balanced_accuracy, bootstrap
 from learned.model import Transformer
 
 
-def z_statistics(model: Transformer, data: Dataset, seed: int) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
+def z_statistics(model: Transformer, data: Dataset, seed: int, keep: tuple[str, ...] = ()
+                 ) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor], dict[str, torch.Tensor]]:
     """Per layer: the mean ``hook_z`` per position over real positions ``[T, H, K]``, and a resampled
-    ``hook_z`` ``[B, T, H, K]`` (each input's from a random input at least as long)."""
+    ``hook_z`` ``[B, T, H, K]`` (each input's from a random input at least as long); and the clean run's
+    activations named in ``keep`` (``{hook: [B, T, ...]}``), from the same forward pass."""
     names = [f"blocks.{l}.attn.hook_z" for l in range(model.cfg.n_layers)]
-    _, cache = run_cached(model, data.ids, names)
+    _, cache = run_cached(model, data.ids, names + [k for k in keep if k not in names])
     pad = model.cfg.vocab.index(model.cfg.pad_token)
     real = (data.ids != pad).to(cache[names[0]].dtype)[:, :, None, None]  # [B, T, 1, 1]
     lengths = (data.ids != pad).sum(1).numpy()
@@ -45,7 +47,7 @@ def z_statistics(model: Transformer, data: Dataset, seed: int) -> tuple[dict[int
         donor[i] = rng.choice(longer)
     means = {l: (cache[n] * real).sum(0) / real.sum(0).clamp(min=1) for l, n in enumerate(names)}
     resampled = {l: cache[n][torch.from_numpy(donor)] for l, n in enumerate(names)}
-    return means, resampled
+    return means, resampled, {k: cache[k] for k in keep}
 
 
 def ablation_hooks(heads: list[Head], mode: str, means: dict[int, torch.Tensor],
@@ -91,7 +93,7 @@ def run_ablations(model: Transformer, data: Dataset, heads: list[Head],
                   groups: dict[str, list[Head]], seed: int, readout: OutputReadout,
                   modes: tuple[str, ...] = ("zero", "mean", "resample")) -> Ablations:
     """Every head alone and each named group of heads, in each of ``modes``."""
-    means, resampled = z_statistics(model, data, seed)
+    means, resampled, _ = z_statistics(model, data, seed)
     # The clean run keeps each layer's input, and an ablation starts at its first ablated layer: the layers
     # before it are the clean run's, computed the same way (bit for bit), so they are not run again.
     resid_pre = tuple(f"blocks.{l}.hook_resid_pre" for l in range(model.cfg.n_layers))

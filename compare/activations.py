@@ -308,10 +308,11 @@ def build_dataset(spec: ProgramSpec, meta: dict, cfg: ModelConfig, n_inputs: int
 
 
 def run_cached(model: Transformer, ids: torch.Tensor, names: Iterable[str], hooks: dict | None = None,
-               batch: int = 4096, start: tuple[str, torch.Tensor] | None = None
+               batch: int = 4096, start: tuple[str, torch.Tensor] | None = None, stop_at: str | None = None
                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Logits ``[B, T, O]`` and the named activations, run in batches (``start``: from that residual
-    ``[B, T, D]`` at that hook, ``Transformer.forward``)."""
+    ``[B, T, D]`` at that hook; ``stop_at``: up to that residual hook, returned instead of the logits;
+    ``Transformer.forward``)."""
     wanted = set(names)
     done = [0]  # inputs already run: the start residual's rows are cut like the ids
 
@@ -320,7 +321,7 @@ def run_cached(model: Transformer, ids: torch.Tensor, names: Iterable[str], hook
         if start is not None:
             at = (start[0], start[1][done[0]:done[0] + len(chunk)].to(chunk.device))
         done[0] += len(chunk)
-        return model.run_with_cache(chunk, hooks=hooks, names=wanted.__contains__, start=at)
+        return model.run_with_cache(chunk, hooks=hooks, names=wanted.__contains__, start=at, stop_at=stop_at)
     parts = map_batches(model, ids, step, batch)
     return torch.cat([lg for lg, _ in parts]), {n: torch.cat([c[n] for _, c in parts]) for n in wanted}
 

@@ -156,11 +156,17 @@ def key_attention(prep: "Prepared", side: "ModelSide") -> KeyAttention:
                         uniform.mean(0).tolist())
 
 
-def head_writes(prep: "Prepared", side: "ModelSide", head: Head, means, resampled) -> dict[str, float]:
-    """Drop of every variable's held-out live readout at the end of the head's layer when it is mean-ablated."""
+def head_writes(prep: "Prepared", side: "ModelSide", head: Head, means, resampled,
+                inputs: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Drop of every variable's held-out live readout at the end of the head's layer when it is mean-ablated.
+
+    ``inputs``: the clean run's ``hook_resid_pre`` of every layer ``{hook: [B, T, D]}``. The ablated run
+    starts at the head's layer from it and stops at the layer's end: the layers before are the clean run's
+    bit for bit, and nothing after is read."""
     data = prep.data
-    hook = side.after_mlp(head.layer)
-    _, abl = run_cached(side.model, data.ids, [hook], hooks=ablation_hooks([head], "mean", means, resampled))
+    hook, first = side.after_mlp(head.layer), f"blocks.{head.layer}.hook_resid_pre"
+    _, abl = run_cached(side.model, data.ids, [hook], hooks=ablation_hooks([head], "mean", means, resampled),
+                        start=(first, inputs[first]), stop_at=hook)
     x = at_rows(abl[hook], data)
     out = {}
     for v in data.variables:
@@ -194,8 +200,9 @@ def compare_heads(prep: "Prepared", side: "ModelSide") -> Heads:
     silent = empty_heads(side.model)
     sim[:, [j for j, n in enumerate(learned_names) if n in silent]] = 0.0
     live = [i for i, n in enumerate(compiled_names) if n not in prep.empty]
-    means, resampled = z_statistics(side.model, prep.data, prep.config.seed)
-    writes = {n: head_writes(prep, side, n, means, resampled) for n in learned_names}
+    firsts = tuple(f"blocks.{l}.hook_resid_pre" for l in sorted({h.layer for h in learned_names}))
+    means, resampled, inputs = z_statistics(side.model, prep.data, prep.config.seed, keep=firsts)
+    writes = {n: head_writes(prep, side, n, means, resampled, inputs) for n in learned_names}
     # the reference is the compiled model itself
     ref_writes = prep.reference.heads.learned_writes if prep.reference else writes
     tie = np.array([[_write_similarity(ref_writes.get(c, {}), writes[lh]) for lh in learned_names]

@@ -240,7 +240,7 @@ class Transformer(nn.Module):
     def forward(self, tokens: torch.Tensor, hooks: Mapping[str, Hook] | None = None,
                 cache: dict[str, torch.Tensor] | None = None,
                 cache_names: Callable[[str], bool] | None = None, skip_empty: bool = True,
-                start: tuple[str, torch.Tensor] | None = None) -> torch.Tensor:
+                start: tuple[str, torch.Tensor] | None = None, stop_at: str | None = None) -> torch.Tensor:
         """Runs the model.
 
         Args:
@@ -260,9 +260,13 @@ class Transformer(nn.Module):
                 instead of at the embeddings (the hook fires on the given
                 residual; earlier sublayers are not run). Interventions that
                 patch one hook many times use it to skip the layers before.
+            stop_at: a residual hook name: stop once it has fired and return
+                that residual ``[B, T, D]`` instead of the logits (the later
+                sublayers are not run). A measurement at one layer needs
+                nothing after it.
 
         Returns:
-            logits ``[B, T, O]``.
+            logits ``[B, T, O]``, or with ``stop_at`` the residual ``[B, T, D]`` there.
         """
         hooks = hooks or {}
 
@@ -302,10 +306,12 @@ class Transformer(nn.Module):
         def inside_wanted(l: int, kind: str) -> bool:
             return any(want(f"blocks.{l}.{n}") for n in SUBLAYER_HOOKS[kind])
         first, start_name = 0, None  # first sublayer to run: 2l = layer l's attention, 2l + 1 its MLP
+        stages = {f"blocks.{l}.hook_resid_{k}": 2 * l + i for l in range(cfg.n_layers)
+                  for i, k in enumerate(("pre", "mid", "post"))}
+        if stop_at is not None and stop_at not in stages:
+            raise ValueError(f"cannot stop at {stop_at!r}: not a residual hook")
         if start is not None:
             start_name, resid = start
-            stages = {f"blocks.{l}.hook_resid_{k}": 2 * l + i for l in range(cfg.n_layers)
-                      for i, k in enumerate(("pre", "mid", "post"))}
             if start_name not in stages:
                 raise ValueError(f"cannot start at {start_name!r}: not a residual hook")
             first = stages[start_name]
@@ -326,11 +332,15 @@ class Transformer(nn.Module):
             p = f"blocks.{l}."
             if 2 * l >= first:
                 resid = fire(p + "hook_resid_pre", resid)
+                if stop_at == p + "hook_resid_pre":
+                    return resid
                 if skip_empty and not P[p + "attn.W_O"].any() and not inside_wanted(l, "attn"):
                     resid = fire(p + "hook_resid_mid", resid + P[p + "attn.b_O"])
                 else:
                     x = norm(p + "ln1", resid)  # [B, T, D]
                     resid = fire(p + "hook_resid_mid", resid + self._attention(P, l, x, mask, padded, hp, want))
+                if stop_at == p + "hook_resid_mid":
+                    return resid
             if 2 * l + 1 >= first:
                 if skip_empty and not P[p + "mlp.W_out"].any() and not inside_wanted(l, "mlp"):
                     resid = resid + P[p + "mlp.b_out"]
@@ -344,6 +354,8 @@ class Transformer(nn.Module):
                     mlp_out = hp(p + "hook_mlp_out", linear(post, P[p + "mlp.W_out"].T, P[p + "mlp.b_out"]))  # [B, T, D]
                     resid = resid + mlp_out
                 resid = fire(p + "hook_resid_post", resid)
+                if stop_at == p + "hook_resid_post":
+                    return resid
         w_u = P["embed.W_E"] if cfg.tied_unembed else P["unembed.W_U"].T  # [O, D]
         return linear(norm("ln_final", resid), w_u, P["unembed.b_U"])  # [B, T, O]
 
@@ -383,10 +395,11 @@ class Transformer(nn.Module):
 
     def run_with_cache(self, tokens: torch.Tensor, hooks: Mapping[str, Hook] | None = None,
                        names: Callable[[str], bool] | None = None,
-                       start: tuple[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                       start: tuple[str, torch.Tensor] | None = None, stop_at: str | None = None
+                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``forward`` that also returns ``{hook name: activation}``."""
         cache: dict[str, torch.Tensor] = {}
-        logits = self.forward(tokens, hooks=hooks, cache=cache, cache_names=names, start=start)
+        logits = self.forward(tokens, hooks=hooks, cache=cache, cache_names=names, start=start, stop_at=stop_at)
         return logits, cache
 
     def resid_hook_names(self) -> list[str]:

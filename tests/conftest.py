@@ -26,15 +26,45 @@ def _locked(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+class TracrCompiled(dict):
+    """Each program compiled with Tracr at its default length on first use, once per test process, so that
+    ``-k name`` compiles only that one and the artifacts fixture and tests/test_compiled.py share a compile."""
+
+    def __missing__(self, name):
+        from compiled.compile import compile_program
+
+        spec = get_program(name)
+        self[name] = compile_program(spec, spec.default_max_len)
+        return self[name]
+
+    def all(self) -> list:
+        return [self[name] for name in PROGRAMS]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_thread_per_process():
+    """One torch and one BLAS thread in each test process, as every comparison and training run already
+    uses: the xdist workers share two cores, and extra threads there only wait for one another."""
+    from learned.runtime import limit_threads
+
+    with limit_threads(1, blas=True):
+        yield
+
+
 @pytest.fixture(scope="session")
-def artifacts(tmp_path_factory) -> Path:
+def tracr_compiled() -> TracrCompiled:
+    pytest.importorskip("jax")
+    return TracrCompiled()
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory, request) -> Path:
     """An artifacts folder with every program's compiled model: the repo's, else compiled here once per test
     run. The xdist workers share one folder (each program under its own lock) and start at opposite ends of
     the list, so on a fresh clone two workers compile half the programs each instead of all of them twice."""
     if all((ROOT / "artifacts" / p / "compiled" / "model.json").is_file() for p in PROGRAMS):
         return ROOT / "artifacts"
-    pytest.importorskip("jax")
-    from compiled.compile import compile_program
+    compiled = request.getfixturevalue("tracr_compiled")  # skips where JAX is not installed
     from compiled.export import to_torch
 
     worker_id = os.environ.get("PYTEST_XDIST_WORKER", "master")
@@ -47,7 +77,6 @@ def artifacts(tmp_path_factory) -> Path:
     for name in order:
         with _locked(root / f".{name}.lock"):
             if not (root / name / "compiled" / "model.json").is_file():
-                spec = get_program(name)
-                model, meta = to_torch(compile_program(spec, spec.default_max_len))
+                model, meta = to_torch(compiled[name])
                 save_artifact(root / name / "compiled", model, meta)
     return root

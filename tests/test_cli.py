@@ -49,17 +49,19 @@ def test_limit_threads_sets_and_restores():
     def blas() -> set[int]:
         return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
 
-    before, before_blas = torch.get_num_threads(), blas()
-    other = 2 if before == 1 else 1  # a setting that differs from the current one
-    with limit_threads(other):
-        assert torch.get_num_threads() == other and blas() == before_blas
-    with one_thread():
-        assert torch.get_num_threads() == 1 and blas() <= {1}
-    with pytest.raises(RuntimeError), limit_threads(1, blas=True):
-        raise RuntimeError("restored on errors too")
-    with limit_threads(0):
-        assert torch.get_num_threads() == before
-    assert torch.get_num_threads() == before and blas() == before_blas
+    # the tests run with one thread (tests/conftest.py): start from two, so that one_thread has something to do
+    with limit_threads(2, blas=True):
+        before, before_blas = torch.get_num_threads(), blas()
+        other = 3 if before == 1 else 1  # a setting that differs from the current one
+        with limit_threads(other):
+            assert torch.get_num_threads() == other and blas() == before_blas
+        with one_thread():
+            assert torch.get_num_threads() == 1 and blas() <= {1}
+        with pytest.raises(RuntimeError), limit_threads(1, blas=True):
+            raise RuntimeError("restored on errors too")
+        with limit_threads(0):
+            assert torch.get_num_threads() == before
+        assert torch.get_num_threads() == before and blas() == before_blas
 
 
 def test_no_library_module_imports_a_cli_module():

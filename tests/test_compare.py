@@ -108,8 +108,10 @@ def test_control_coarsened_model_is_computed_only_up_to_its_partition(miu, miu_c
     its full value is not readable inside the causal subspace. The compiled miu against itself reads it in
     full (``test_control_self``): the positive half of this pair."""
     coarse, _ = load(artifacts, "miu_mod3")
-    # ablations and the control task play no part in a variable's status (as in check_distributed)
-    res = compare_models(miu_checks, coarse)  # ablations and the control task play no part in a status
+    # ablations and the control task play no part in a variable's status (as in check_distributed); one
+    # untrained network of miu_mod3's shape (6 layers) for its baseline, a third of the cost of three
+    prep = dataclasses.replace(miu_checks, config=dataclasses.replace(miu_checks.config, n_untrained=1))
+    res = compare_models(prep, coarse)
     count_i = res.variables["count_I"]
     assert count_i.status is Status.COMPUTED_UP_TO, (count_i.status, count_i.intervention.subspace_readout)
     assert count_i.partition_text == "{0 mod 3} vs {1, 2 mod 3}"
@@ -410,7 +412,7 @@ def test_mean_ablation_ignores_pads(artifacts):
     model, meta = load(artifacts, "miu")
     spec = get_program("miu")
     data = build_dataset(spec, {**meta, "max_len": 10}, model.cfg, 60, 0)
-    means, _ = z_statistics(model, data, 0)
+    means, _, _ = z_statistics(model, data, 0)
     from compare.activations import run_cached
     _, cache = run_cached(model, data.ids, ["blocks.1.attn.hook_z"])
     z = cache["blocks.1.attn.hook_z"]
@@ -688,6 +690,24 @@ def test_running_from_a_hook_equals_the_full_run(artifacts):
         assert seen[0] == hook and "hook_embed" not in seen
     with pytest.raises(ValueError, match="not a residual hook"):
         model(ids, start=("blocks.0.attn.hook_z", cache["blocks.0.hook_resid_pre"]))
+
+
+def test_stopping_at_a_hook_returns_the_full_runs_residual(artifacts):
+    """``stop_at`` (head writes read one layer's output) returns that residual, bit for bit the full run's,
+    and runs nothing after it: no later hook fires."""
+    model, _ = load(artifacts, "miu")
+    ids = encode(model.cfg, [tuple("MIUIMI"), tuple("MII"), tuple("UUIMIIII")])
+    _, cache = model.run_with_cache(ids)
+    hooks = resid_hooks(model.cfg)
+    for i, hook in enumerate(hooks):
+        seen = []
+        out = model(ids, stop_at=hook, hooks={h: (lambda x, n: seen.append(n)) for h in hooks})
+        assert torch.equal(out, cache[hook]), hook
+        assert seen == hooks[:i + 1]
+        start = hooks[max(i - 1, 0)]
+        assert torch.equal(model(ids, start=(start, cache[start]), stop_at=hook), cache[hook])
+    with pytest.raises(ValueError, match="not a residual hook"):
+        model(ids, stop_at="blocks.0.attn.hook_z")
 
 
 # ------------------------------------------------------- language models (MU-GPT) --

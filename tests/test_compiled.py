@@ -26,21 +26,10 @@ from rasp_programs.spec import Variable  # noqa: E402
 MIU_TASK = get_task("miu")
 
 
-class _Compiled(dict):
-    """Each program compiled at its default length on first use, so ``-k name`` compiles only that one."""
-
-    def __missing__(self, name):
-        spec = get_program(name)
-        self[name] = compile_program(spec, spec.default_max_len)
-        return self[name]
-
-    def all(self) -> list:
-        return [self[name] for name in PROGRAMS]
-
-
 @pytest.fixture(scope="module")
-def compiled_programs():
-    return _Compiled()
+def compiled_programs(tracr_compiled):
+    """Every program compiled at its default length on first use (shared with the artifacts fixture)."""
+    return tracr_compiled
 
 
 @pytest.mark.parametrize("name", sorted(PROGRAMS))

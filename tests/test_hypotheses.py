@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from compare import __main__ as cli
+from compare.activations import build_dataset
 from compare.controls import disguise, random_model
 from compare.hypotheses import Support, _one_to_one, positionwise, rank
 from compare.pipeline import CompareConfig, compare_models, prepare
@@ -28,7 +29,6 @@ from compare.json_edge import to_json
 from learned.artifact import load_artifact, save_artifact
 from rasp_programs.registry import get_program
 
-CANDIDATES = ("miu", "miu_mean", "miu_first")
 HYP = CompareConfig(n_inputs=600, n_untrained=1, n_fit=80, n_val=60, n_test=200, das_steps=10, das_dims=(),
                     n_null=3, ablation_modes=(), control_task=False)
 
@@ -39,7 +39,14 @@ def load(artifacts: Path, program: str):
 
 @pytest.fixture(scope="session")
 def preps(artifacts):
-    return {p: prepare(get_program(p), *load(artifacts, p), HYP) for p in CANDIDATES}
+    """The fast tests' candidates: a count and a fraction, the pair that only cross-position pairs tell apart."""
+    return {p: prepare(get_program(p), *load(artifacts, p), HYP) for p in ("miu", "miu_mean")}
+
+
+@pytest.fixture(scope="session")
+def all_preps(artifacts, preps):
+    """Every candidate, miu_first (a superset of miu) too."""
+    return {**preps, "miu_first": prepare(get_program("miu_first"), *load(artifacts, "miu_first"), HYP)}
 
 
 def check_identifies(ranking, name: str) -> None:
@@ -59,7 +66,8 @@ def check_identifies(ranking, name: str) -> None:
 # ------------------------------------------------------------------ controls --
 
 def test_self_identification_mean_attention(preps):
-    """Compiled miu_mean (5 layers, 1 head) against the count-based candidates: it must name itself.
+    """Compiled miu_mean (5 layers, 1 head) against the count: it must name itself (against miu_first too in
+    the slow ``test_each_candidate_identifies_itself``).
     Only cross-position pairs can tell a fraction from a count."""
     model = preps["miu_mean"].compiled.model
     ranking = rank(preps, model)
@@ -104,15 +112,15 @@ SUPERSET = pytest.mark.xfail(strict=True, reason=(
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["miu", "miu_mean", pytest.param("miu_first", marks=SUPERSET)])
 @pytest.mark.parametrize("disguised", [False, True], ids=["plain", "disguised"])
-def test_each_candidate_identifies_itself(preps, name, disguised):
+def test_each_candidate_identifies_itself(all_preps, name, disguised):
     """Every candidate, plain and disguised, ranks itself first with a clear margin, and miu and miu_mean are
     supported. Compiled miu beats miu_mean head to head since an unchanged output counts for the candidate
     predicting no change where the swap is effective (``compare.hypotheses``); before that it lost. miu_first
     is a strict xfail (reason above)."""
-    model = preps[name].compiled.model
+    model = all_preps[name].compiled.model
     if disguised:
         model, _ = disguise(model, 11, invertible=True)
-    ranking = rank(preps, model)
+    ranking = rank(all_preps, model)
     check_identifies(ranking, name)
     if name != "miu_first":
         assert ranking.candidates[name].support is Support.SUPPORTED, ranking.candidates[name].score.fmt()
@@ -129,8 +137,9 @@ def test_counterparts_are_one_to_one_at_each_position():
     assert not _one_to_one(count, [7] * 5, pos)          # nor is a constant
 
 
-def test_position_wise_variables_are_recognised(preps):
-    data = preps["miu_first"].data
+def test_position_wise_variables_are_recognised(artifacts):
+    model, meta = load(artifacts, "miu_first")
+    data = build_dataset(get_program("miu_first"), meta, model.cfg, HYP.n_inputs, HYP.seed, HYP.folds)
     assert positionwise(data, "I_at") and positionwise(data, "M_at")
     assert not positionwise(data, "first") and not positionwise(data, "count_I")
 
@@ -159,7 +168,8 @@ def test_report_opens_with_which_algorithm(artifacts, tmp_path):
     """`--hypotheses` end to end; a disguised compiled miu_first stands in for a model trained at its shape."""
     model, _ = disguise(load(artifacts, "miu_first")[0], 2, invertible=False)
     save_artifact(tmp_path / "mine", model.float(), {"kind": "learned"})
-    path = cli.run("miu_first", artifacts, tmp_path / "reports", [0], [str(tmp_path / "mine")], HYP,
+    cfg = dataclasses.replace(HYP, n_inputs=400, n_fit=60, n_val=40, n_test=60, das_steps=3)  # the layout only
+    path = cli.run("miu_first", artifacts, tmp_path / "reports", [0], [str(tmp_path / "mine")], cfg,
                    controls=False, log=lambda s: None, hypotheses=["miu", "miu_first"])
     md = (path.parent / "report.md").read_text()
     # first screen: the ranking's headline, the ranking table, the best candidate's graph; then the sections
