@@ -22,6 +22,14 @@ Per counted class ``c`` (its letters ``L``):
   ``<L>_ok``        for a class that sends every state to the dead one: its
                     fraction is 0 (``M_ok``).
 The output is one MLP on those (at most two).
+
+When two classes split the alphabet between them, every token marked by its
+letter (Tomita 5 and 6, ``(aa)*``), their fractions add up to 1 on every
+input: a second ``is_``/``frac_`` pair would carry no information of its own,
+and no swap could set one without the other, so the causal model would not be
+identifiable. Only the first class that does not kill is counted then; the
+other's decoded variable comes from the same fraction and the position (its
+count is the position + 1 minus the counted one's).
 """
 
 from __future__ import annotations
@@ -70,6 +78,15 @@ def fractions_program(task: Task, dfa: Dfa, scheme, out) -> ProgramSpec:
     by_token = {c: all(scheme.marked(a, 0, c) == (a in letters[c]) for a in dfa.alphabet) for c in names}
     cycles = {c: power_cycle(dfa, letters[c][0], scheme.domain) for c in names}
     reduce = {c: reducer(*cycles[c]) for c in names}
+    # two classes that split the alphabet: the second is read off the first (module docstring)
+    split = (len(names) == 2 and all(by_token.values()) and not all(dead.values())
+             and sorted(letters[names[0]] + letters[names[1]]) == sorted(dfa.alphabet))
+    counted = [next(c for c in names if not dead[c])] if split else list(names)
+    other = {c: counted[0] for c in names if c not in counted}  # an uncounted class -> the counted one
+
+    def count_in(c, f, q) -> int:
+        """Class ``c``'s count at position ``q`` from the counted class's fraction ``f``."""
+        return count_of(f, q) if c in counted else q + 1 - count_of(f, q)
 
     def decoded(c):
         if dead[c]:
@@ -93,29 +110,32 @@ def fractions_program(task: Task, dfa: Dfa, scheme, out) -> ProgramSpec:
 
         prefix = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ).named("prefix")
         ones, fracs, finals = {}, {}, []
-        for c in names:
+        for c in counted:
             if by_token[c]:
                 ones[c] = rasp.numerical(rasp.Map(lambda t, c=c: 1 if t in letters[c] else 0,
                                                   rasp.tokens)).named(f"is_{c}")
             else:
                 cat = rasp.categorical(rasp.SequenceMap(mark01(c), rasp.tokens, rasp.indices)).named(c)
                 ones[c] = rasp.numerical(rasp.Map(lambda b: b, cat)).named(f"is_{c}")
-        for c in names:
+        for c in counted:
             fracs[c] = rasp.numerical(rasp.Aggregate(prefix, ones[c], default=0)).named(f"frac_{c}")
         exact = {c: rasp.categorical(rasp.Map(exact_fraction, fracs[c])).named(f"frac_{c}_exact")
-                 for c in names if not dead[c]}
+                 for c in counted if not dead[c]}
         for c in names:
-            if dead[c]:
+            if dead[c] and c in counted:
                 finals.append(rasp.categorical(rasp.Map(lambda f: f == 0, fracs[c])).named(decoded(c)))
+            elif dead[c]:  # no mark of c: every token is the counted class's
+                finals.append(rasp.categorical(rasp.Map(lambda f: f == 1, fracs[other[c]])).named(decoded(c)))
             else:
                 finals.append(rasp.categorical(rasp.SequenceMap(
-                    lambda f, q, c=c: reduce[c](count_of(f, q)), exact[c], rasp.indices)).named(decoded(c)))
+                    lambda f, q, c=c: reduce[c](count_in(c, f, q)), exact[c if c in counted else other[c]],
+                    rasp.indices)).named(decoded(c)))
         if len(finals) == 1:
             return rasp.categorical(rasp.Map(verdict, finals[0], simplify=False)).named(task.output)
         return rasp.categorical(rasp.SequenceMap(verdict, *finals)).named(task.output)
 
     variables = []
-    for c in names:
+    for c in counted:
         what = "/".join(letters[c])
         if by_token[c]:
             variables.append(Variable(f"is_{c}", ("tokens",),
@@ -128,27 +148,35 @@ def fractions_program(task: Task, dfa: Dfa, scheme, out) -> ProgramSpec:
                                       f"else 0"))
             variables.append(Variable(f"is_{c}", (c,), lambda b: list(b), f"{c} as a number, for mean attention",
                                       "numerical"))
-    for c in names:
+    for c in counted:
         variables.append(Variable(f"frac_{c}", (f"is_{c}", "indices"), _prefix_mean,
                                   f"fraction of {'/'.join(letters[c])} marks in the prefix", "numerical"))
-    for c in names:
+    for c in counted:
         if not dead[c]:
             variables.append(Variable(f"frac_{c}_exact", (f"frac_{c}",), lambda fs: [exact_fraction(f) for f in fs],
                                       f"the fraction of {c} as an exact category ('3/5')"))
     for c in names:
-        if dead[c]:
+        if dead[c] and c in counted:
             variables.append(Variable(decoded(c), (f"frac_{c}",), lambda fs: [f == 0 for f in fs],
                                       f"no {'/'.join(letters[c])} mark in the prefix"))
+        elif dead[c]:
+            variables.append(Variable(decoded(c), (f"frac_{other[c]}",), lambda fs: [f == 1 for f in fs],
+                                      f"no {'/'.join(letters[c])} in the prefix: the fraction of "
+                                      f"{'/'.join(letters[other[c]])} is 1"))
         else:
             index, period = cycles[c]
             what = f"mod {period}" if index == 0 else f"from {index} on mod {period}"
-            variables.append(Variable(decoded(c), (f"frac_{c}_exact", "indices"),
-                                      lambda fs, ix, c=c: [reduce[c](count_of(f, q)) for f, q in zip(fs, ix)],
-                                      f"number of {c} in the prefix {what}, from the fraction and the position"))
+            how = ("from the fraction and the position" if c in counted else
+                   f"the position + 1 minus the number of {other[c]}, from its fraction")
+            source = c if c in counted else other[c]
+            variables.append(Variable(decoded(c), (f"frac_{source}_exact", "indices"),
+                                      lambda fs, ix, c=c: [reduce[c](count_in(c, f, q)) for f, q in zip(fs, ix)],
+                                      f"number of {c} in the prefix {what}, {how}"))
     variables.append(Variable(task.output, tuple(decoded(c) for c in names),
                               lambda *vs: [verdict(*v) for v in zip(*vs)],
                               f"{task.output} of the prefix, from the decoded counts"))
     return ProgramSpec(name=f"{task.name}.fractions",
-                       description=f"{task.description}: mean attention gives the fractions of "
-                                   f"{', '.join(names)}; MLPs decode them with the position",
+                       description=f"{task.description}: mean attention gives the "
+                                   f"fraction{'s' if len(counted) > 1 else ''} of {', '.join(counted)}; MLPs "
+                                   f"decode {'them' if len(counted) > 1 else 'it'} with the position",
                        task=task, max_supported_len=FRACTIONS_MAX_LEN, build=build, variables=tuple(variables))

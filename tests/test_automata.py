@@ -270,7 +270,7 @@ def test_cli_refuses_a_skipped_construction_in_one_line():
 
 # -- compiled ----------------------------------------------------------------------
 
-FAST_COMPILED = ["tomita5.counts", "tomita4.window", "dyck2_next.prefix", "parity.fractions"]  # reset: slow only
+FAST_COMPILED = ["tomita5.counts", "tomita4.window", "dyck2_next.prefix", "tomita5.fractions", "aa.fractions"]  # reset: slow only
 
 
 def _compiled_exact(name, max_len=None):
