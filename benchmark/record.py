@@ -17,8 +17,10 @@ from benchmark.jobs import JobSpec
 
 # Bump when what a job computes changes: records of another version are rerun (their trained models are
 # reused when the training config matches), never reused. 2: the head-to-head's effectiveness gate, untrained
-# baselines kept per dtype (compare.hypotheses, compare.context).
-VERSION = 2
+# baselines kept per dtype (compare.hypotheses, compare.context). 3: a fractions candidate counts one of two
+# classes that split the alphabet (rasp_programs.automaton_fractions); the head-to-head counts a pair whose
+# prediction is the source's own output only where the swap is faithful.
+VERSION = 3
 
 
 class JobStatus(enum.Enum):

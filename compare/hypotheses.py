@@ -442,6 +442,15 @@ def _effective(t: _Tested, seed: int) -> bool:
     return bootstrap(_hits(t)[same].astype(float), t.groups[same], seed, groups2=t.sources[same]).lo >= IIA_OK
 
 
+def _faithful(t: _Tested, seed: int) -> bool:
+    """The swap sets the variable itself, not the output it feeds: on the variable's distinguishing pairs
+    (where its counterfactual is neither the source's own output nor no change; at any position) IIA lower
+    bound at least ``IIA_OK``, on at least ``MIN_PAIRS`` pairs."""
+    if t.outputs is None or len(t.pairs) < MIN_PAIRS:
+        return False
+    return bootstrap(_hits(t).astype(float), t.groups, seed, groups2=t.sources).lo >= IIA_OK
+
+
 def _duel(a: str, b: str, preps: dict[str, Prepared], runs: dict[str, _Runs], tested: dict, scored: dict,
           counterparts: dict, seed: int) -> HeadToHead:
     """Which of ``a`` and ``b`` the model follows on the pairs where their counterfactuals differ (``tested``:
@@ -463,6 +472,12 @@ def _duel(a: str, b: str, preps: dict[str, Prepared], runs: dict[str, _Runs], te
             # the counterparts correspond on v's live rows only: a source elsewhere (a string whose M rule is
             # already broken, where count_bad_M and count_M part ways) says nothing about which one the model holds
             differ = ~agrees(theirs_t, t.pairs.target) & prep.data.live[v][t.pairs.source]
+            # A prediction that is the source's own output is met by any swap that carries the output: such a
+            # pair counts only where the swap is shown to set the variable itself (``_faithful``). Without it
+            # a variable that fixes the whole state at a position (a fraction of a two-letter alphabet) won
+            # every pair where a model copied the source's verdict.
+            if not _faithful(scored[mine][v], seed):
+                differ &= ~(agrees(t.pairs.copy, t.pairs.target) | agrees(t.pairs.copy, theirs_t, like=t.pairs.target))
             if not differ.any():
                 continue
             label = f"{v} ~ {w}" if mine == a else f"{w} ~ {v}"

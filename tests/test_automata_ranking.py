@@ -6,16 +6,14 @@ all of them (plain and disguised); it must come first, told apart from every
 rival. An untrained network supports none. The candidates are compiled here
 at the tasks' default length (10).
 
-Run in full 2026-12-03 after the head-to-head's effectiveness gate (this
-file, 25 min 32 s on one core of a busy 2-core machine): ``tomita5.counts``
-now identifies itself plain and disguised, as ``tomita5.prefix``,
-``tomita4.window``, ``tomita4.prefix`` and ``dyck2.prefix`` do (before the
-gate it lost head to head to ``tomita5.fractions``). Two expected failures
-remain, strict, each plain and disguised (reasons below): compiled
-``tomita5.fractions``, whose own fraction variables do not carry across
-positions in the located subspaces, and compiled ``tomita4.reset``, which
-scores 0.76 on its own variables and loses head to head to the window. The
-untrained network supports no candidate of the three languages.
+Run in full 2026-12-03 after the head-to-head's effectiveness gate: ``tomita5.counts`` identified itself
+plain and disguised, as ``tomita5.prefix``, ``tomita4.window``, ``tomita4.prefix`` and ``dyck2.prefix``
+do. Compiled ``tomita5.fractions`` did not: it counted both letters, and two fractions that add up to 1
+made its causal model unidentifiable (its own fraction variables were located downstream and crossed
+positions at IIA 0.12-0.28). It now counts one of the two (``rasp_programs.automaton_fractions``), and its
+fractions cross positions at 1.00. One expected failure remains, strict, plain and disguised (reason
+below): compiled ``tomita4.reset`` scores 0.76 on its own variables and loses head to head to the window.
+The untrained network supports no candidate of the three languages.
 """
 
 from __future__ import annotations
@@ -30,11 +28,6 @@ from test_hypotheses import HYP, check_identifies
 
 pytestmark = pytest.mark.slow
 LANGUAGES = ("tomita5", "tomita4", "dyck2")
-FRACTIONS_CROSS = pytest.mark.xfail(strict=True, reason=(
-    "measured 2026-12-03 at length 10: compiled tomita5.fractions has tomita5.counts ranked first (0.99 [0.95, "
-    "1.00], supported); its own frac variables are located at block 3 and cross positions at IIA 0.12-0.28 in "
-    "their own compiled model (0.90-0.98 on same-position pairs), so fractions scores 0.84 [0.79, 0.90]; neither "
-    "wins head to head (287 pairs, 0.18 vs 0.21)"))
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +50,7 @@ RESET_SCORE = pytest.mark.xfail(strict=True, reason=(
     "measured 2026-12-02 and again 2026-12-03 at length 10: compiled tomita4.reset scores 0.76 [0.65, 0.85] on "
     "its own variables (not supported) and loses head to head to tomita4.window on 25 pairs (prev_1, prev_2 ~ "
     "prev_state)"))
-MARKS = {"tomita5.fractions": FRACTIONS_CROSS, "tomita4.reset": RESET_SCORE}
+MARKS = {"tomita4.reset": RESET_SCORE}
 CASES = [pytest.param(lang, name, marks=MARKS[name]) if name in MARKS else (lang, name)
          for lang in LANGUAGES for name in derived_candidates(lang)]
 
