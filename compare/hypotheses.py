@@ -451,6 +451,25 @@ def _faithful(t: _Tested, seed: int) -> bool:
     return bootstrap(_hits(t).astype(float), t.groups, seed, groups2=t.sources).lo >= IIA_OK
 
 
+def _deciding(t: _Tested, theirs: torch.Tensor, scored: _Tested, live: np.ndarray, seed: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Of one variable's test pairs ``t`` (``theirs`` ``[P, T]``: the other candidate's predictions; ``scored``:
+    the variable's distinguishing pairs; ``live`` ``[P]``: the source is on a live row): ``[P]`` the pairs that
+    tell the two candidates apart, and ``[P]`` those on which the model's output counts for either."""
+    # the counterparts correspond on v's live rows only: a source elsewhere (a string whose M rule is
+    # already broken, where count_bad_M and count_M part ways) says nothing about which one the model holds
+    differ = ~agrees(theirs, t.pairs.target) & live
+    # A prediction that is the source's own output is met by any swap that carries the output: such a pair
+    # counts only where the swap is shown to set the variable itself (``_faithful``). Without it a variable
+    # that fixes the whole state at a position (a fraction of a two-letter alphabet) won every pair where a
+    # model copied the source's verdict.
+    if not _faithful(scored, seed):
+        differ &= ~(agrees(t.pairs.copy, t.pairs.target) | agrees(t.pairs.copy, theirs, like=t.pairs.target))
+    # an unchanged output follows the candidate predicting no change only if the swap is effective: a swap
+    # that changes nothing would otherwise "follow" whichever candidate predicts the model's own output
+    return differ, t.changed | _effective(scored, seed)
+
+
 def _duel(a: str, b: str, preps: dict[str, Prepared], runs: dict[str, _Runs], tested: dict, scored: dict,
           counterparts: dict, seed: int) -> HeadToHead:
     """Which of ``a`` and ``b`` the model follows on the pairs where their counterfactuals differ (``tested``:
@@ -469,22 +488,11 @@ def _duel(a: str, b: str, preps: dict[str, Prepared], runs: dict[str, _Runs], te
                                  effective=False)
                 theirs.append(row if row is not None else [-1] * prep.data.ids.shape[1])
             theirs_t = torch.tensor(theirs, dtype=torch.long)
-            # the counterparts correspond on v's live rows only: a source elsewhere (a string whose M rule is
-            # already broken, where count_bad_M and count_M part ways) says nothing about which one the model holds
-            differ = ~agrees(theirs_t, t.pairs.target) & prep.data.live[v][t.pairs.source]
-            # A prediction that is the source's own output is met by any swap that carries the output: such a
-            # pair counts only where the swap is shown to set the variable itself (``_faithful``). Without it
-            # a variable that fixes the whole state at a position (a fraction of a two-letter alphabet) won
-            # every pair where a model copied the source's verdict.
-            if not _faithful(scored[mine][v], seed):
-                differ &= ~(agrees(t.pairs.copy, t.pairs.target) | agrees(t.pairs.copy, theirs_t, like=t.pairs.target))
+            differ, counts = _deciding(t, theirs_t, scored[mine][v], prep.data.live[v][t.pairs.source], seed)
             if not differ.any():
                 continue
             label = f"{v} ~ {w}" if mine == a else f"{w} ~ {v}"
             via += [] if label in via else [label]
-            # an unchanged output follows the candidate predicting no change only if the swap is effective: a
-            # swap that changes nothing would otherwise "follow" whichever candidate predicts the model's own output
-            counts = t.changed | _effective(scored[mine][v], seed)
             h_mine, h_theirs = (_hits(t) & counts)[differ], (_hits(t, theirs_t) & counts)[differ]
             follow_a.append(h_mine if mine == a else h_theirs)
             follow_b.append(h_theirs if mine == a else h_mine)

@@ -137,6 +137,46 @@ def test_counterparts_are_one_to_one_at_each_position():
     assert not _one_to_one(count, [7] * 5, pos)          # nor is a constant
 
 
+def _tested(outputs, target, copy, keep, changed):
+    """Synthetic test pairs of one variable at the last of two positions (BOS ignored), one string each."""
+    from compare.hypotheses import _Tested
+    from compare.interventions import Pairs
+    from compare.outputs import IGNORE
+
+    n = len(target)
+
+    def rows(v):
+        return torch.tensor([[IGNORE, int(x)] for x in v])
+    idx = np.arange(n)
+    pairs = Pairs(idx, idx, rows(target), np.array(["x"] * n), np.ones(n, bool), rows(copy), rows(keep),
+                  np.ones(n, bool))
+    return _Tested(pairs, np.ones(n, bool), None if outputs is None else rows(outputs), idx, np.asarray(changed),
+                   idx + n)
+
+
+def test_a_copied_verdict_counts_head_to_head_only_where_the_swap_is_faithful():
+    """On 40 binary-output pairs the candidate predicts the source's own output (copy), its rival no change.
+    A swap that copies the output meets the prediction on every pair. Whether those pairs count depends on
+    the variable's distinguishing pairs: if there the swap misses the variable's counterfactual (it carries
+    only the output), no pair counts; if it hits, every pair does."""
+    from compare.hypotheses import _deciding
+
+    n = 40
+    ones, zeros = np.ones(n, int), np.zeros(n, int)
+    pairs = _tested(ones, ones, ones, zeros, np.ones(n, bool))   # the model copied, as predicted
+    theirs = pairs.pairs.keep.clone()
+    live = np.ones(n, bool)
+    copying = _tested(ones, zeros, ones, zeros, np.ones(n, bool))  # distinguishing pairs: wants 0, gets the copy
+    faithful = _tested(zeros, zeros, ones, ones, np.ones(n, bool))  # ... gets the counterfactual
+    differ, _ = _deciding(pairs, theirs, copying, live, 0)
+    assert not differ.any()
+    differ, counts = _deciding(pairs, theirs, faithful, live, 0)
+    assert differ.all() and counts.all()
+    # where neither prediction is the source's own output (three output classes), the pairs count either way
+    other = _tested(ones, ones, zeros, zeros, np.ones(n, bool))
+    assert _deciding(other, torch.full_like(other.pairs.keep, 2), copying, live, 0)[0].all()
+
+
 def test_position_wise_variables_are_recognised(artifacts):
     model, meta = load(artifacts, "miu_first")
     data = build_dataset(get_program("miu_first"), meta, model.cfg, HYP.n_inputs, HYP.seed, HYP.folds)
