@@ -76,8 +76,10 @@ def test_self_identification_mean_attention(preps):
     duel = next(d for d in ranking.head_to_head if {d.a, d.b} == {"miu", "miu_mean"})
     assert duel.n >= 20 and duel.winner == "miu_mean"
     # the count is told from the fraction on the pairs where they predict different outputs: there the model
-    # follows the fraction (on a candidate's own distinguishing pairs count and fraction mostly agree)
-    assert "count_I ~ frac_I" in duel.via
+    # follows the fraction (on a candidate's own distinguishing pairs count and fraction mostly agree). Since
+    # a copied verdict counts only where the swap is faithful, these are frac_I_exact's pairs (2026-12-03:
+    # 25 pairs, the count followed on none)
+    assert any(v.startswith("count_I ~ frac_I") for v in duel.via), duel.via
     follows_mean = duel.b_follows if duel.b == "miu_mean" else duel.a_follows
     follows_count = duel.a_follows if duel.b == "miu_mean" else duel.b_follows
     assert follows_mean.value > follows_count.value
