@@ -315,6 +315,8 @@ class Transformer(nn.Module):
             if start_name not in stages:
                 raise ValueError(f"cannot start at {start_name!r}: not a residual hook")
             first = stages[start_name]
+            if stop_at is not None and stages[stop_at] < first:
+                raise ValueError(f"cannot stop at {stop_at!r}: before the start {start_name!r}")
             resid = hp(start_name, resid)  # [B, T, D]
         else:
             embed = hp("hook_embed", P["embed.W_E"][tokens])  # [B, T, D]

@@ -708,6 +708,8 @@ def test_stopping_at_a_hook_returns_the_full_runs_residual(artifacts):
         assert torch.equal(model(ids, start=(start, cache[start]), stop_at=hook), cache[hook])
     with pytest.raises(ValueError, match="not a residual hook"):
         model(ids, stop_at="blocks.0.attn.hook_z")
+    with pytest.raises(ValueError, match="before the start"):
+        model(ids, start=(hooks[2], cache[hooks[2]]), stop_at=hooks[1])
 
 
 # ------------------------------------------------------- language models (MU-GPT) --
