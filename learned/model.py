@@ -307,7 +307,7 @@ class Transformer(nn.Module):
             return any(want(f"blocks.{l}.{n}") for n in SUBLAYER_HOOKS[kind])
         first, start_name = 0, None  # first sublayer to run: 2l = layer l's attention, 2l + 1 its MLP
         stages = {f"blocks.{l}.hook_resid_{k}": 2 * l + i for l in range(cfg.n_layers)
-                  for i, k in enumerate(("pre", "mid", "post"))}
+                  for i, k in enumerate(("pre", "mid", "post"))} if start is not None or stop_at is not None else {}
         if stop_at is not None and stop_at not in stages:
             raise ValueError(f"cannot stop at {stop_at!r}: not a residual hook")
         if start is not None:

@@ -33,18 +33,15 @@ LANGUAGES = ("tomita5", "tomita4", "dyck2")
 
 
 @pytest.fixture(scope="module")
-def preps():
-    pytest.importorskip("jax")
-    from compiled.compile import compile_program
+def preps(tracr_compiled):
     from compiled.export import to_torch
 
     out = {}
     for language in LANGUAGES:
         out[language] = {}
         for name in derived_candidates(language):
-            spec = get_program(name)
-            model, meta = to_torch(compile_program(spec, spec.default_max_len))
-            out[language][name] = prepare(spec, model, meta, HYP)
+            model, meta = to_torch(tracr_compiled[name])
+            out[language][name] = prepare(get_program(name), model, meta, HYP)
     return out
 
 
