@@ -43,6 +43,10 @@ from rasp_programs.spec import ProgramSpec, Task, Variable
 NOT_RESET = "-"
 
 
+class UndefinedAggregate(ValueError):
+    """A categorical attention that selects no value or several distinct ones (only under an intervention)."""
+
+
 def _in_prefix(k, q) -> bool:
     return 0 <= k <= q
 
@@ -139,8 +143,17 @@ def reset_program(task: Task, dfa: Dfa, out, selector_width_max_len: int) -> Pro
         return rasp.categorical(rasp.SequenceMap(verdict, kills, state)).named(task.output)
 
     def last_of(values, keys, ns):
-        where = {k: i for i, k in enumerate(keys) if k > 0}  # set by hand, a key may be missing: RASP's None
-        return [values[where[m]] if m in where else None for m in ns]
+        # The attention at q reads keys k <= q (the compiled model is causally masked). A categorical Aggregate
+        # is defined only where it selects one distinct value: with none Tracr writes 0 (RASP says None), with
+        # several a mixture. Neither happens on a real input; a variable set by hand can make either happen,
+        # and that counterfactual is undefined (compare.interventions then skips the pair).
+        out = []
+        for q, m in enumerate(ns):
+            found = {values[k] for k in range(q + 1) if keys[k] == m}
+            if len(found) != 1:
+                raise UndefinedAggregate(f"position {q}: key {m!r} selects {len(found)} distinct values")
+            out.append(found.pop())
+        return out
 
     letters = "/".join(resets)
     variables = [

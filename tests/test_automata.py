@@ -21,6 +21,7 @@ import pytest
 from rasp_programs import automaton_programs, miu
 from rasp_programs.automata import DFAS, TASKS
 from rasp_programs.automaton import Dfa, automaton_tasks, parse_legal
+from rasp_programs.automaton_reset import UndefinedAggregate
 from rasp_programs.errors import ToolkitError
 from rasp_programs.registry import derived_candidates, expand_hypotheses, get_program, get_task, task_programs
 
@@ -187,6 +188,20 @@ def test_last_reset_reads_the_last_reset():
     assert values["reset_at"] == [0, -1, -1, -1, 4, -1] and values["resets"] == [1, 1, 1, 1, 2, 2]
     assert values["since_0"] == [0, 1, 2, 3, 0, 1] and values["kill_at"] == [-1, -1, -1, 3, 4, -1]
     assert values["member"] == [True, True, True, False, False, False]
+
+
+def test_last_reset_under_an_intervention_reads_only_the_prefix_and_one_key():
+    """The attention to the last reset is causally masked and categorical: a count of resets set by hand reads
+    the reset with that ordinal at or before the position, and a key that selects nothing there (Tracr writes
+    0) is an undefined counterfactual, not a read of a later position. Before this, setting ``resets`` read
+    future keys, so compiled ``tomita4.reset`` failed its own swaps of ``resets`` (IIA 0.31) and was not
+    supported on itself."""
+    spec = get_program("tomita4.reset")
+    tokens = tuple("10010")
+    assert spec.run(tokens)["last_count_0"][4] == 2  # the 0s up to the reset at position 3
+    assert spec.run(tokens, {"resets": {4: 1}})["last_count_0"][4] == 0  # the reset at position 0
+    with pytest.raises(UndefinedAggregate, match="key 3 selects 0"):  # ordinal 3 is at position 4, after q = 1
+        spec.run(tuple("10011"), {"resets": {1: 3}})
 
 
 def test_program_names_resolve():
