@@ -19,8 +19,10 @@ from benchmark.jobs import JobSpec
 # reused when the training config matches), never reused. 2: the head-to-head's effectiveness gate, untrained
 # baselines kept per dtype (compare.hypotheses, compare.context). 3: a fractions candidate counts one of two
 # classes that split the alphabet (rasp_programs.automaton_fractions); the head-to-head counts a pair whose
-# prediction is the source's own output only where the swap is faithful.
-VERSION = 3
+# prediction is the source's own output only where the swap is faithful. 4: a reset candidate's last-reset
+# attention under an intervention reads only earlier keys and is undefined unless it selects one value
+# (rasp_programs.automaton_reset).
+VERSION = 4
 
 
 class JobStatus(enum.Enum):

@@ -14,8 +14,9 @@ fraction variables were located downstream and crossed positions at IIA 0.12-0.2
 (``rasp_programs.automaton_fractions``) and its fractions cross positions at 1.00. Compiled
 ``tomita4.reset`` lost head to head to the window on pairs where one prediction was the source's own
 output; such a pair now counts only where the swap is faithful (``compare.hypotheses._deciding``). It
-ranks first on its score, 0.76 [0.65, 0.85] against the window's 0.55 [0.44, 0.65], but is not
-supported (the score is below 0.9), which this test does not ask.
+then ranked first on its score, 0.76 [0.65, 0.85], but was not supported on itself: its causal model read
+the last reset at later positions under an intervention. Read as the compiled head reads it
+(``rasp_programs.automaton_reset``), it scores 0.97 [0.94, 1.00] (``-k tomita4``, 7 passed, 2026-12-03).
 """
 
 from __future__ import annotations
