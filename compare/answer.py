@@ -56,7 +56,7 @@ def controls_sentence(controls: list) -> str:
     checked = [c for c in controls if c.passed is not None]
     if not checked:
         return ""
-    failed = [c.name for c in checked if not c.passed]
+    failed = [f"{c.name} ({c.why})" if c.why else c.name for c in checked if not c.passed]
     if not failed:
         return f"All {len(checked)} controls pass, so the method measures what it claims on this program."
     return (f"{len(checked) - len(failed)} of {len(checked)} controls pass; {_join(failed)} failed, so read the "

@@ -133,6 +133,7 @@ class ControlResult:
     result: Comparison | None = None
     expected: str = ""
     found: str = ""
+    why: str = ""  # what failed, in a few words (the report's first screen names it); empty when it passed
 
 
 def _status_line(statuses: dict[str, str]) -> str:
@@ -153,11 +154,16 @@ def check_self(ref: Comparison) -> ControlResult:
                 if v.status not in (Status.NOT_TESTABLE, Status.NOT_IDENTIFIABLE)]
     ok = bool(testable) and all(v.status.causal for v in testable) and ref.heads.matched == len(ref.heads.matches)
     found = _status_line(_statuses(ref)) + f"; heads matched {ref.heads.matched}/{len(ref.heads.matches)}"
+    unmatched = len(ref.heads.matches) - ref.heads.matched
+    why = "" if ok else "; ".join(
+        [f"{v.name} {v.status.value}" for v in testable if not v.status.causal]
+        + ([f"{unmatched} of {len(ref.heads.matches)} heads unmatched"] if unmatched else [])
+        + ([] if testable else ["no testable variable"]))
     return ControlResult("self", ok, {"statuses": _statuses(ref), "hooks": _hooks(ref),
                                       "not identifiable (not required)": unidentifiable,
                                       "heads": {m.compiled: m.learned for m in ref.heads.matches}}, ref,
                          expected="every identifiable variable causal; every live head matched to itself",
-                         found=found)
+                         found=found, why=why)
 
 
 def check_disguised(prep: Prepared, seed: int, invertible: bool) -> ControlResult:
@@ -174,18 +180,22 @@ def check_disguised(prep: Prepared, seed: int, invertible: bool) -> ControlResul
     found = ("the same statuses" if same_status else "statuses " + _status_line(_statuses(res))) + (
         ", hooks" if same_hooks else ", other hooks") + (
         ", permuted heads matched" if got == expected else f", heads matched {len(got)}/{len(expected)} as permuted")
+    why = "; ".join(w for w, bad in (("other statuses", not same_status), ("other hooks", not same_hooks),
+                                     ("heads not matched as permuted", got != expected)) if bad)
     return ControlResult("disguised (invertible)" if invertible else "disguised (rotation)", ok, checks, res,
                          expected="the compiled model's statuses and hooks; each head matched to its permuted copy",
-                         found=found)
+                         found=found, why=why)
 
 
 def check_untrained(prep: Prepared, seed: int) -> ControlResult:
     res = compare_fixed(prep, random_model(prep.compiled.model, seed))
     causal = [k for k, v in res.variables.items() if v.status.causal]
-    return ControlResult("untrained", res.summary.verdict == "no match" and not causal,
+    ok = res.summary.verdict == "no match" and not causal
+    return ControlResult("untrained", ok,
                          {"verdict": res.summary.verdict, "causal": causal, "statuses": _statuses(res)}, res,
                          expected="no match: no variable causal, no head matched",
-                         found=f"{res.summary.verdict}; causal: {', '.join(causal) or 'none'}")
+                         found=f"{res.summary.verdict}; causal: {', '.join(causal) or 'none'}",
+                         why="" if ok else f"{res.summary.verdict}; causal: {', '.join(causal) or 'none'}")
 
 
 def knockout_target(prep: Prepared) -> tuple[Head, str] | None:
@@ -214,7 +224,9 @@ def check_knockout(prep: Prepared) -> ControlResult:
                           "balanced_accuracy": bal.fmt(3), "compiled_balanced_accuracy": ref_bal.fmt(3)}, res,
                          expected=f"zeroing {head} ({sop}) loses {', '.join(sorted(lost))}; task accuracy drops",
                          found=(f"still computed: {', '.join(still) or 'none'}; balanced accuracy {bal.fmt(3)} vs "
-                                f"{ref_bal.fmt(3)}"))
+                                f"{ref_bal.fmt(3)}"),
+                         why="; ".join(([f"still computed: {', '.join(still)}"] if still else [])
+                                       + ([] if damaged else ["task accuracy did not drop"])))
 
 
 def check_distributed(prep: Prepared, seed: int) -> ControlResult:

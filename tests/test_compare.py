@@ -20,6 +20,7 @@ import torch
 
 from compare import __main__ as cli
 from compare.ablations import metrics, z_statistics
+from compare.answer import controls_sentence
 from compare.activations import build_dataset, resid_hooks
 from compare.context import untrained_baseline, untrained_key
 from compare.controls import (check_disguised, check_distributed, check_knockout, check_self, check_untrained,
@@ -79,6 +80,18 @@ def test_control_self(miu):
     assert count_i.iia.lo >= 0.9 and count_i.intervention.subspace_readout.lo >= 0.95
     assert count_i.partition_text == "{0 mod 3} vs {1, 2 mod 3}"
     assert ref.variables["theorem"].found_hook == "blocks.2.hook_resid_post"
+
+
+def test_a_failed_control_says_what_failed_on_the_first_screen(miu):
+    """The self control with one variable left undecided fails, names it, and the report's opening sentence
+    carries the name (a reader of the first screen learns which variable the method could not establish)."""
+    ref = copy.deepcopy(miu.reference)
+    ref.variables["bad_M_at"] = dataclasses.replace(ref.variables["bad_M_at"], status=Status.UNDECIDED)
+    failed = check_self(ref)
+    assert not failed.passed and failed.why == "bad_M_at undecided"
+    assert check_self(miu.reference).why == ""
+    sentence = controls_sentence([failed, check_self(miu.reference)])
+    assert sentence.startswith("1 of 2 controls pass; self (bad_M_at undecided) failed"), sentence
 
 
 @pytest.mark.parametrize("invertible", [False, True], ids=["rotation", "invertible"])
