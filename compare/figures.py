@@ -224,15 +224,22 @@ def key_attention(att: KeyAttention, path: Path) -> str:
     return _save(fig, path)
 
 
+def graph_layout(edges: list[list[str]]) -> tuple[nx.DiGraph, dict[str, np.ndarray]]:
+    """The computation graph and its node positions: one column per topological generation, each column in
+    the order the nodes first appear in ``edges`` (networkx's own grouping goes through sets, whose order of
+    strings changes from one Python process to the next, and with it the figure)."""
+    g = nx.DiGraph()
+    g.add_edges_from(tuple(e) for e in edges)
+    first = {node: i for i, node in enumerate(g.nodes)}
+    columns = {depth: sorted(layer, key=first.__getitem__)
+               for depth, layer in enumerate(nx.topological_generations(g))}
+    return g, nx.multipartite_layout(g, subset_key=columns)
+
+
 def _graph(ax, edges: list[list[str]], variables: dict, scored=None, title: str = "") -> None:
     """One computation graph on ``ax``: nodes coloured by each variable's status, labelled with the hook where
     it lives; ``scored`` (a ``CandidateResult``) adds its test IIA and the heads that write it."""
-    g = nx.DiGraph()
-    g.add_edges_from(tuple(e) for e in edges)
-    for depth, layer in enumerate(nx.topological_generations(g)):
-        for node in layer:
-            g.nodes[node]["depth"] = depth
-    pos = nx.multipartite_layout(g, subset_key="depth")
+    g, pos = graph_layout(edges)
     colours, labels = [], {}
     for node in g.nodes:
         var = variables.get(node)

@@ -10,7 +10,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import os
 import re
+import subprocess
+import sys
 import types
 from pathlib import Path
 
@@ -80,6 +83,17 @@ def test_control_self(miu):
     assert count_i.iia.lo >= 0.9 and count_i.intervention.subspace_readout.lo >= 0.95
     assert count_i.partition_text == "{0 mod 3} vs {1, 2 mod 3}"
     assert ref.variables["theorem"].found_hook == "blocks.2.hook_resid_post"
+
+
+def test_graph_layout_is_the_same_in_every_process():
+    """The report's computation graph places each node where it did in any other run: string hashing changes
+    between processes, and with it the order of a set (networkx groups layers through sets)."""
+    code = ("from compare.figures import graph_layout; from rasp_programs.registry import get_program; "
+            "g, pos = graph_layout([list(e) for e in get_program('miu').graph.edges]); "
+            "print(sorted((n, [round(float(x), 6) for x in p]) for n, p in pos.items()))")
+    outs = {subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": str(seed)},
+                           capture_output=True, text=True, check=True).stdout for seed in (1, 2, 3)}
+    assert len(outs) == 1, outs
 
 
 def test_a_failed_control_says_what_failed_on_the_first_screen(miu):
