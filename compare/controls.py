@@ -191,11 +191,11 @@ def check_untrained(prep: Prepared, seed: int) -> ControlResult:
     res = compare_fixed(prep, random_model(prep.compiled.model, seed))
     causal = [k for k, v in res.variables.items() if v.status.causal]
     ok = res.summary.verdict == "no match" and not causal
+    found = f"{res.summary.verdict}; causal: {', '.join(causal) or 'none'}"
     return ControlResult("untrained", ok,
                          {"verdict": res.summary.verdict, "causal": causal, "statuses": _statuses(res)}, res,
-                         expected="no match: no variable causal, no head matched",
-                         found=f"{res.summary.verdict}; causal: {', '.join(causal) or 'none'}",
-                         why="" if ok else f"{res.summary.verdict}; causal: {', '.join(causal) or 'none'}")
+                         expected="no match: no variable causal, no head matched", found=found,
+                         why="" if ok else found)
 
 
 def knockout_target(prep: Prepared) -> tuple[Head, str] | None:
