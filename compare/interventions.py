@@ -79,6 +79,10 @@ class Pairs:
     def __len__(self) -> int:
         return len(self.base)
 
+    def values_moved(self, values: list) -> set[str]:
+        """The variable's values these pairs move from or to: the bases' (``values`` by row) and the sources'."""
+        return {str(values[b]) for b in self.base.tolist()} | {str(x) for x in self.value.tolist()}
+
     def subset(self, mask: np.ndarray) -> "Pairs":
         """The pairs where ``mask`` ``[P]`` is true."""
         t = torch.from_numpy(np.flatnonzero(mask))
@@ -130,7 +134,8 @@ def target_row(spec: ProgramSpec, data: Dataset, b: int, var: str, value: Any,
 
 
 def make_pairs(spec: ProgramSpec, data: Dataset, var: VariableInfo, split: str, n: int,
-               rng: np.random.Generator, max_tries: int = 30, cross_share: float = 0.5) -> Pairs:
+               rng: np.random.Generator, max_tries: int = 30, cross_share: float = 0.5,
+               fitted: set[str] | None = None) -> Pairs:
     """Up to ``n`` distinct effective pairs for ``var``: bases from ``split``'s live rows, sources from *all* its rows.
 
     Sources are not restricted to live rows: when they are, the counterfactual under ``var`` is often the
@@ -144,11 +149,14 @@ def make_pairs(spec: ProgramSpec, data: Dataset, var: VariableInfo, split: str, 
     position a count and a fraction of the prefix determine each other; only across positions do they
     predict different counterfactuals. The rest take the source from the base's position.
 
-    Bases and sources take only values the variable takes on the fit split: a value never seen in fitting
-    has no pattern (nor whitened variance) to swap along, whatever the model.
+    Bases and sources take only values seen in fitting: ``fitted``, the values of the fit pairs (their
+    bases' and sources'), or by default those the variable takes on the fit split. A value never seen in
+    fitting has no pattern (nor whitened variance) to swap along, and a subspace fitted by DAS never learnt
+    to move it, whatever the model.
     """
     vals = data.values[var.name]
-    fitted = {str(vals[r]) for r in np.flatnonzero(data.split("fit"))}
+    if fitted is None:
+        fitted = {str(vals[r]) for r in np.flatnonzero(data.split("fit"))}
     seen = np.array([str(x) in fitted for x in vals])
     bases = np.flatnonzero(data.split(split) & data.live[var.name] & seen)
     everyone = np.flatnonzero(data.split(split) & seen)

@@ -65,9 +65,11 @@ def prepare(spec: ProgramSpec, compiled: Transformer, meta: dict, cfg: CompareCo
         pairs = {}
         for i, v in enumerate(data.variables):
             prng = np.random.default_rng([cfg.seed, i])
-            pairs[v.name] = {s: make_pairs(spec, data, v, s, n, prng, cross_share=share)
-                             for s, n, share in (("fit", cfg.n_fit, 0.0), ("val", cfg.n_val, 0.0),
-                                                 ("test", cfg.n_test, 0.5))}
+            fit = make_pairs(spec, data, v, "fit", cfg.n_fit, prng, cross_share=0.0)
+            # held-out pairs only move values the fit pairs move (without fit pairs: values of the fit rows)
+            moved = fit.values_moved(data.values[v.name]) if len(fit) else None
+            pairs[v.name] = {"fit": fit, **{s: make_pairs(spec, data, v, s, n, prng, cross_share=share, fitted=moved)
+                                            for s, n, share in (("val", cfg.n_val, 0.0), ("test", cfg.n_test, 0.5))}}
         partitions = {v.name: output_partition(spec, data, v.name, cfg.seed) for v in data.variables}
         key = disk_cache.comparison_key([compiled.tl_state_dict()], meta, cfg.to_dict(), data)
         stored = disk_cache.load_comparison(cache, key), disk_cache.load_readouts(cache, key)

@@ -170,7 +170,9 @@ def _methods(doc: Doc, res: Comparison) -> None:
         "distinguishing when the counterfactual differs from both, so a subspace that carries only the output "
         "fails it. Choices and statuses use distinguishing pairs (for the output itself, all pairs). Fit and "
         "validation pairs take the source at the base's position; half the test pairs take it from another "
-        "position (a count and a fraction of the prefix agree at one position and differ across positions).",
+        "position (a count and a fraction of the prefix agree at one position and differ across positions). "
+        "Validation and test pairs only move values that some fit pair moves: a subspace is not tested on a "
+        "value it was never fitted to move.",
         "Where a variable lives: the earliest residual hook (every hook is searched) where it is readable on live "
         "rows (probes fitted and scored on the fit and validation folds only) and causal on distinguishing "
         "validation pairs; reported relative to the compiled block that writes it.",

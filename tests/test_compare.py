@@ -85,6 +85,24 @@ def test_control_self(miu):
     assert ref.variables["theorem"].found_hook == "blocks.2.hook_resid_post"
 
 
+def test_held_out_pairs_move_only_values_the_fit_pairs_move(miu):
+    """A subspace is tested only on values it was fitted to move. Before, a value present on some fit row
+    but in no fit pair could be held out: ``bad_M_at`` = 0 (a first token other than M) lives on one prefix
+    of the fit split, not a live one, and the test pairs then set or replaced it along a DAS direction
+    fitted without it (the default setting's self control failed on exactly those pairs)."""
+    values, checked = miu.data.values, 0
+    for name, by_split in miu.pairs.items():
+        fit = by_split["fit"]
+        if not len(fit):
+            continue
+        moved = fit.values_moved(values[name])
+        for split in ("val", "test"):
+            held = by_split[split].values_moved(values[name])
+            assert held <= moved, (name, split, sorted(held - moved))
+            checked += len(held)
+    assert checked > 20
+
+
 def test_graph_layout_is_the_same_in_every_process():
     """The report's computation graph places each node where it did in any other run: string hashing changes
     between processes, and with it the order of a set (networkx groups layers through sets)."""
