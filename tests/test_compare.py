@@ -126,6 +126,25 @@ def test_a_failed_control_says_what_failed_on_the_first_screen(miu):
     assert sentence.startswith("1 of 2 controls pass; self (bad_M_at undecided) failed"), sentence
 
 
+def test_failed_disguise_and_knockout_say_what_failed(miu_checks, monkeypatch):
+    """A disguised copy that comes back with another status, and a knockout that changes nothing, fail and
+    name what failed (the comparison they run is replaced by the compiled model's own, one status changed)."""
+    import compare.controls as controls
+
+    ref = miu_checks.reference
+    moved = copy.deepcopy(ref)
+    moved.variables["count_I"] = dataclasses.replace(moved.variables["count_I"], status=Status.UNDECIDED)
+    monkeypatch.setattr(controls, "compare_fixed", lambda prep, model: moved)
+    c = check_disguised(miu_checks, seed=3, invertible=False)
+    assert not c.passed and c.why.startswith("other statuses"), c.why
+    assert "count_I undecided" in c.found
+    monkeypatch.setattr(controls, "compare_fixed", lambda prep, model: ref)  # the knockout lost nothing
+    k = check_knockout(miu_checks)
+    assert not k.passed
+    assert k.why.startswith("still computed: ") and k.why.endswith("; task accuracy did not drop"), k.why
+    assert controls_sentence([k]).startswith(f"0 of 1 controls pass; knockout ({k.why}) failed"), controls_sentence([k])
+
+
 @pytest.mark.parametrize("invertible", [False, True], ids=["rotation", "invertible"])
 def test_control_disguised_copy(miu_checks, invertible):
     c = check_disguised(miu_checks, seed=3, invertible=invertible)
