@@ -7,6 +7,10 @@ automaton task, the hand-written programs of ``miu``). Compiling runs
 Training builds the ``TrainConfig`` that ``python -m learned`` would build for
 the objective and architecture. Comparing is ``make compare HYPOTHESES=...``
 at ``CompareConfig.fast`` without the controls, written as the usual report.
+
+Every job of a task is compared on the same inputs and pairs (``COMPARE_SEED``), so the seeds of a task
+differ only by their models, and the compiled candidates' preparation (each compared with itself, the
+untrained baselines) is kept on disk by the first job and read back by the others (``compare.disk_cache``).
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from rasp_programs.errors import ToolkitError
 from rasp_programs.registry import get_program, task_programs
 
 from benchmark.jobs import Shape
+
+COMPARE_SEED = 0  # the comparison's sampling seed, the same for every job (the training seed is the job's)
 
 LANGUAGES: tuple[str, ...] = (*DFAS, "miu")
 CONSTRUCTIONS = {"counts": "counts", "window": "window", "prefix": "parallel prefix", "reset": "last reset",
@@ -155,7 +161,7 @@ def finished_training(cfg: TrainConfig, folder: Path) -> dict | None:
     return metrics if meta.get("training") == want else None
 
 
-def compare_run(task: str, program: str, run: Path, artifacts: Path, out: Path, seed: int) -> ReportData:
+def compare_run(task: str, program: str, run: Path, artifacts: Path, out: Path) -> ReportData:
     """Ranks every candidate of ``task`` against the model in ``run`` and writes the report into ``out``.
 
     ``program`` is the candidate whose comparison the report shows first (the training shape's).
@@ -174,7 +180,7 @@ def compare_run(task: str, program: str, run: Path, artifacts: Path, out: Path, 
     if (model.cfg.vocab, model.cfg.n_ctx) != (ref.vocab, ref.n_ctx):
         raise ToolkitError(f"{run}: vocabulary {list(model.cfg.vocab)} / n_ctx {model.cfg.n_ctx} do not match "
                            f"{program}'s {list(ref.vocab)} / {ref.n_ctx}")
-    config = dataclasses.replace(CompareConfig.fast(seed), well_formed_only=output.members_only)
+    config = dataclasses.replace(CompareConfig.fast(COMPARE_SEED), well_formed_only=output.members_only)
     preps = {c: prepare(get_program(c), m, meta_c, config, cache=cache_folder(c, artifacts), workers=1)
              for c, (m, meta_c) in compiled.items()}
     ranking = rank(preps, model, output, log=lambda s: None, workers=1)  # Ray gives each job one CPU
@@ -190,7 +196,7 @@ def model_max_len(run: Path) -> int:
     return int(read_meta(run)["config"]["n_ctx"]) - 1
 
 
-def candidate_dynamics(task: str, program: str, run: Path, artifacts: Path, seed: int) -> dict:
+def candidate_dynamics(task: str, program: str, run: Path, artifacts: Path) -> dict:
     """Every candidate's score at every checkpoint of ``run`` (``make dynamics HYPOTHESES=...`` at the fast
     setting): ``{"steps": [...], "scores": {candidate: [...]}}``."""
     from compare.dynamics import analyse_run, checkpoint_folders
@@ -198,7 +204,7 @@ def candidate_dynamics(task: str, program: str, run: Path, artifacts: Path, seed
 
     compiled = {c: load_artifact(artifacts / c / "compiled", dtype=torch.float64) for c in candidates(task)}
     lm = "readout" in read_meta(checkpoint_folders(run)[-1][1])
-    config = dataclasses.replace(CompareConfig.fast(seed), well_formed_only=lm)
+    config = dataclasses.replace(CompareConfig.fast(COMPARE_SEED), well_formed_only=lm)
     preps = {c: prepare(get_program(c), m, meta, config, cache=cache_folder(c, artifacts), workers=1)
              for c, (m, meta) in compiled.items()}
     spec = get_program(program)

@@ -93,7 +93,8 @@ def execute(jobs: list[JobSpec], folders: Folders, device: str = "auto", progres
     """Runs every job not yet done (``runner.is_done``), in an already connected Ray; returns the counts."""
     import ray
 
-    todo = [j for j in jobs if not runner.is_done(j, folders)]
+    # seed-major: the first seed of every task runs first and keeps its compiled sides on disk for the others
+    todo = sorted((j for j in jobs if not runner.is_done(j, folders)), key=lambda j: j.seed)
     state = Progress(len(jobs), skipped=len(jobs) - len(todo))
     compile_remote = ray.remote(num_cpus=1)(runner.compile_task)
     job_remote = ray.remote(runner.run_job)

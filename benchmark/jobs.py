@@ -3,8 +3,9 @@
 A job is one model: trained here (``language``, ``objective``, ``shape``,
 ``seed``, ``budget``) or imported (``external``), then compared with every
 candidate program of its task. Its randomness comes from its own spec only
-(the training seed is ``seed``, the comparison seed too), so a result never
-depends on which worker ran it or in what order.
+(the training seed is ``seed``; the comparison's is ``adapter.COMPARE_SEED``,
+the same for every job), so a result never depends on which worker ran it or
+in what order.
 
 Folders (the usual artifact and report formats):
     <ARTIFACTS>/<language>/bench/<name>/              the trained run (model.safetensors, model.json, ...)

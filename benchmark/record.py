@@ -21,7 +21,8 @@ from benchmark.jobs import JobSpec
 # classes that split the alphabet (rasp_programs.automaton_fractions); the head-to-head counts a pair whose
 # prediction is the source's own output only where the swap is faithful. 4: a reset candidate's last-reset
 # attention under an intervention reads only earlier keys and is undefined unless it selects one value
-# (rasp_programs.automaton_reset). 5: validation and test pairs move only values a fit pair moves.
+# (rasp_programs.automaton_reset). 5: validation and test pairs move only values a fit pair moves; every
+# job of a task is compared on the same inputs and pairs (adapter.COMPARE_SEED).
 VERSION = 5
 
 

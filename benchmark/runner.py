@@ -66,7 +66,7 @@ def run_job(job: JobSpec, folders: Folders, compiled_error: str | None = None, d
             training = Training(int(metrics["step"]), reached and int(reached["step"]),
                                 float(metrics["evaluation"]["sequence_accuracy"]),
                                 float(metrics.get("train_seconds", 0.0)))
-        data = adapter.compare_run(task, program, run, folders.artifacts, folders.report(job), job.seed)
+        data = adapter.compare_run(task, program, run, folders.artifacts, folders.report(job))
         ranking = data.hypotheses[0].ranking
         scores = tuple(CandidateScore(c, adapter.construction(c), Score(ranking.candidates[c].score.value,
                                                                         ranking.candidates[c].score.lo,
@@ -92,7 +92,7 @@ def dynamics_task(job: JobSpec, folders: Folders) -> str | None:
         if rec is None or rec.status is not JobStatus.OK:
             return f"job {job.key} has no result"
         task = adapter.task_of(job.language, job.objective)
-        out = adapter.candidate_dynamics(task, rec.program, folders.run(job), folders.artifacts, job.seed)
+        out = adapter.candidate_dynamics(task, rec.program, folders.run(job), folders.artifacts)
         path = folders.benchmark / "dynamics" / f"{job.key}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, {"spec": job.to_dict(), "version": VERSION, **out})

@@ -193,6 +193,10 @@ def test_tiny_benchmark_writes_every_table(first):
     for lang in ("parity", "aa"):
         assert f"## {lang}, classifier, compiled" in md
     assert "## Which construction wins, across languages" in md
+    # every seed of a task is compared on the same inputs and pairs: one record of each compiled candidate
+    # compared with itself, shared by both seeds (per seed, there were two)
+    cands = {c.program for r in ok for c in r.candidates}
+    assert {c: len(list((art / c / "cache").glob("comparison-*.json"))) for c in cands} == {c: 1 for c in cands}
     for r in ok:  # the usual folders, and the table's top candidate is the report's
         assert (Path(r.run) / "model.safetensors").is_file() and (Path(r.report) / "report.html").is_file()
         ranking = json.loads((Path(r.report) / "compare.json").read_text())["hypotheses"][0]["ranking"]
