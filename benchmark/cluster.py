@@ -101,17 +101,21 @@ def execute(jobs: list[JobSpec], folders: Folders, device: str = "auto", progres
     gpus = gpus_per_job()
     compiles, refs = {}, {}
     crashed = 0
+    needs = {}
     for j in todo:
         try:
-            need = (runner.adapter.task_of(j.language, j.objective), runner.max_len_of(j))
+            needs[j] = (runner.adapter.task_of(j.language, j.objective), runner.max_len_of(j))
         except Exception as e:  # e.g. an external model.json without a config: recorded, the sweep goes on
             crashed += 1
             _record_crash(j, folders, e)
             continue
-        if need not in compiles:
-            compiles[need] = compile_remote.remote(*need, folders.artifacts)
+        if needs[j] not in compiles:
+            compiles[needs[j]] = compile_remote.remote(*needs[j], folders.artifacts)
+    # every compile first: a job passed a compile's ref would start whenever that compile ends, not in order
+    errors = dict(zip(compiles, ray.get(list(compiles.values()))))
+    for j, need in needs.items():
         options = job_remote.options(num_cpus=1, num_gpus=0 if j.external else gpus, max_retries=0)
-        refs[options.remote(j, folders, compiles[need], device)] = j
+        refs[options.remote(j, folders, errors[need], device)] = j
     state = dataclasses.replace(state, finished=crashed, failed=crashed)
     bar = tqdm(total=len(jobs), initial=state.skipped + crashed, desc="benchmark jobs", unit="job",
                disable=not progress)

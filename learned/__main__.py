@@ -38,7 +38,7 @@ from learned.model import ModelConfig
 from learned.runtime import get_device
 from learned.train import (ARCH_LR, TrainConfig, check_objective, grokking, learned_model_config, mugpt_preset,
                            train, trained_model_config)
-from rasp_programs.cli import non_negative_int, parse_seeds
+from rasp_programs.cli import non_negative_int, parse_seeds, positive_float
 from rasp_programs.errors import ToolkitError, cli_main
 from rasp_programs.registry import get_program
 
@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--grokking", action="store_true", help="small fixed training set + weight decay")
     ap.add_argument("--train-size", default=None, help="fixed training set of this many inputs (grokking regime)")
     ap.add_argument("--batch-size", default=None)
+    ap.add_argument("--lr", default=None, help="peak learning rate (default: %g; gpt2: its own)" % TrainConfig.lr)
     ap.add_argument("--checkpoints", default=None, help="log-spaced checkpoints to keep (default 20)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
     ap.add_argument("--no-progress", action="store_true")
@@ -99,6 +100,8 @@ def config_from_args(args, compiled: ModelConfig, seed: int) -> TrainConfig:
     elif args.grokking:
         cfg = grokking(cfg)
         cfg = dataclasses.replace(cfg, **{k: overrides[k] for k in ("steps", "train_size") if k in overrides})
+    if args.lr is not None:
+        cfg = dataclasses.replace(cfg, lr=positive_float(args.lr, "--lr"))
     trained_model_config(cfg, compiled)  # validates --d-model, and the language of --objective lm
     if cfg.train_max_len is not None and cfg.train_max_len > cfg.max_len:
         raise ToolkitError(f"--train-max-len must be at most {cfg.max_len}, got {cfg.train_max_len}")

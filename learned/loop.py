@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import signal
 import sys
 import threading
@@ -38,6 +39,7 @@ from tqdm import tqdm
 
 from learned.checkpoints import Snapshots
 from learned.data import Sampler
+from rasp_programs.errors import ToolkitError
 
 
 class Window:
@@ -209,6 +211,9 @@ class Trainer:
         cfg, st = self.cfg, self.state
         steps = self.window.steps
         loss, score, perfect = self.window.close()
+        if not math.isfinite(loss):  # every later step would be wasted on non-finite weights
+            raise ToolkitError(f"training diverged: the mean loss of steps {st.step - steps + 1}-{st.step} is "
+                               f"{loss} (learning rate {self.lr_at(st.step - 1):.3g}); try a lower --lr")
         point = {"step": st.step, "loss": loss}
         if self.objective.scores_batches:
             point["batch_accuracy"] = score

@@ -6,6 +6,8 @@ and the benches) take seeds the same way, so they parse them here.
 
 from __future__ import annotations
 
+import math
+
 from rasp_programs.errors import ToolkitError
 
 
@@ -22,6 +24,22 @@ def non_negative_int(text: str, what: str) -> int:
         raise ToolkitError(f"{what} must be a non-negative integer, got {text!r}") from None
     if value < 0 or text.strip().startswith("+"):
         raise ToolkitError(f"{what} must be a non-negative integer, got {text!r}")
+    return value
+
+
+def positive_float(text: str, what: str) -> float:
+    """Parses ``text`` as a finite number > 0, or raises a one-line ``ToolkitError``.
+
+    Example:
+        >>> positive_float("3e-3", "--lr")
+        0.003
+    """
+    try:
+        value = float(text)
+    except (ValueError, TypeError):
+        raise ToolkitError(f"{what} must be a positive number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ToolkitError(f"{what} must be a positive number, got {text!r}")
     return value
 
 

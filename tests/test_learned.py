@@ -233,6 +233,8 @@ def test_cli_trains_and_summarises_seeds(arts, capsys):
     (["--seeds", "0", "--d-model", "500"], "--d-model"),
     (["--seeds", "0", "--out-name", "../x"], "--out-name"),
     (["--seeds", "0 0"], "duplicates"),
+    (["--seeds", "0", "--lr", "0"], "--lr must be a positive number"),
+    (["--seeds", "0", "--lr", "fast"], "--lr must be a positive number"),
 ])
 def test_bad_numbers_are_one_line_errors(arts, capsys, argv, message):
     good = arts / "miu" / "learned" / "seed0"
@@ -243,6 +245,15 @@ def test_bad_numbers_are_one_line_errors(arts, capsys, argv, message):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and message in err and "\n" not in err
     assert snapshot(good) == before
+
+
+def test_a_diverging_run_stops_with_one_line_and_writes_no_model(arts, capsys):
+    """A learning rate far too high: the loss turns non-finite in the first logging window, and the run stops
+    there with a one-line error (it used to train its whole budget on NaN weights, which compare refuses)."""
+    assert cli_run(arts, "--seeds", "0", "--batch-size", "64", "--lr", "1e30") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: training diverged: the mean loss of steps 1-") and "\n" not in err, err
+    assert not (arts / "miu" / "learned" / "seed0" / "model.safetensors").exists()
 
 
 def test_missing_compiled_artifact_says_make_compile(tmp_path, capsys):
