@@ -8,7 +8,8 @@
 #            same task to rank against each learned model, e.g. "miu miu_mean miu_first"; "auto": every candidate
 #            derived from the task's automaton, e.g. PROGRAM=tomita5 HYPOTHESES=auto), ARTIFACTS, REPORTS.
 # `make benchmark` (the sweep on Ray): LANGUAGES (all), OBJECTIVES (all), SEEDS, SHAPES ("gpt2:2x2x64 ..."),
-#            EXTERNAL (manifest.json), STEPS, MAX_LEN, WORKERS (local CPUs), DYNAMICS (a language, or none);
+#            EXTERNAL (manifest.json), STEPS, MAX_LEN, LR (peak learning rate), WORKERS (local CPUs),
+#            DYNAMICS (a language, or none);
 #            RAY_ADDRESS=host:port runs it on a cluster (ARTIFACTS and REPORTS on a shared folder).
 
 PYTHON    ?= python3.11
@@ -26,6 +27,7 @@ OBJECTIVES ?=
 SHAPES    ?=
 EXTERNAL  ?=
 STEPS     ?= 2000
+LR        ?=
 WORKERS   ?=
 DYNAMICS  ?=
 ARTIFACTS ?= artifacts
@@ -93,7 +95,7 @@ dynamics: $(STAMP) compile-candidates
 benchmark: $(STAMP)
 	$(PY) -m benchmark --languages "$(LANGUAGES)" --objectives "$(OBJECTIVES)" --seeds "$(SEEDS)" \
 		--shapes "$(SHAPES)" --external "$(EXTERNAL)" --steps "$(STEPS)" --max-len "$(or $(MAX_LEN),0)" \
-		--workers "$(WORKERS)" --dynamics "$(DYNAMICS)" --device $(DEVICE) --artifacts $(ARTIFACTS) --reports $(REPORTS)
+		--lr "$(or $(LR),0)" --workers "$(WORKERS)" --dynamics "$(DYNAMICS)" --device $(DEVICE) --artifacts $(ARTIFACTS) --reports $(REPORTS)
 
 # Speed targets live here as ratios and wall times, never in unit tests.
 bench: $(TEST_STAMP)

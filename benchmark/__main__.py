@@ -23,7 +23,7 @@ from benchmark import adapter, cluster, tables
 from benchmark.jobs import OBJECTIVES, Budget, Folders, expand, parse_choice, parse_shapes, read_manifest
 from benchmark.record import read_record
 from benchmark.runner import is_done
-from rasp_programs.cli import parse_seeds
+from rasp_programs.cli import parse_seeds, positive_float
 from rasp_programs.errors import ToolkitError, cli_main
 
 
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--external", default="", help="manifest.json of models trained elsewhere (they only compare)")
     ap.add_argument("--steps", default="2000", help="training step budget per job (early stopping ends sooner)")
     ap.add_argument("--max-len", default="0", help="input length (0: each task's default)")
+    ap.add_argument("--lr", default="0", help="peak learning rate (0: the architecture's default)")
     ap.add_argument("--artifacts", default="artifacts", type=Path)
     ap.add_argument("--reports", default="reports", type=Path)
     ap.add_argument("--device", default="auto", help="training device on each worker (auto: a GPU if it has one)")
@@ -59,7 +60,8 @@ def run(args: argparse.Namespace, address: str | None) -> Path:
     objectives = parse_choice(args.objectives, OBJECTIVES, "objective")
     seeds = parse_seeds(args.seeds)
     shapes = parse_shapes(args.shapes)
-    budget = Budget(positive(args.steps, "--steps (STEPS)"), positive(args.max_len, "--max-len (MAX_LEN)", zero=True))
+    budget = Budget(positive(args.steps, "--steps (STEPS)"), positive(args.max_len, "--max-len (MAX_LEN)", zero=True),
+                    0.0 if args.lr.strip() in ("", "0") else positive_float(args.lr, "--lr (LR)"))
     externals = read_manifest(Path(args.external), adapter.LANGUAGES) if args.external else []
     workers = positive(args.workers, "--workers (WORKERS)") if args.workers else None
     dyn_language = args.dynamics or languages[0]

@@ -119,8 +119,9 @@ def model_config(program: str, artifacts: Path, shape: Shape) -> ModelConfig:
                                d_head=shape.d_model // shape.n_heads, d_mlp=4 * shape.d_model)
 
 
-def train_config(program: str, objective: str, shape: Shape, seed: int, steps: int, max_len: int) -> TrainConfig:
-    """What ``python -m learned --objective O --arch A --steps N`` trains.
+def train_config(program: str, objective: str, shape: Shape, seed: int, steps: int, max_len: int,
+                 lr: float = 0.0) -> TrainConfig:
+    """What ``python -m learned --objective O --arch A --steps N [--lr LR]`` trains (``lr`` 0: the default).
 
     Raises:
         ToolkitError: an objective ``learned`` does not provide.
@@ -133,7 +134,7 @@ def train_config(program: str, objective: str, shape: Shape, seed: int, steps: i
                       **({"lr": ARCH_LR[arch]} if arch in ARCH_LR else {}))
     if objective == "lm":  # a new objective with a preset of its own (legal-next) needs its line here
         cfg = dataclasses.replace(mugpt_preset(cfg, LMConfig().check(max_len)), steps=steps)
-    return cfg
+    return dataclasses.replace(cfg, lr=lr) if lr else cfg
 
 
 def train_run(cfg: TrainConfig, mcfg: ModelConfig, folder: Path, device: str = "auto") -> dict:

@@ -59,11 +59,12 @@ class Shape:
 
 @dataclasses.dataclass(frozen=True)
 class Budget:
-    """How much each job may spend: training steps (early stopping ends sooner) and the input length
-    (``max_len``; 0: the task's default)."""
+    """How much each job may spend: training steps (early stopping ends sooner), the input length
+    (``max_len``; 0: the task's default) and the peak learning rate (``lr``; 0: the architecture's default)."""
 
     steps: int = 2000
     max_len: int = 0
+    lr: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)

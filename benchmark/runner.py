@@ -59,7 +59,8 @@ def run_job(job: JobSpec, folders: Folders, compiled_error: str | None = None, d
         program = adapter.smallest(cands, folders.artifacts)
         run, training = folders.run(job), None
         if job.external is None:
-            cfg = adapter.train_config(program, job.objective, job.shape, job.seed, job.budget.steps, max_len_of(job))
+            cfg = adapter.train_config(program, job.objective, job.shape, job.seed, job.budget.steps, max_len_of(job),
+                                       job.budget.lr)
             mcfg = adapter.model_config(program, folders.artifacts, job.shape)
             metrics = adapter.finished_training(cfg, run) or adapter.train_run(cfg, mcfg, run, device)
             reached = metrics.get("reached_100") or (metrics.get("moments") or {}).get("stop")

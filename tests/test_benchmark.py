@@ -55,6 +55,8 @@ def test_bad_input(capsys, tmp_path):
     _one_line_exit_2(capsys, [*base, "--objectives", "classifier poetry"], "unknown objective 'poetry'")
     for bad in ("gpt2:2x2", "gpt2:2x3x64", "gpt3:1x1x8", "gpt2:0x1x8"):
         _one_line_exit_2(capsys, [*base, "--shapes", bad], "malformed shape")
+    for bad in ("-1e-3", "fast", "inf"):
+        _one_line_exit_2(capsys, [*base, f"--lr={bad}"], "--lr (LR) must be a positive number")
     manifest = tmp_path / "manifest.json"
     manifest.write_text(json.dumps([{"folder": "no/such/model", "language": "parity"}]))
     _one_line_exit_2(capsys, [*base, "--external", str(manifest)], "folder", "does not exist")
@@ -78,6 +80,18 @@ def test_shapes_and_specs_round_trip():
     assert all(JobSpec.from_dict(json.loads(json.dumps(j.to_dict()))) == j for j in jobs)
     with pytest.raises(ToolkitError):
         parse_shapes("2x2x64")
+    # a record written before Budget had a learning rate reads back as the default rate (resume keeps it)
+    old = {**jobs[0].to_dict(), "budget": {"steps": 50, "max_len": 4}}
+    assert JobSpec.from_dict(old) == jobs[0]
+
+
+def test_the_learning_rate_reaches_the_training_config():
+    from benchmark.adapter import train_config
+
+    base = train_config("parity.counts", "classifier", Shape(), 0, 100, 10)
+    assert train_config("parity.counts", "classifier", Shape(), 0, 100, 10, 3e-3).lr == 3e-3 != base.lr
+    lm = train_config("parity.counts", "lm", Shape(), 0, 100, 10, 3e-3)
+    assert lm.lr == 3e-3 and lm.objective == "lm"
 
 
 # -- the resume rule and the tables, from records on disk (no Ray) ----------------------------------------
