@@ -55,13 +55,24 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def default_or_positive(text: str, what: str) -> float:
+    """``LR``: empty or any spelling of zero (``0``, ``0.0``) is 0.0, the architecture's default; otherwise a
+    positive number, or a one-line ``ToolkitError``."""
+    try:
+        if not text.strip() or float(text) == 0:
+            return 0.0
+    except ValueError:
+        pass
+    return positive_float(text, what)
+
+
 def run(args: argparse.Namespace, address: str | None) -> Path:
     languages = parse_choice(args.languages, adapter.LANGUAGES, "language")
     objectives = parse_choice(args.objectives, OBJECTIVES, "objective")
     seeds = parse_seeds(args.seeds)
     shapes = parse_shapes(args.shapes)
     budget = Budget(positive(args.steps, "--steps (STEPS)"), positive(args.max_len, "--max-len (MAX_LEN)", zero=True),
-                    0.0 if args.lr.strip() in ("", "0") else positive_float(args.lr, "--lr (LR)"))
+                    default_or_positive(args.lr, "--lr (LR)"))
     externals = read_manifest(Path(args.external), adapter.LANGUAGES) if args.external else []
     workers = positive(args.workers, "--workers (WORKERS)") if args.workers else None
     dyn_language = args.dynamics or languages[0]

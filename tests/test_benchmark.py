@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from benchmark import tables
-from benchmark.__main__ import main
+from benchmark.__main__ import default_or_positive, main
 from benchmark.jobs import Budget, Folders, JobSpec, Shape, expand, parse_shapes
 from benchmark.record import CandidateScore, JobRecord, JobStatus, Score, Training, read_record
 from benchmark.runner import is_done
@@ -45,6 +45,13 @@ def _one_line_exit_2(capsys, argv: list[str], *words: str) -> None:
     assert err.startswith("error: ") and "\n" not in err, err
     for w in words:
         assert w in err, err
+
+
+def test_any_spelling_of_zero_means_the_default_learning_rate():
+    assert [default_or_positive(t, "--lr") for t in ("", " ", "0", "0.0", "0e0", "3e-3")] == [0, 0, 0, 0, 0, 0.003]
+    for bad in ("-0.1", "nan", "x"):
+        with pytest.raises(ToolkitError, match="must be a positive number"):
+            default_or_positive(bad, "--lr")
 
 
 # -- bad input: one line, exit 2, before any Ray is started ---------------------------------------------
