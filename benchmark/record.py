@@ -22,8 +22,9 @@ from benchmark.jobs import JobSpec
 # prediction is the source's own output only where the swap is faithful. 4: a reset candidate's last-reset
 # attention under an intervention reads only earlier keys and is undefined unless it selects one value
 # (rasp_programs.automaton_reset). 5: validation and test pairs move only values a fit pair moves; every
-# job of a task is compared on the same inputs and pairs (adapter.COMPARE_SEED).
-VERSION = 5
+# job of a task is compared on the same inputs and pairs (adapter.COMPARE_SEED). 6: a legal-next verdict needs
+# every token of the prefix legal, then END (learned.lm.LegalNext); classifier and LM jobs compare as in 5.
+VERSION = 6
 
 
 class JobStatus(enum.Enum):

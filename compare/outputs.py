@@ -6,7 +6,8 @@ language model such as MU-GPT emits next tokens; its artifact declares in
 ``model.json`` how a verdict is read from them (``learned.lm.Readout``:
 every token so far probable enough, and ``P(END | prefix)`` above a
 threshold). A next-token-legality model (``learned.lm.LegalNext``, e.g. an
-imported GPT-2) says a prefix is a member when ``sigmoid(logit_END) > 0.5``.
+imported GPT-2) says a prefix is a member when each of its tokens and then
+``END`` had ``sigmoid(logit) > 0.5``.
 An imported model declared ``argmax`` takes the argmax over the output
 tokens that name the program's values. ``compare/`` scores task accuracy,
 interventions and ablations through this interface, so the same methods
@@ -131,7 +132,8 @@ class LMReadout(OutputReadout):
 
 
 class LegalNextReadout(LMReadout):
-    """Next-token legality: the prefix is a member when END's sigmoid is above the threshold (BCE-trained)."""
+    """Next-token legality (BCE-trained): the prefix is a member when each of its tokens was legal and END is
+    legal after it (``learned.lm.LegalNext``)."""
 
     kind = "legal-next"
 
@@ -144,18 +146,17 @@ class LegalNextReadout(LMReadout):
         self.pad = cfg.vocab.index(cfg.pad_token)
 
     def _parts(self, logits: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(real prefix ``[B, T]``, END's logit minus the threshold's logit ``[B, T]``)."""
-        real = ids != self.pad
-        real[:, 0] = False  # as for the LM readout: BOS and pads are never members
-        return real, logits[..., self.end].float() - self.readout.logit_threshold()
+        """(every token so far legal ``[B, T]``, END's logit minus the threshold's logit ``[B, T]``)."""
+        ok = self.readout.tokens_legal(self.cfg, logits.detach().float(), ids)  # False at BOS and pads
+        return ok, logits[..., self.end].float() - self.readout.logit_threshold()
 
     def predict(self, logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        real, end = self._parts(logits, ids)
-        return torch.where(real & (end > 0), self.true, self.false)  # strictly above: sigmoid > threshold
+        ok, end = self._parts(logits, ids)
+        return torch.where(ok & (end > 0), self.true, self.false)  # strictly above: sigmoid > threshold
 
     def describe(self) -> str:
-        return (f"next-token legality: the prefix is a member when sigmoid(logit of {self.readout.end_token}) > "
-                f"{self.readout.threshold:g}")
+        return (f"next-token legality: the prefix is a member when each of its tokens, and then "
+                f"{self.readout.end_token}, had sigmoid(logit) > {self.readout.threshold:g}")
 
 
 class TokenArgmaxReadout(OutputReadout):

@@ -9,8 +9,9 @@ bound, where the language declares them). Each output is an independent
 sigmoid, trained with binary cross-entropy.
 
 The model's ``model.json`` declares the ``legal-next`` readout
-(``learned.lm.LegalNext``): a prefix is a member when ``END``'s sigmoid is
-above 0.5, the readout ``compare/`` and imported models (``learned.hf``) use.
+(``learned.lm.LegalNext``): a prefix is a member when each of its tokens was
+legal (sigmoid above 0.5 at the position before it) and ``END`` is legal
+after it, the readout ``compare/`` and imported models (``learned.hf``) use.
 
 Early stop: the verdict is right at every prefix of every evaluation input
 (exhaustive up to ``MAX_LEN``), as for the classifier. The model never sees a
@@ -112,9 +113,7 @@ class LegalNextObjective(Objective):
         with torch.inference_mode():
             logits = torch.cat([model(ids[i:i + 8192].to(device)).float().cpu() for i in range(0, len(ids), 8192)])
         model.train(was)
-        real = ids != model.cfg.vocab.index(model.cfg.pad_token)
-        real[:, 0] = False
-        member = self.readout.legal(logits)[..., model.cfg.output_vocab.index(self.readout.end_token)] & real
+        member = self.readout.verdicts(model.cfg, logits, ids)  # [R, T]
         index = {v: i for i, v in enumerate(self.es.output_vocab)}
         return torch.where(member, index["True"], index["False"])
 

@@ -84,7 +84,11 @@ class LegalNext:
 
     Each output is an independent sigmoid: token ``o`` is legal after a prefix when
     ``sigmoid(logit_o) > threshold`` (0.5: the logit is positive). The output at position ``t`` is the set of
-    legal next tokens after the prefix of ``t`` tokens; the prefix is in the language when ``end_token`` is legal.
+    legal next tokens after the prefix of ``t`` tokens. The prefix is in the language when each of its tokens
+    was legal after the tokens before it and ``end_token`` is legal after it: the acceptance rule of character
+    prediction, and the LM readout's with sigmoids for probabilities. A model trained on members only never
+    sees a prefix that has left the language; it rejects one at the first token it predicted illegal, where
+    ``end_token`` alone would be noise.
     """
 
     end_token: str
@@ -92,8 +96,8 @@ class LegalNext:
 
     def to_json(self) -> dict[str, Any]:
         return {"objective": "legal-next", "end_token": self.end_token, "threshold": self.threshold,
-                "rule": "a token is legal next when sigmoid(its logit) > threshold; "
-                        "a prefix is in the language when end_token is legal"}
+                "rule": "a token is legal next when sigmoid(its logit) > threshold; a prefix is in the "
+                        "language when each of its tokens was legal and end_token is legal after it"}
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any], where: str = "model.json") -> "LegalNext":
@@ -117,6 +121,21 @@ class LegalNext:
     def legal(self, logits: torch.Tensor) -> torch.Tensor:
         """``[B, T, O]`` bool: which outputs are legal next after each prefix."""
         return logits > self.logit_threshold()
+
+    def tokens_legal(self, cfg: ModelConfig, logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """``[B, T]`` bool: every token of the prefix was legal after the tokens before it; False at BOS and pads.
+
+        ``logits`` ``[B, T, O]``, ``ids`` ``[B, T]``: position ``t``'s token is read at position ``t - 1``.
+        """
+        real = ids != cfg.vocab.index(cfg.pad_token)  # [B, T]
+        real[:, 0] = False
+        ok = (token_log_probs(cfg, logits, ids) > self.logit_threshold()) | ~real  # a gather: logits work too
+        return ok.int().cummin(1).values.bool() & real
+
+    def verdicts(self, cfg: ModelConfig, logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """``[B, T]`` bool: the prefix is in the language (class docstring)."""
+        end = logits[..., cfg.output_vocab.index(self.end_token)] > self.logit_threshold()  # [B, T]
+        return self.tokens_legal(cfg, logits, ids) & end
 
 
 def log_probs(model: Transformer, ids: torch.Tensor, batch: int = 8192) -> torch.Tensor:

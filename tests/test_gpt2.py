@@ -155,9 +155,12 @@ def test_program_vocabulary_is_checked_and_legal_next_is_read(grid_models, tmp_p
     with torch.no_grad():
         logits = model(ids)
     verdict = readout.predict(logits, ids)
-    end = logits[..., miu.index("<eos>")]
-    expected = (torch.sigmoid(end) > 0.5) & (ids != PAD)
-    expected[:, 0] = False
+    legal = torch.sigmoid(logits) > 0.5  # [B, T, O]: the model's legal sets, read one prefix at a time below
+    expected = torch.zeros_like(verdict, dtype=torch.bool)
+    for b, s in enumerate(["MIU", "MI"]):
+        for t in range(1, len(s) + 1):
+            tokens_legal = all(legal[b, i - 1, miu.index(s[i - 1])] for i in range(1, t + 1))
+            expected[b, t] = tokens_legal and legal[b, t, miu.index("<eos>")]
     assert torch.equal(verdict.bool(), expected)
 
 

@@ -85,3 +85,32 @@ def test_a_run_writes_the_readout_compare_reads(tmp_path):
         theirs = readout.predict(model(es.ids), es.ids)
     assert torch.equal(theirs, objective.predict(model, torch.arange(len(es.inputs))))
     assert 0 <= r.metrics["train_sets_exact"] <= 1 and r.metrics["evaluation"]["inputs"] == len(es.inputs)
+
+
+def test_the_verdict_rejects_a_prefix_at_its_first_illegal_token():
+    """A model trained on members only never sees a dead prefix, so its END there is noise. Give the readout the
+    automaton's own legal sets on live prefixes and END legal on every dead one: the verdict must still be
+    membership on every prefix of every string, because the killing token was predicted illegal. (Reading END
+    alone, as the readout once did, accepts every dead prefix here.)"""
+    from compare.outputs import LegalNextReadout
+    from learned.lm import LegalNext
+
+    dfa, language = DFAS["tomita4"], TASKS["tomita4"].language
+    cfg = lm_model_config(_cfg(dfa.alphabet, 6), language)
+    strings = [s for n in range(1, 7) for s in itertools.product(dfa.alphabet, repeat=n)]
+    ids, targets = legal_rows(cfg, language, strings, 6)  # [N, T], [N, T, 1 + O]; dead prefixes: empty sets
+    legal = targets[..., 1:].bool()  # [N, T, O]
+    end = cfg.output_vocab.index("END")
+    dead = targets[..., 0].bool() & ~legal.any(-1)  # [N, T]
+    assert dead.any()
+    legal[..., end] |= dead
+    logits = torch.where(legal, 5.0, -5.0)
+    readout = LegalNext("END")
+    got = readout.verdicts(cfg, logits, ids)
+    want = torch.zeros_like(got)
+    for r, s in enumerate(strings):
+        for t in range(1, len(s) + 1):
+            want[r, t] = dfa.accepts(s[:t])
+    assert torch.equal(got, want)
+    compared = LegalNextReadout(cfg, ("False", "True"), readout).predict(logits, ids)
+    assert torch.equal(compared.bool(), want)
