@@ -8,6 +8,13 @@ of tokens that may follow, ``END`` included when the prefix is a member
 bound, where the language declares them). Each output is an independent
 sigmoid, trained with binary cross-entropy.
 
+The members are drawn up to ``cut`` tokens plus the language's completion
+tail (``rasp_programs.language.completion_tail``) and cut to their first
+``cut`` tokens: every live prefix of ``cut`` tokens begins some member. With
+members of at most ``cut`` tokens, every training prefix of that length was
+a whole member, ``END`` was legal after all of them, and the model called
+every string of the longest length a member.
+
 The model's ``model.json`` declares the ``legal-next`` readout
 (``learned.lm.LegalNext``): a prefix is a member when each of its tokens was
 legal (sigmoid above 0.5 at the position before it) and ``END`` is legal
@@ -83,7 +90,10 @@ class LegalNextObjective(Objective):
         self.language, self.es = spec.language, es
         self.model_cfg = lm_model_config(model_cfg, self.language)
         self.readout = LegalNext(self.language.end_token)
-        dist = lang.LengthControlled(self.language, cut, Q).distribution()
+        self.tail = lang.completion_tail(self.language, cut)
+        dist: dict[Tokens, float] = {}
+        for s, p in lang.LengthControlled(self.language, cut + self.tail, Q).distribution().items():
+            dist[s[:cut]] = dist.get(s[:cut], 0.0) + p  # a member longer than the context: its first cut tokens
         self.train = list(dist)
         ids, targets = legal_rows(self.model_cfg, self.language, self.train, cut)
         weights = torch.tensor(list(dist.values()), dtype=torch.float64)
@@ -158,7 +168,7 @@ class LegalNextObjective(Objective):
         return {"objective": "legal-next", "readout": self.readout.to_json()}
 
     def data(self) -> dict[str, Any]:
-        return {"sampler": "length", "q": Q, "train_strings": len(self.train),
+        return {"sampler": "length", "q": Q, "completion_tail": self.tail, "train_strings": len(self.train),
                 "share_of_draws": lang.describe(self.train, self.language.alphabet, self.table.weights.tolist())}
 
     def state(self) -> dict[str, Any]:

@@ -99,6 +99,29 @@ def legal_next(language: Language, prefix: Tokens, max_len: int) -> frozenset[st
     return frozenset(sampler.next_distribution(tuple(prefix))) if tuple(prefix) in sampler.viable else frozenset()
 
 
+def completion_tail(language: Language, length: int) -> int:
+    """How far past ``length`` tokens members must run for every live prefix of ``length`` tokens to begin one:
+    the longest, over those prefixes, of the shortest completion to a member (``language.legal``, no length
+    bound). 0 without ``legal``: there the bounded support defines what is live, by length.
+
+    Example (Tomita 5, even 0s and even 1s): ``0 1`` and its like need two more tokens, so 2.
+    """
+    if language.legal is None:
+        return 0
+    end = language.end_token
+    live: set[Tokens] = {()}
+    for _ in range(length):
+        live = {p + (t,) for p in live for t in language.legal(p) if t != end}
+    tail = 0
+    for prefix in live:
+        depth, frontier = 0, {prefix}
+        while not any(end in language.legal(p) for p in frontier):  # terminates: every prefix here is live
+            depth += 1
+            frontier = {p + (t,) for p in frontier for t in language.legal(p) if t != end}
+        tail = max(tail, depth)
+    return tail
+
+
 @functools.cache
 def _support(language: Language, max_len: int) -> "LengthControlled":
     return LengthControlled(language, max_len, q=0.5)

@@ -114,3 +114,25 @@ def test_the_verdict_rejects_a_prefix_at_its_first_illegal_token():
     assert torch.equal(got, want)
     compared = LegalNextReadout(cfg, ("False", "True"), readout).predict(logits, ids)
     assert torch.equal(compared.bool(), want)
+
+
+def test_training_prefixes_of_the_longest_length_are_every_live_prefix():
+    """Members run past the context by the completion tail and are cut to it, so the training prefixes of the
+    longest length are exactly the live ones, non-members included (checked by brute force on the automaton).
+    With members cut at the context length, every such prefix was a member and END was always legal there."""
+    dfa, cut = DFAS["tomita5"], 6
+
+    def completion(s):  # the shortest extension to a member, by brute force
+        return next(n for n in range(len(dfa.states) + 1)
+                    if any(dfa.accepts(s + e) for e in itertools.product(dfa.alphabet, repeat=n)))
+
+    live = {s for s in itertools.product(dfa.alphabet, repeat=cut)
+            if any(dfa.accepts(s + e) for n in range(len(dfa.states) + 1)
+                   for e in itertools.product(dfa.alphabet, repeat=n))}
+    compiled = _cfg(dfa.alphabet, cut)
+    cfg = TrainConfig(program="tomita5", max_len=cut, seed=0, objective="legal-next")
+    objective = make_objective(cfg, compiled, None)
+    assert objective.tail == lang.completion_tail(TASKS["tomita5"].language, cut) == max(map(completion, live)) == 2
+    longest = {s for s in objective.train if len(s) == cut}
+    assert longest == live and any(not dfa.accepts(s) for s in longest)
+    assert all(dfa.accepts(s) for s in objective.train if len(s) < cut)
