@@ -4,7 +4,8 @@ Per language, objective and shape: the share of seeds whose model is right on
 every input, the median early-stop step, the top-ranked candidate per seed
 with its score CI and support, and how many candidate pairs the data told
 apart. Across languages: which construction wins how often (the top-ranked
-candidate when it is supported, else "none"), and which ranks first at all.
+candidate when it is supported, else "none"), and which leads: ranks first with
+a score whose CI lies above 0 ("none" when no candidate does).
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ class GroupTable:
 
 @dataclasses.dataclass(frozen=True)
 class WinTable:
-    """Across languages, for one objective and shape: construction -> how many jobs it won / ranked first."""
+    """Across languages, for one objective and shape: construction -> how many jobs it won (supported) / led
+    (ranked first with a score whose CI lies above 0; ``none``: no candidate did)."""
 
     objective: str
     shape: str
@@ -124,7 +126,8 @@ def build(jobs: list[JobSpec], folders: Folders) -> Benchmark:
         w = wins.setdefault(key, WinTable(*key, 0, {}, {}))
         winner = r.top.construction if r.top.support == "supported" else NONE
         w.wins[winner] = w.wins.get(winner, 0) + 1
-        w.first[r.top.construction] = w.first.get(r.top.construction, 0) + 1
+        lead = r.top.construction if r.top.score.lo > 0 else NONE  # first on a tie at 0 is no lead (nan: none)
+        w.first[lead] = w.first.get(lead, 0) + 1
         wins[key] = dataclasses.replace(w, jobs=w.jobs + 1)
     several = len({r.spec.objective for r in ok}) > 1
     scores: dict[str, dict[str, list[float]]] = {}
@@ -161,9 +164,13 @@ def document(b: Benchmark, figs: dict[str, str]) -> Doc:
     doc.h(2, "Which construction wins, across languages")
     seen = {c for cols in b.heatmap.values() for c in cols} | {c for w in b.wins for c in (*w.wins, *w.first)}
     cons = [c for c in CONSTRUCTIONS if c in seen] + sorted(seen - set(CONSTRUCTIONS) - {NONE})
-    doc.table(["objective", "shape", "jobs", *[f"{c}: supported (first)" for c in cons], "none supported"],
+    doc.p("Each cell: the jobs where the construction is supported, and in brackets those where it ranks first "
+          "with a score whose 95% CI lies above 0 (a first place in a tie at 0 is no lead).")
+    doc.table(["objective", "shape", "jobs", *[f"{c}: supported (first)" for c in cons], "none supported",
+               "no lead above 0"],
               [[w.objective, w.shape, w.jobs, *[f"{w.wins.get(c, 0)} ({w.first.get(c, 0)})" for c in cons],
-                f"{w.wins.get(NONE, 0)} ({_pct(w.wins.get(NONE, 0) / w.jobs)})"] for w in b.wins])
+                f"{w.wins.get(NONE, 0)} ({_pct(w.wins.get(NONE, 0) / w.jobs)})", w.first.get(NONE, 0)]
+               for w in b.wins])
     for g in b.groups:
         doc.h(2, f"{g.language}, {g.objective}, {g.shape}")
         doc.p(f"Seeds at 100%: {_pct(g.share_exact)}; median early-stop step: "

@@ -103,7 +103,8 @@ def test_the_learning_rate_reaches_the_training_config():
 
 # -- the resume rule and the tables, from records on disk (no Ray) ----------------------------------------
 
-def _fake_job(folders: Folders, job: JobSpec, top: str, support: str, exact: bool) -> None:
+def _fake_job(folders: Folders, job: JobSpec, top: str, support: str, exact: bool,
+              score: Score = Score(0.95, 0.91, 0.99)) -> None:
     """A finished job's files: an artifact and a report folder, and its record."""
     for f, name in ((folders.run(job), "model.json"), (folders.report(job), "compare.json")):
         f.mkdir(parents=True, exist_ok=True)
@@ -113,7 +114,7 @@ def _fake_job(folders: Folders, job: JobSpec, top: str, support: str, exact: boo
     rec = JobRecord(job, JobStatus.OK, program="parity.counts", run=str(folders.run(job)),
                     report=str(folders.report(job)), trained=True,
                     training=Training(100, 75 if exact else None, 1.0 if exact else 0.9, 1.0),
-                    candidates=(CandidateScore(top, cons[top], Score(0.95, 0.91, 0.99), support),
+                    candidates=(CandidateScore(top, cons[top], score, support),
                                 CandidateScore(other, cons[other], Score(0.3, 0.2, 0.4), "not supported")),
                     told_apart=1, pairs=1)
     folders.record(job).parent.mkdir(parents=True, exist_ok=True)
@@ -124,7 +125,7 @@ def test_resume_rule_and_tables_from_disk(tmp_path):
     folders = Folders(tmp_path / "a", tmp_path / "r")
     jobs = expand(["parity"], ["classifier"], [Shape()], [0, 1, 2], Budget(100, 4))
     plan = [("parity.prefix", "supported", True), ("parity.counts", "undecided", True),
-            ("parity.prefix", "not supported", False)]
+            ("parity.prefix", "not supported", False, Score(0.0, 0.0, 0.02))]  # first, but not above 0
     for j, p in zip(jobs, plan):
         _fake_job(folders, j, *p)
     assert all(is_done(j, folders) for j in jobs)
@@ -137,13 +138,14 @@ def test_resume_rule_and_tables_from_disk(tmp_path):
     assert b.missing == (other_budget.key,)
     (w,) = b.wins
     # counted independently from the plan
-    assert w.wins == {"parallel prefix": 1, "none": 2} and w.first == {"parallel prefix": 2, "counts": 1}
+    assert w.wins == {"parallel prefix": 1, "none": 2} and w.first == {"parallel prefix": 1, "counts": 1, "none": 1}
     (g,) = b.groups
     assert g.share_exact == pytest.approx(2 / 3) and g.median_stop_step == 75 and g.supported == 1
-    assert b.heatmap["parity"]["parallel prefix"] == pytest.approx((0.95 + 0.3 + 0.95) / 3)
+    assert b.heatmap["parity"]["parallel prefix"] == pytest.approx((0.95 + 0.3 + 0.0) / 3)
     out = tables.write(b, folders)
     md = (out / "benchmark.md").read_text()
-    assert "| 2 | no | - | parity.prefix | 0.95 [0.91, 0.99] | not supported | 1/1 |" in md
+    assert "| 2 | no | - | parity.prefix | 0.00 [0.00, 0.02] | not supported | 1/1 |" in md
+    assert "| classifier | compiled | 3 | 0 (1) | 1 (1) | 2 (67%) | 1 |" in md  # counts, prefix, none, no lead
     back = json.loads((out / "benchmark.json").read_text())
     assert [JobRecord.from_json(j) for j in back["jobs"]] == list(b.jobs)
     assert (out / "benchmark.html").is_file() and (out / "heatmap.png").is_file()
