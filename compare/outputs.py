@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from compare.layer_norm import unembed_as_read
-from learned.lm import LegalNext, Readout, token_log_probs
+from learned.lm import LegalNext, Readout, every_token_so_far, token_log_probs
 from learned.model import ModelConfig
 from rasp_programs.errors import ToolkitError
 
@@ -91,16 +91,12 @@ class LMReadout(OutputReadout):
         self.cfg, self.readout = cfg, readout
         self.true, self.false = program_vocab.index("True"), program_vocab.index("False")
         self.end = cfg.output_vocab.index(readout.end_token)
-        self.pad = cfg.vocab.index(cfg.pad_token)
 
     def _parts(self, logits: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(tokens so far all probable enough ``[B, T]``, log P(END) minus log tau_end ``[B, T]``)."""
         logp = torch.log_softmax(logits.float(), -1)
-        real = ids != self.pad
-        real[:, 0] = False
-        ok = (token_log_probs(self.cfg, logp.detach(), ids) >= math.log(self.readout.tau_token)) | ~real
-        ok = ok.int().cummin(1).values.bool() & real
-        return ok, logp[..., self.end] - math.log(self.readout.tau_end)
+        probable = token_log_probs(self.cfg, logp.detach(), ids) >= math.log(self.readout.tau_token)  # [B, T]
+        return every_token_so_far(self.cfg, probable, ids), logp[..., self.end] - math.log(self.readout.tau_end)
 
     def predict(self, logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         ok, end = self._parts(logits, ids)
@@ -143,7 +139,6 @@ class LegalNextReadout(LMReadout):
         self.cfg, self.readout = cfg, readout
         self.true, self.false = program_vocab.index("True"), program_vocab.index("False")
         self.end = cfg.output_vocab.index(readout.end_token)
-        self.pad = cfg.vocab.index(cfg.pad_token)
 
     def _parts(self, logits: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(every token so far legal ``[B, T]``, END's logit minus the threshold's logit ``[B, T]``)."""

@@ -127,10 +127,8 @@ class LegalNext:
 
         ``logits`` ``[B, T, O]``, ``ids`` ``[B, T]``: position ``t``'s token is read at position ``t - 1``.
         """
-        real = ids != cfg.vocab.index(cfg.pad_token)  # [B, T]
-        real[:, 0] = False
-        ok = (token_log_probs(cfg, logits, ids) > self.logit_threshold()) | ~real  # a gather: logits work too
-        return ok.int().cummin(1).values.bool() & real
+        # token_log_probs is a gather: it reads logits as well as log-probabilities
+        return every_token_so_far(cfg, token_log_probs(cfg, logits, ids) > self.logit_threshold(), ids)
 
     def verdicts(self, cfg: ModelConfig, logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """``[B, T]`` bool: the prefix is in the language (class docstring)."""
@@ -157,14 +155,18 @@ def token_log_probs(cfg: ModelConfig, logp: torch.Tensor, ids: torch.Tensor) -> 
     return torch.cat([torch.zeros_like(got[:, :1]), got], 1)
 
 
-def verdicts_from(cfg: ModelConfig, logp: torch.Tensor, ids: torch.Tensor, readout: Readout) -> torch.Tensor:
-    """The verdicts ``[N, T]`` (bool) from log-probabilities ``[N, T, O]``; see the module docstring."""
+def every_token_so_far(cfg: ModelConfig, token_ok: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """``[N, T]`` bool: ``token_ok`` ``[N, T]`` held at every real token up to ``t``; False at BOS and pads."""
     real = ids != cfg.vocab.index(cfg.pad_token)  # [N, T]
     real[:, 0] = False
-    tokens_ok = (token_log_probs(cfg, logp, ids) >= math.log(readout.tau_token)) | ~real  # [N, T]
-    tokens_ok = tokens_ok.int().cummin(1).values.bool()  # every token so far
+    return (token_ok | ~real).int().cummin(1).values.bool() & real
+
+
+def verdicts_from(cfg: ModelConfig, logp: torch.Tensor, ids: torch.Tensor, readout: Readout) -> torch.Tensor:
+    """The verdicts ``[N, T]`` (bool) from log-probabilities ``[N, T, O]``; see the module docstring."""
+    tokens_ok = every_token_so_far(cfg, token_log_probs(cfg, logp, ids) >= math.log(readout.tau_token), ids)
     end_ok = logp[..., cfg.output_vocab.index(readout.end_token)] >= math.log(readout.tau_end)  # [N, T]
-    return tokens_ok & end_ok & real
+    return tokens_ok & end_ok
 
 
 def lm_verdicts(model: Transformer, ids: torch.Tensor, readout: Readout) -> torch.Tensor:
