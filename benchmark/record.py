@@ -24,7 +24,9 @@ from benchmark.jobs import JobSpec
 # (rasp_programs.automaton_reset). 5: validation and test pairs move only values a fit pair moves; every
 # job of a task is compared on the same inputs and pairs (adapter.COMPARE_SEED). 6: a legal-next verdict needs
 # every token of the prefix legal, then END (learned.lm.LegalNext); classifier and LM jobs compare as in 5.
-VERSION = 6
+# 7: a pattern swap holds fixed the patterns of variables that vary among sources but not where the swapped
+# variable is live (compare.interventions.pattern_swap's ``held``).
+VERSION = 7
 
 
 class JobStatus(enum.Enum):

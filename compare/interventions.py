@@ -300,27 +300,40 @@ def dependent(data: Dataset, rows: np.ndarray, a: str, b: str) -> bool:
     return function_of(x, y) or function_of(y, x)
 
 
+def forward_patterns(space: Space, xt: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """``B`` ``[C, r]``: the joint linear forward model ``z ≈ g @ B`` (least squares) of the whitened
+    activations ``xt`` ``[n, D]`` on the design ``g`` ``[n, C]`` (``design``); the rows of a variable's
+    columns are its patterns (Haufe et al. 2014)."""
+    z = space.z(xt)
+    return np.linalg.lstsq(g, z - z.mean(0), rcond=None)[0]
+
+
 def pattern_swap(space: Space, xt: np.ndarray, g: np.ndarray, cols: dict[str, slice], var: str,
-                 tol: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+                 tol: float = 1e-6, held: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Where ``var`` lives, from a joint linear forward model of every program variable.
 
-    ``z ≈ g @ B`` (least squares; ``g`` from ``design`` over ``var`` and the other variables of the
-    model): the rows of ``B`` for ``var`` are its patterns (Haufe et al. 2014). The swap moves ``z``
-    along ``var``'s patterns by the change in ``var``'s coordinate in the basis of its own patterns and
-    the others', so a correlated variable is not dragged along.
+    ``z ≈ g @ B`` (``forward_patterns``; ``g`` from ``design`` over ``var`` and the other variables of the
+    model): the rows of ``B`` for ``var`` are its patterns. The swap moves ``z`` along ``var``'s patterns by
+    the change in ``var``'s coordinate in the basis of its own patterns and the others', so a correlated
+    variable is not dragged along.
+
+    ``held`` ``[r, h]``: more directions to hold fixed, the patterns of variables that vary between a
+    pair's base and source although not on the rows ``xt`` (a variable constant where ``var`` is live, but
+    not where sources are drawn from). Whitened coordinates are not orthogonal between correlated
+    variables, so without them a source's change in such a variable would leak into ``var``'s coordinate.
 
     Returns:
         ``V`` ``[r, k]`` an orthonormal basis of ``var``'s patterns and ``P`` ``[r, r]`` the swap
         (``z + (z_src - z) @ P``); ``k = 0`` if ``var`` has no pattern here.
     """
-    z = space.z(xt)
     r = space.m
     if g.shape[1] == 0 or cols[var].stop == cols[var].start or r == 0:
         return np.zeros((r, 0)), np.zeros((r, r))
-    b = np.linalg.lstsq(g, z - z.mean(0), rcond=None)[0]  # [C, r]
+    b = forward_patterns(space, xt, g)  # [C, r]
     own = _orth(b[cols[var]].T, tol)  # [r, k]
     keep = [c for name, sl in cols.items() if name != var for c in range(sl.start, sl.stop)]
-    other = _orth(b[keep].T, tol) if keep else np.zeros((r, 0))
+    parts = [b[keep].T] + ([held] if held is not None and held.size else [])
+    other = _orth(np.concatenate(parts, axis=1), tol)  # [r, o]
     basis = np.concatenate([own, other], axis=1)  # [r, k + o]
     coords = np.linalg.pinv(basis, rcond=1e-8)  # [k + o, r]: coordinates along own and the others' patterns
     return own, coords[:own.shape[1]].T @ own.T

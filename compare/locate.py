@@ -47,8 +47,8 @@ import torch
 from compare.activations import VariableInfo
 from compare.context import untrained_key
 from compare.identifiability import describe, is_coarser
-from compare.interventions import (Pairs, agrees, dependent, design, embed_overlap, pattern_swap, probe_directions,
-                                   seeded, stratified, _orth)
+from compare.interventions import (Pairs, Space, agrees, dependent, design, embed_overlap, forward_patterns,
+                                   pattern_swap, probe_directions, seeded, stratified, _orth)
 from compare.readouts import cross_fit, read_out
 from compare.site import Site
 from compare.results import IIA_OK, READ_OK, Coarsening, HookTrial, Intervention, VariableResult
@@ -167,6 +167,13 @@ def locate(prep: "Prepared", side: "ModelSide", v: VariableInfo, vi: int,
     # (e.g. theorem and count_I on well-formed prefixes): its columns are left out of v's forward model.
     tied = {n for n in names if n != v.name and dependent(data, rows, v.name, n)}
     designs = {kind: design(data, rows, [n for n in which if n not in tied]) for kind, which in conditionals}
+    # Sources come from every row of a split, not only where v is live: a variable constant (or tied to v)
+    # on v's rows can still differ between base and source. Its patterns, fitted on every fit row jointly
+    # with v's, are held fixed too, so its change does not leak into v's coordinate.
+    fit = np.flatnonzero(data.split("fit"))
+    apart = {n for n in names if n != v.name and dependent(data, fit, v.name, n)}
+    held_designs = {kind: design(data, fit, [n for n in which if n == v.name or n not in apart])
+                    for kind, which in conditionals}
 
     trials, found, chosen = [], {}, None
     for i, h in enumerate(hooks):
@@ -175,7 +182,8 @@ def locate(prep: "Prepared", side: "ModelSide", v: VariableInfo, vi: int,
         readable = selection_readout(prep, side, v, h) >= READ_OK
         cands = []
         for kind, (g, cols) in designs.items() if len(val) else []:
-            own, proj = pattern_swap(space, side.xt(h)[rows], g, cols, v.name)
+            own, proj = pattern_swap(space, side.xt(h)[rows], g, cols, v.name,
+                                     held=_held(space, side.xt(h)[fit], *held_designs[kind], v.name))
             if own.shape[1]:
                 cands.append(SwapOption(kind, own, proj, site.iia(val, proj)))
         if not cands:
@@ -229,6 +237,28 @@ def locate(prep: "Prepared", side: "ModelSide", v: VariableInfo, vi: int,
         compiled_live={h: prep.compiled.readouts[v.name][h].live.value for h in compiled_hooks},
         compiled_first_hook=compiled_hooks[v.first_written] if v.first_written >= 0 else None,
         partition=partition, partition_text=describe(partition))
+
+
+def _held(space: Space, xt: np.ndarray, g: np.ndarray, cols: dict[str, slice], var: str) -> np.ndarray:
+    """``[r, h]`` the patterns of every variable in ``cols`` but ``var``, from the joint forward model with
+    ``var`` on the rows of ``xt`` ``[n, D]`` (``pattern_swap``'s ``held``)."""
+    others = [c for name, sl in cols.items() if name != var for c in range(sl.start, sl.stop)]
+    if not others:
+        return np.zeros((space.m, 0))
+    return forward_patterns(space, xt, g)[others].T
+
+
+def _val_null(prep: "Prepared", site: Site, val: Pairs, dim: int, vi: int) -> float:
+    """The 95th percentile IIA on the validation pairs of a few random ``dim``-dimensional subspaces (nan:
+    the subspace is the whole space)."""
+    return site.null(val, dim, max(3, prep.config.n_null // 4), prep.config.seed + 7 * vi)[1]
+
+
+def selective(option: SwapOption, null_p95: float) -> bool:
+    """Whether a swap's validation IIA beats random subspaces of its size: by ``SELECTIVE`` over their 95th
+    percentile, or perfect above it (no room for the margin: a variable that fills half of a small whitened
+    space, like compiled bad_M_at); a nan null has nothing to beat."""
+    return not option.val < null_p95 + SELECTIVE or (option.val >= 1.0 and null_p95 < option.val)
 
 
 def clears(iia_value: float, n: int, threshold: float = IIA_OK) -> bool:
@@ -292,15 +322,12 @@ def _intervene(prep: "Prepared", side: "ModelSide", v: VariableInfo, vi: int, i:
         options.append(SwapOption("das", runs[top], runs[top] @ runs[top].T, scores[top], list(zip(runs, scores))))
     # A swap no better than random subspaces of its size is no evidence of where the variable lives (a large
     # DAS dimension can make almost anything "causal"): such options are dropped unless every one is.
-    nulls = {d: site.null(val, d, max(3, cfg.n_null // 4), cfg.seed + 7 * vi)[1] for d in {o.dim for o in options}}
-    # (nan null: nothing to beat; a perfect swap needs only to beat the null's 95th percentile, where there is
-    # no room for the margin: a variable that fills half of a small whitened space, like compiled bad_M_at)
-    selective = [o for o in options if not o.val < nulls[o.dim] + SELECTIVE
-                 or (o.val >= 1.0 and nulls[o.dim] < o.val)] or options
-    top = max(o.val for o in selective)
+    nulls = {d: _val_null(prep, site, val, d, vi) for d in {o.dim for o in options}}
+    selective_options = [o for o in options if selective(o, nulls[o.dim])] or options
+    top = max(o.val for o in selective_options)
     # Patterns first (where the variable varies, METHODS.md), then the smallest dimension: DAS is the
     # fallback where the patterns fall short.
-    choice = min((o for o in selective if o.val >= top - SWEEP_TOL), key=lambda o: (o.kind == "das", o.dim))
+    choice = min((o for o in selective_options if o.val >= top - SWEEP_TOL), key=lambda o: (o.kind == "das", o.dim))
     test = prep.pairs[v.name]["test"]
     outputs = site.outputs(test, choice.proj)
     hit = agrees(outputs, test.target)

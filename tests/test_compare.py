@@ -29,9 +29,9 @@ from compare.context import untrained_baseline, untrained_key
 from compare.controls import (check_disguised, check_distributed, check_knockout, check_self, check_untrained,
                               checks_only, disguise, random_model, seed_vs_seed)
 from compare.heads import match_heads, normalised_rows, row_agreement
-from compare.interventions import agrees, design, patched_outputs, pattern_swap
+from compare.interventions import agrees, design, make_space, patched_outputs, pattern_swap
 from compare.outputs import OutputReadout
-from compare.locate import locate, output_ready
+from compare.locate import _held, locate, output_ready
 from compare.pipeline import CompareConfig, compare_models, prepare
 from compare.readouts import read_out
 from compare.report import build_doc, read_report
@@ -329,6 +329,30 @@ def test_untrained_and_control_task_baselines(miu):
     assert v.control_task is not None and v.control_task.defined
     # an untrained network reads count_I on live rows after its first attention layer: readability is cheap
     assert v.readout_at("blocks.1.hook_resid_pre").untrained_live > 0.8
+
+
+def test_a_swap_holds_variables_that_vary_only_among_sources():
+    """Two exclusive one-hot variables, like ``is_I`` and ``is_bad_M`` (one token each). Where ``a`` is live
+    ``b`` is constant, so ``a``'s forward model cannot hold ``b`` fixed; but a source can carry ``b``. In
+    whitened coordinates the two are not orthogonal, and without ``b``'s patterns (fitted on every row) a
+    swap from such a source moves ``a`` by about half its step: compiled ``miu_mean`` failed its self control
+    that way. With them the swap moves exactly ``a``."""
+    ab = np.array([(1, 0)] * 30 + [(0, 1)] * 20 + [(0, 0)] * 50, dtype=float)  # [N, 2] rows of (a, b)
+    xt = ab @ np.array([[2.0, 0.5, 0.0], [0.3, -1.0, 0.0]])  # [N, D]: what the layers wrote
+    space = make_space(xt)
+    rows = np.flatnonzero(ab[:, 1] == 0)  # where a is live
+    data = types.SimpleNamespace(targets={"a": ab[:, 0].astype(int), "b": ab[:, 1].astype(int)},
+                                 var=lambda n: types.SimpleNamespace(encoding="numerical", classes=[0, 1]))
+    g, cols = design(data, rows, ["a", "b"])
+    assert "b" in cols and cols["b"].stop == cols["b"].start  # b is constant where a is live
+    base, source = xt[0], xt[30]  # a=1, b=0 -> a=0, b=1
+    want = xt[50] - xt[0]         # a=1 -> a=0, b unchanged
+    every = np.arange(len(ab))
+    held = _held(space, xt, *design(data, every, ["a", "b"]), "a")
+    for with_b, ok in ((False, False), (True, True)):
+        _, proj = pattern_swap(space, xt[rows], g, cols, "a", held=held if with_b else None)
+        step = (source - base) @ space.lift(proj)
+        assert np.allclose(step, want, atol=1e-9) is ok, (with_b, step, want)
 
 
 def test_pattern_subspace_is_where_the_variable_varies(miu):
